@@ -1,0 +1,1 @@
+"""Drills: settings, the run store, the `stormdrill` CLI, the API and schedules."""

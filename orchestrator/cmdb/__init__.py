@@ -1,0 +1,1 @@
+"""CMDB: services, dependencies, owners and people, loaded from Backstage descriptors."""

@@ -1,0 +1,1 @@
+"""Providers: actions and probes that touch Kubernetes, AWS and people, behind one registry."""

@@ -1,0 +1,1 @@
+"""Kubernetes provider: node, pod, deployment, network and RBAC faults, each with a precise undo."""
