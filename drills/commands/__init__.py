@@ -1,0 +1,1 @@
+"""CLI command groups; `drills.cli` assembles them into the `stormdrill` app."""
