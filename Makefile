@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STATE_DIR ?= .stormdrill/demo
 
-.PHONY: install demo test lint typecheck layers pytest clean lock
+.PHONY: install demo test lint typecheck layers pytest services clean lock
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,10 @@ typecheck: install
 layers: install
 	$(BIN)/lint-imports
 
-pytest: install
+services:
+	@bash .ci/services
+
+pytest: install services
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck layers pytest

@@ -1,0 +1,42 @@
+"""Settings: where Stormdrill keeps its store, reports and kill switch, read once from the environment.
+
+Settings are built explicitly (`Settings.from_env(os.environ)`) and passed in; nothing reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Mapping
+
+import platformdirs
+
+APP_NAME = "stormdrill"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Process-wide settings; every field has a zero-setup default."""
+
+    data_dir: pathlib.Path
+    database_url: str
+    reports_dir: pathlib.Path
+    cmdb_paths: tuple[pathlib.Path, ...] = ()
+    killswitch_file: pathlib.Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from `STORMDRILL_*` variables, falling back to the user's data directory."""
+        data_dir = pathlib.Path(env.get("STORMDRILL_DATA_DIR") or platformdirs.user_data_dir(APP_NAME))
+        database_url = env.get("STORMDRILL_DATABASE_URL") or f"sqlite:///{data_dir / 'stormdrill.db'}"
+        reports_dir = pathlib.Path(env.get("STORMDRILL_REPORTS_DIR") or data_dir / "reports")
+        cmdb = tuple(pathlib.Path(p) for p in env.get("STORMDRILL_CMDB", "").split(":") if p)
+        killswitch = env.get("STORMDRILL_KILLSWITCH_FILE")
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            reports_dir=reports_dir,
+            cmdb_paths=cmdb,
+            killswitch_file=pathlib.Path(killswitch) if killswitch else None,
+        )
