@@ -1,0 +1,393 @@
+"""`stormdrill cmdb`: look at the catalog — services, owners, dependencies — and at impact.
+
+`show [REF]` lists every service (or one in detail); `impact REF...` lists what losing
+those services reaches. The catalog comes from `--cmdb PATH` (repeatable: files or
+folders of Backstage descriptors and on-call files), else `STORMDRILL_CMDB`. Problems
+go to stderr as `file:line:column: field: message`; any error exits 1, never with a
+traceback. Catalog warnings are printed to stderr and do not change the exit code.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import functools
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import rich.console
+import rich.table
+import rich.text
+import typer
+
+from orchestrator.cmdb import backstage, errors, impact, models
+from scenarios import errors as scenario_errors
+
+app = typer.Typer(
+    help="Look at the CMDB: services, owners, dependencies and impact.", no_args_is_help=True
+)
+
+_T = TypeVar("_T")
+
+JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
+
+
+class OutputFormat(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+_CMDB_HELP = (
+    "Catalog file or folder (Backstage catalog-info.yaml, on-call YAML); repeat for more. "
+    f"Defaults to ${backstage.ENV_VAR} (paths separated by '{os.pathsep}')."
+)
+
+
+@app.command()
+def show(
+    ref: str | None = typer.Argument(
+        None, help="A service to show in detail (e.g. checkout, resource:payments-db)."
+    ),
+    cmdb: list[Path] | None = typer.Option(None, "--cmdb", help=_CMDB_HELP),
+    output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", help="Output."),
+) -> None:
+    """List every service (ref, tier, system, owner, dependencies, RTO), or one in detail."""
+    catalog = _load(cmdb)
+    if ref is None:
+        services = sorted(catalog.services.values(), key=lambda s: (s.tier, s.ref))
+        if output_format is OutputFormat.JSON:
+            _echo_json({"services": [_service_json(catalog, s) for s in services]})
+        else:
+            _console().print(_services_table(services))
+        return
+    service = _guarded(lambda: catalog.service(catalog.lookup(ref)))
+    if output_format is OutputFormat.JSON:
+        _echo_json(_service_json(catalog, service))
+    else:
+        _console().print(_service_detail(catalog, service))
+
+
+@app.command("impact")
+def impact_command(
+    refs: list[str] = typer.Argument(..., help="Targeted services, APIs or systems."),
+    cmdb: list[Path] | None = typer.Option(None, "--cmdb", help=_CMDB_HELP),
+    failure_mode: str | None = typer.Option(
+        None, "--failure-mode", help="Show the RTO/RPO for this failure mode (availability-zone…)."
+    ),
+    output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", help="Output."),
+) -> None:
+    """List the targeted services and everything that depends on them, transitively."""
+    catalog = _load(cmdb)
+    targets = [_guarded(functools.partial(catalog.lookup, raw)) for raw in refs]
+    result = _guarded(lambda: impact.impact(catalog, targets))
+    if output_format is OutputFormat.JSON:
+        _echo_json(_impact_json(result, failure_mode))
+    else:
+        _console().print(_impact_table(result, failure_mode))
+
+
+def _load(cmdb: Sequence[Path] | None) -> models.Catalog:
+    paths = backstage.resolve_catalog_paths(cmdb, os.environ)
+    if not paths:
+        _fail([f"no catalog: pass --cmdb PATH or set {backstage.ENV_VAR}"])
+    try:
+        catalog = backstage.load_catalog(paths)
+    except errors.CatalogInvalid as exc:
+        _fail([_problem_line(p) for p in exc.problems])
+    for problem in catalog.problems:
+        typer.echo(_problem_line(problem), err=True)
+    return catalog
+
+
+def _guarded(action: Callable[[], _T]) -> _T:
+    try:
+        return action()
+    except errors.CmdbError as exc:
+        _fail([f"error: {exc}"])
+
+
+def _problem_line(problem: scenario_errors.Problem) -> str:
+    """`file:line:column: field: message` (a warning is marked by `Problem` itself)."""
+    return str(problem)
+
+
+def _fail(lines: Iterable[str]) -> NoReturn:
+    for line in lines:
+        typer.echo(line, err=True)
+    raise typer.Exit(1)
+
+
+def _console() -> rich.console.Console:
+    return rich.console.Console(highlight=False)
+
+
+def _echo_json(value: JsonValue) -> None:
+    typer.echo(json.dumps(value, indent=2))
+
+
+def _duration(value: datetime.timedelta | None) -> str:
+    """`15m`, `1h30m`, `0s`; `-` when unset."""
+    if value is None:
+        return "-"
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    text = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            text += f"{count}{unit}"
+    return text
+
+
+def _objective_text(
+    default: datetime.timedelta | None,
+    by_mode: dict[models.FailureMode, datetime.timedelta],
+    mode: str | None = None,
+) -> str:
+    if mode is not None:
+        return _duration(by_mode.get(models.FailureMode(mode), default))
+    overrides = ", ".join(f"{m} {_duration(v)}" for m, v in sorted(by_mode.items()))
+    return f"{_duration(default)} ({overrides})" if overrides else _duration(default)
+
+
+def _ref_text(ref: models.EntityRef | None) -> str:
+    """`checkout` for a component in the default namespace, `resource:payments-db`, …"""
+    if ref is None:
+        return "-"
+    plain = (models.EntityKind.COMPONENT, models.EntityKind.GROUP, models.EntityKind.USER)
+    if ref.kind in plain and ref.namespace == models.DEFAULT_NAMESPACE:
+        return ref.name
+    return f"{ref.kind.value}:{ref.short}"
+
+
+def _tier_text(service: models.Service) -> str:
+    return f"{service.tier} (default)" if service.tier_defaulted else str(service.tier)
+
+
+def _cell(value: str) -> rich.text.Text:
+    return rich.text.Text(value)
+
+
+def _services_table(services: Sequence[models.Service]) -> rich.table.Table:
+    table = rich.table.Table(title="Services", show_lines=False)
+    for column in ("ref", "tier", "system", "owner", "depends on", "RTO"):
+        table.add_column(column)
+    for service in services:
+        table.add_row(
+            *(
+                _cell(v)
+                for v in (
+                    str(service.ref),
+                    _tier_text(service),
+                    _ref_text(service.system),
+                    _ref_text(service.owner),
+                    ", ".join(_ref_text(r) for r in service.depends_on) or "-",
+                    _objective_text(service.objectives.rto, dict(service.objectives.rto_by_mode)),
+                )
+            )
+        )
+    return table
+
+
+def _service_detail(catalog: models.Catalog, service: models.Service) -> rich.table.Table:
+    table = rich.table.Table(title=str(service.ref), show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    objectives = service.objectives
+    people = service.people
+    rows = [
+        ("title", service.title or "-"),
+        ("kind / type", f"{service.kind.value} / {service.type}"),
+        ("lifecycle", service.lifecycle or "-"),
+        ("system", _ref_text(service.system)),
+        ("owner", _ref_text(service.owner)),
+        ("owners (people)", _refs_text(people.owners)),
+        ("tier", _tier_text(service)),
+        ("RTO", _objective_text(objectives.rto, dict(objectives.rto_by_mode))),
+        ("RPO", _objective_text(objectives.rpo, dict(objectives.rpo_by_mode))),
+        (
+            "depends on",
+            ", ".join(f"{_ref_text(d.ref)} ({d.type.value})" for d in service.dependencies) or "-",
+        ),
+        ("used by", _refs_text(s.ref for s in catalog.dependents(service.ref))),
+        ("vendors", ", ".join(_vendor_text(v) for v in service.vendors) or "-"),
+        ("vendor endpoint", _vendor_text(service.vendor) if service.vendor else "-"),
+        ("kubernetes", _kubernetes_text(service.kubernetes)),
+        ("aws", _aws_text(service.aws)),
+        ("on-call", _on_call_text(catalog, service)),
+        ("break-glass", _refs_text(people.break_glass)),
+        ("runbook owner", _ref_text(people.runbook_owner)),
+        ("runbook editors", _refs_text(people.runbook_editors)),
+        ("repo path", people.repo_path or "-"),
+        ("source", str(service.source)),
+    ]
+    for field, value in rows:
+        table.add_row(_cell(field), _cell(value))
+    return table
+
+
+def _refs_text(refs: Iterable[models.EntityRef]) -> str:
+    return ", ".join(_ref_text(r) for r in refs) or "-"
+
+
+def _vendor_text(vendor: models.Vendor) -> str:
+    ports = ",".join(str(p) for p in vendor.ports)
+    cidrs = ",".join(str(c) for c in vendor.cidrs) or "no CIDR"
+    return f"{_ref_text(vendor.ref)} {cidrs}" + (f" port {ports}" if ports else "")
+
+
+def _kubernetes_text(placement: models.KubernetesPlacement) -> str:
+    if not placement.selectors:
+        return "-"
+    parts = [" or ".join(str(s) for s in placement.selectors)]
+    if placement.namespaces:
+        parts.append(f"namespace {','.join(placement.namespaces)}")
+    if placement.clusters:
+        parts.append(f"cluster {','.join(placement.clusters)}")
+    return "; ".join(parts)
+
+
+def _aws_text(placement: models.AwsPlacement) -> str:
+    parts = []
+    if placement.tags:
+        parts.append("tags " + ",".join(f"{k}={v}" for k, v in placement.tags.items()))
+    if placement.resources:
+        parts.append(",".join(str(r) for r in placement.resources))
+    if placement.regions:
+        parts.append("regions " + ",".join(placement.regions))
+    if placement.zones:
+        parts.append("zones " + ",".join(placement.zones))
+    return "; ".join(parts) or "-"
+
+
+def _on_call_text(catalog: models.Catalog, service: models.Service) -> str:
+    parts = []
+    for rotation in catalog.rotations_for(service.ref):
+        layers = "; ".join(
+            f"{layer.name}: {_refs_text(layer.members)}" for layer in rotation.layers
+        )
+        parts.append(f"{rotation.name} ({layers})")
+    return " | ".join(parts) or "-"
+
+
+def _impact_table(result: impact.Impact, mode: str | None) -> rich.table.Table:
+    title = "Impact of losing " + ", ".join(_ref_text(t) for t in result.targets)
+    table = rich.table.Table(title=title)
+    for column in ("ref", "tier", "distance", "path", "owner", "RTO", "RPO"):
+        table.add_column(column)
+    for item in result.services:
+        objectives = item.objectives
+        table.add_row(
+            *(
+                _cell(v)
+                for v in (
+                    str(item.ref),
+                    _tier_text(item.service),
+                    str(item.distance),
+                    " <- ".join(_ref_text(r) for r in reversed(item.path)),
+                    _ref_text(item.owner),
+                    _objective_text(objectives.rto, dict(objectives.rto_by_mode), mode),
+                    _objective_text(objectives.rpo, dict(objectives.rpo_by_mode), mode),
+                )
+            )
+        )
+    return table
+
+
+def _optional_duration(value: datetime.timedelta | None) -> JsonValue:
+    return None if value is None else _duration(value)
+
+
+def _seconds(value: datetime.timedelta | None) -> JsonValue:
+    return None if value is None else int(value.total_seconds())
+
+
+def _objectives_json(objectives: models.Objectives) -> JsonValue:
+    return {
+        "rto": _optional_duration(objectives.rto),
+        "rpo": _optional_duration(objectives.rpo),
+        "rtoSeconds": _seconds(objectives.rto),
+        "rpoSeconds": _seconds(objectives.rpo),
+        "rtoByMode": {m: _duration(v) for m, v in sorted(objectives.rto_by_mode.items())},
+        "rpoByMode": {m: _duration(v) for m, v in sorted(objectives.rpo_by_mode.items())},
+    }
+
+
+def _strs(values: Iterable[object]) -> JsonValue:
+    return [str(v) for v in values]
+
+
+def _service_json(catalog: models.Catalog, service: models.Service) -> JsonValue:
+    people = service.people
+    return {
+        "ref": str(service.ref),
+        "name": service.name,
+        "kind": service.kind.value,
+        "type": service.type,
+        "title": service.title,
+        "system": str(service.system) if service.system else None,
+        "owner": str(service.owner),
+        "tier": service.tier,
+        "tierDefaulted": service.tier_defaulted,
+        "lifecycle": service.lifecycle,
+        "objectives": _objectives_json(service.objectives),
+        "dependsOn": [
+            {"ref": str(d.ref), "type": d.type.value, "via": str(d.via) if d.via else None}
+            for d in service.dependencies
+        ],
+        "usedBy": _strs(s.ref for s in catalog.dependents(service.ref)),
+        "vendor": _vendor_json(service.vendor) if service.vendor else None,
+        "vendors": [_vendor_json(v) for v in service.vendors],
+        "kubernetes": {
+            "selectors": _strs(service.kubernetes.selectors),
+            "namespaces": list(service.kubernetes.namespaces),
+            "clusters": list(service.kubernetes.clusters),
+        },
+        "aws": {
+            "tags": dict(service.aws.tags),
+            "regions": list(service.aws.regions),
+            "zones": list(service.aws.zones),
+            "resources": _strs(service.aws.resources),
+        },
+        "people": {
+            "owners": _strs(people.owners),
+            "onCall": list(people.on_call),
+            "breakGlass": _strs(people.break_glass),
+            "runbookOwner": str(people.runbook_owner) if people.runbook_owner else None,
+            "runbookEditors": _strs(people.runbook_editors),
+            "repoPath": people.repo_path,
+        },
+        "source": {"file": service.source.file, "line": service.source.line},
+    }
+
+
+def _vendor_json(vendor: models.Vendor) -> JsonValue:
+    return {"ref": str(vendor.ref), "cidrs": _strs(vendor.cidrs), "ports": list(vendor.ports)}
+
+
+def _impact_json(result: impact.Impact, mode: str | None) -> JsonValue:
+    services: list[JsonValue] = []
+    for item in result.services:
+        objectives = item.objectives
+        services.append(
+            {
+                "ref": str(item.ref),
+                "tier": item.tier,
+                "distance": item.distance,
+                "path": _strs(item.path),
+                "via": item.via.value if item.via else None,
+                "owner": str(item.owner),
+                "rto": _optional_duration(objectives.rto_for(mode)),
+                "rpo": _optional_duration(objectives.rpo_for(mode)),
+                "objectives": _objectives_json(objectives),
+            }
+        )
+    return {
+        "targets": _strs(result.targets),
+        "failureMode": mode,
+        "services": services,
+    }

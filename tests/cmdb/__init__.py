@@ -1,0 +1,1 @@
+"""Tests of the CMDB layer: loading Backstage descriptors, impact, and `stormdrill cmdb`."""
