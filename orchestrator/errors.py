@@ -1,0 +1,139 @@
+"""Errors: the orchestrator's branch of Stormdrill's error tree.
+
+Every error here derives from `scenarios.errors.StormdrillError` through
+`OrchestratorError`. Provider code wraps SDK errors at its edge into
+`ProviderRetryable` (try again, maybe after `delay` seconds) or `ProviderPermanent`
+(trying again will not help); anything else escaping a provider is a bug.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from scenarios import errors as scenario_errors
+
+if TYPE_CHECKING:
+    from orchestrator import mutations, states
+
+
+class OrchestratorError(scenario_errors.StormdrillError):
+    """The root of every error the orchestrator raises on purpose."""
+
+
+class IllegalTransition(OrchestratorError):
+    """A run was asked to move between two states the state machine does not connect."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        from_state: states.RunState,
+        to_state: states.RunState,
+        allowed: Iterable[states.RunState],
+        why: str = "",
+    ) -> None:
+        self.run_id = run_id
+        self.from_state = from_state
+        self.to_state = to_state
+        self.allowed = tuple(sorted(allowed, key=lambda s: s.value))
+        choices = ", ".join(s.value for s in self.allowed) or "nothing (terminal state)"
+        detail = f": {why}" if why else ""
+        super().__init__(
+            f"run {run_id}: illegal transition {from_state.value} -> {to_state.value}{detail} "
+            f"(from {from_state.value} a run may go to: {choices})"
+        )
+
+
+class GuardrailTripped(OrchestratorError):
+    """A guardrail rule fired; the run must abort and roll back."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        self.message = message
+        super().__init__(f"guardrail {rule!r} tripped: {message}")
+
+
+class ProviderError(OrchestratorError):
+    """A provider could not do what it was asked (wrapped SDK or API error)."""
+
+
+class ProviderRetryable(ProviderError):
+    """A transient provider failure: try again, after `delay` seconds if the provider knows."""
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        self.message = message
+        self.delay = delay
+        super().__init__(message)
+
+
+class ProviderPermanent(ProviderError):
+    """A provider failure that retrying will not fix (forbidden, invalid, gone for good)."""
+
+
+class JournalError(OrchestratorError):
+    """The journal could not be read or written, or an entry is not in the expected state."""
+
+
+class StaleRun(JournalError):
+    """Optimistic check failed: the stored run is not in the state the caller expected.
+
+    Another process (a second engine, or recovery) moved the run in between; the
+    caller must re-read it and decide again, never overwrite.
+    """
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """A ' (did you mean 'x'?)' hint for a mistyped name, or '' when nothing is close."""
+    matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+class UnknownAction(OrchestratorError):
+    """No action of that name is registered."""
+
+    def __init__(self, name: str, *, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = tuple(known)
+        hint = did_you_mean(name, self.known) or " (run `stormdrill actions` to list them)"
+        super().__init__(f"unknown action {name!r}{hint}")
+
+
+class UnknownProbe(OrchestratorError):
+    """No probe of that name is registered."""
+
+    def __init__(self, name: str, *, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = tuple(known)
+        hint = did_you_mean(name, self.known) or " (run `stormdrill actions` to list them)"
+        super().__init__(f"unknown probe {name!r}{hint}")
+
+
+class InvalidParams(OrchestratorError):
+    """Parameters given to an action or probe do not match its params model."""
+
+
+class RegistryError(OrchestratorError):
+    """An action or probe class is malformed or its name is already taken."""
+
+
+class RollbackFailed(OrchestratorError):
+    """Some mutations could not be undone; `leftovers` are still in effect (or unknown)."""
+
+    def __init__(
+        self,
+        leftovers: Sequence[tuple[mutations.JournalEntry, str]],
+        *,
+        run_id: str = "",
+    ) -> None:
+        self.leftovers = tuple(leftovers)
+        where = f"run {run_id}: " if run_id else ""
+        lines = [
+            f"  #{entry.seq} {entry.action} on {entry.target.key}: {error}"
+            for entry, error in self.leftovers
+        ]
+        super().__init__(
+            f"{where}{len(self.leftovers)} mutation(s) could not be undone; they may still be "
+            "in effect. Fix the cause, then run `stormdrill recover` to retry:\n" + "\n".join(lines)
+        )

@@ -1,0 +1,260 @@
+"""Registry: the interfaces providers implement (actions, probes) and the name -> class map.
+
+Invariants:
+- An action plans its mutations (with undo tokens) before touching anything;
+  `apply` may refine the undo token with what it learned; `revert` is idempotent
+  ("already undone" and "never happened" are success).
+- Actions and probes are classes constructed without arguments; clients and the
+  run reach them through the `ProviderContext` the engine passes to every call.
+- There is no global registry: `default_registry()` builds a fresh one.
+- Names are dotted lower-case (`kubernetes.nodes.drain`), unique across actions
+  and probes, and checked when registered.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
+
+import pydantic
+
+from orchestrator import errors, mutations, states
+from scenarios import catalog as catalogs
+
+P = TypeVar("P", bound=pydantic.BaseModel)
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)*$")
+
+
+class ProviderContext(Protocol):
+    """What the engine hands every action and probe call (clients come later)."""
+
+    @property
+    def run_id(self) -> states.RunId: ...
+
+    @property
+    def dry_run(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe check: did it pass, the measured value, and a sentence a person reads."""
+
+    ok: bool
+    value: mutations.JsonValue
+    message: str
+    at: datetime
+
+
+def _parse(owner: str, model: type[pydantic.BaseModel], raw: Mapping[str, Any]) -> Any:
+    try:
+        return model.model_validate(dict(raw))
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(params)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise errors.InvalidParams(f"{owner} params: {problems}") from exc
+
+
+class Action(abc.ABC, Generic[P]):
+    """A fault (or other change) a drill can inject, and how to undo it."""
+
+    name: ClassVar[str]
+    params_model: ClassVar[type[pydantic.BaseModel]]
+    target_kinds: ClassVar[frozenset[str]]
+    description: ClassVar[str]
+    mutating: ClassVar[bool] = True
+    revertible: ClassVar[bool] = True
+    destructive: ClassVar[bool] = False
+    """Destroys something that revert cannot bring back exactly (e.g. deletes pods)."""
+
+    def parse_params(self, raw: Mapping[str, Any]) -> P:
+        """Validate raw scenario params into `params_model`; `errors.InvalidParams` if wrong."""
+        return cast(P, _parse(f"action {self.name}", self.params_model, raw))
+
+    @abc.abstractmethod
+    def plan(
+        self, ctx: ProviderContext, *, targets: Sequence[mutations.TargetRef], params: P
+    ) -> list[mutations.PlannedMutation]:
+        """The mutations this action would make, each with its undo token. Touches nothing."""
+
+    @abc.abstractmethod
+    def apply(
+        self, ctx: ProviderContext, *, mutation: mutations.PlannedMutation
+    ) -> mutations.UndoToken | None:
+        """Make the mutation; return a refined undo token, or None to keep the planned one."""
+
+    @abc.abstractmethod
+    def revert(self, ctx: ProviderContext, *, undo: mutations.UndoToken) -> None:
+        """Undo it. Idempotent: already undone, or never applied, is success."""
+
+
+class Probe(abc.ABC, Generic[P]):
+    """A read-only check of steady state (HTTP, deployment available, a query, an alarm)."""
+
+    name: ClassVar[str]
+    params_model: ClassVar[type[pydantic.BaseModel]]
+    description: ClassVar[str]
+
+    def parse_params(self, raw: Mapping[str, Any]) -> P:
+        """Validate raw scenario params into `params_model`; `errors.InvalidParams` if wrong."""
+        return cast(P, _parse(f"probe {self.name}", self.params_model, raw))
+
+    @abc.abstractmethod
+    def check(self, ctx: ProviderContext, *, params: P) -> ProbeResult:
+        """Measure once. Raise provider errors only when the probe itself cannot run."""
+
+
+ActionClass = type[Action[Any]]
+ProbeClass = type[Probe[Any]]
+
+
+@dataclass(frozen=True)
+class ActionDescription:
+    """An action as `stormdrill actions` and the scenario linter see it."""
+
+    name: str
+    description: str
+    target_kinds: frozenset[str]
+    mutating: bool
+    revertible: bool
+    destructive: bool
+    params_schema: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ProbeDescription:
+    name: str
+    description: str
+    params_schema: Mapping[str, Any]
+
+
+class Registry:
+    """Maps names to action and probe classes."""
+
+    def __init__(self) -> None:
+        self._actions: dict[str, ActionClass] = {}
+        self._probes: dict[str, ProbeClass] = {}
+
+    def register_action(self, cls: ActionClass) -> ActionClass:
+        self._check_common(cls, kind="action")
+        if not isinstance(getattr(cls, "target_kinds", None), frozenset):
+            raise errors.RegistryError(
+                f"action {cls.__qualname__}: target_kinds must be a frozenset"
+            )
+        if cls.revertible and not cls.mutating:
+            raise errors.RegistryError(
+                f"action {cls.name}: revertible=True needs mutating=True (nothing to revert)"
+            )
+        self._actions[cls.name] = cls
+        return cls
+
+    def register_probe(self, cls: ProbeClass) -> ProbeClass:
+        self._check_common(cls, kind="probe")
+        self._probes[cls.name] = cls
+        return cls
+
+    def register(self, *classes: ActionClass | ProbeClass) -> None:
+        """Register action and probe classes, whichever each is."""
+        for cls in classes:
+            if issubclass(cls, Action):
+                self.register_action(cls)
+            elif issubclass(cls, Probe):
+                self.register_probe(cls)
+            else:
+                raise errors.RegistryError(f"{cls!r} is neither an Action nor a Probe subclass")
+
+    def _check_common(self, cls: type[Any], *, kind: str) -> None:
+        where = f"{kind} {cls.__qualname__}"
+        if inspect.isabstract(cls):
+            raise errors.RegistryError(f"{where} is abstract: implement every method first")
+        for attribute in ("name", "params_model", "description"):
+            if not hasattr(cls, attribute):
+                raise errors.RegistryError(f"{where}: missing class attribute {attribute!r}")
+        name = cls.name
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise errors.RegistryError(
+                f"{where}: name {name!r} must be dotted lower-case, like 'kubernetes.nodes.drain'"
+            )
+        model = cls.params_model
+        if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
+            raise errors.RegistryError(f"{where}: params_model must be a pydantic model class")
+        if name in self._actions or name in self._probes:
+            raise errors.RegistryError(f"{where}: the name {name!r} is already registered")
+
+    def get_action(self, name: str) -> ActionClass:
+        try:
+            return self._actions[name]
+        except KeyError:
+            raise errors.UnknownAction(name, known=sorted(self._actions)) from None
+
+    def get_probe(self, name: str) -> ProbeClass:
+        try:
+            return self._probes[name]
+        except KeyError:
+            raise errors.UnknownProbe(name, known=sorted(self._probes)) from None
+
+    def actions(self) -> list[ActionClass]:
+        return [self._actions[name] for name in sorted(self._actions)]
+
+    def probes(self) -> list[ProbeClass]:
+        return [self._probes[name] for name in sorted(self._probes)]
+
+    def describe_actions(self) -> list[ActionDescription]:
+        return [
+            ActionDescription(
+                name=cls.name,
+                description=cls.description,
+                target_kinds=cls.target_kinds,
+                mutating=cls.mutating,
+                revertible=cls.revertible,
+                destructive=cls.destructive,
+                params_schema=cls.params_model.model_json_schema(),
+            )
+            for cls in self.actions()
+        ]
+
+    def describe_probes(self) -> list[ProbeDescription]:
+        return [
+            ProbeDescription(
+                name=cls.name,
+                description=cls.description,
+                params_schema=cls.params_model.model_json_schema(),
+            )
+            for cls in self.probes()
+        ]
+
+    def catalog(self) -> catalogs.Catalog:
+        """What the scenario linter needs to know about every registered action and probe."""
+        return catalogs.Catalog.of(
+            actions=[
+                catalogs.ActionInfo(
+                    name=cls.name,
+                    mutating=cls.mutating,
+                    revertible=cls.revertible,
+                    destructive=cls.destructive,
+                    params=cls.params_model,
+                    target_kinds=cls.target_kinds,
+                )
+                for cls in self.actions()
+            ],
+            probes=[
+                catalogs.ProbeInfo(name=cls.name, params=cls.params_model) for cls in self.probes()
+            ],
+        )
+
+
+def default_registry(extra: Iterable[ActionClass | ProbeClass] = ()) -> Registry:
+    """A fresh registry with the built-in providers (and `extra`) registered.
+
+    The provider packages register here as they land (kubernetes, aws, people).
+    """
+    registry = Registry()
+    registry.register(*extra)
+    return registry

@@ -1,0 +1,100 @@
+"""Durability and sharing: what one process journals survives its death and is seen by others."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from orchestrator import journal as journaling
+from orchestrator import mutations, states
+from tests.engine_core import factories
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_an_intent_written_by_a_process_killed_mid_mutation_is_in_the_undo_plan(
+    store_url: str,
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.engine_core.crash_writer", store_url, "run-crash"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line.startswith("intent "), f"child said {line!r}"
+        seq = int(line.split()[1])
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+    with journaling.open_store(store_url) as survivor:
+        (entry,) = survivor.undo_plan(states.RunId("run-crash"))
+        assert entry.seq == seq
+        assert entry.state is mutations.EntryState.INTENDED
+        assert entry.undo.data == {"value": 3}
+        assert [r.id for r in survivor.runs_in_flight()] == ["run-crash"]
+
+
+def test_exactly_one_of_many_concurrent_runs_gets_an_overlapping_target_set(
+    store_url: str,
+) -> None:
+    contenders = 8
+    stores = [journaling.open_store(store_url) for _ in range(2)]
+    try:
+        for i in range(contenders):
+            stores[0].create_run(factories.make_run(run_id=f"run-{i}"))
+        start = threading.Barrier(contenders)
+        won: list[str] = []
+        lock = threading.Lock()
+
+        def contend(i: int) -> None:
+            store = stores[i % 2]
+            keys = ["node-a", f"node-private-{i}", "node-z"]
+            start.wait(timeout=30)
+            if not store.acquire_targets(states.RunId(f"run-{i}"), keys):
+                with lock:
+                    won.append(f"run-{i}")
+
+        threads = [threading.Thread(target=contend, args=(i,)) for i in range(contenders)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert len(won) == 1
+        winner = states.RunId(won[0])
+        assert stores[1].held_targets(winner) == sorted(
+            ["node-a", f"node-private-{winner.removeprefix('run-')}", "node-z"]
+        )
+        for i in range(contenders):
+            if f"run-{i}" != winner:
+                assert stores[0].held_targets(states.RunId(f"run-{i}")) == []
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_two_processes_opening_a_fresh_store_at_once_both_succeed(store_url: str) -> None:
+    code = (
+        "import sys; from orchestrator import journal; "
+        "journal.open_store(sys.argv[1]).close(); print('ok')"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, store_url],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [child.communicate()[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0, 0]
+    assert outputs == ["ok\n"] * 3
