@@ -16,15 +16,16 @@ from __future__ import annotations
 import abc
 import inspect
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import pydantic
 
-from orchestrator import errors, mutations, states
+from orchestrator import context, errors, mutations, states, targets
 from scenarios import catalog as catalogs
+from scenarios import models as scenario_models
 
 P = TypeVar("P", bound=pydantic.BaseModel)
 
@@ -32,13 +33,26 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)*$")
 
 
 class ProviderContext(Protocol):
-    """What the engine hands every action and probe call (clients come later)."""
+    """What the engine hands every provider call (`context.RunContext` implements it)."""
 
     @property
     def run_id(self) -> states.RunId: ...
 
     @property
     def dry_run(self) -> bool: ...
+
+    @property
+    def expires_at(self) -> datetime: ...
+
+    @property
+    def time_scale(self) -> float: ...
+
+    @property
+    def environment(self) -> scenario_models.Environment: ...
+
+    def connection(self, provider: str) -> object:
+        """The provider's open connection (opened lazily by its registered factory)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ class Action(abc.ABC, Generic[P]):
     mutating: ClassVar[bool] = True
     revertible: ClassVar[bool] = True
     destructive: ClassVar[bool] = False
-    """Destroys something that revert cannot bring back exactly (e.g. deletes pods)."""
+    """Removes capacity or access (drain, stop, revoke): its target must have a blast radius."""
 
     def parse_params(self, raw: Mapping[str, Any]) -> P:
         """Validate raw scenario params into `params_model`; `errors.InvalidParams` if wrong."""
@@ -111,6 +125,46 @@ class Probe(abc.ABC, Generic[P]):
         """Measure once. Raise provider errors only when the probe itself cannot run."""
 
 
+class TargetResolver(abc.ABC):
+    """Resolves a scenario target of one provider into concrete, frozen `TargetRef`s."""
+
+    provider: ClassVar[str]
+    kinds: ClassVar[frozenset[str]]
+
+    @abc.abstractmethod
+    def resolve(
+        self, ctx: ProviderContext, *, name: str, target: scenario_models.Target
+    ) -> targets.Selection:
+        """Read (never change) the world and return what `target` selects, with its population."""
+
+
+@dataclass(frozen=True)
+class SweepFinding:
+    """A marker found by a sweep: what carries it, whose run, and whether it was healed."""
+
+    target: mutations.TargetRef
+    run_id: str
+    expired: bool
+    healed: bool
+    message: str
+
+
+class Sweeper(abc.ABC):
+    """Finds faults by their markers (labels, annotations, tags) and heals those of dead runs."""
+
+    provider: ClassVar[str]
+
+    @abc.abstractmethod
+    def sweep(
+        self,
+        ctx: ProviderContext,
+        *,
+        is_orphan: Callable[[str, datetime], bool],
+        dry_run: bool,
+    ) -> list[SweepFinding]:
+        """Heal every marked fault for which `is_orphan(run_id, expires_at)` is true."""
+
+
 ActionClass = type[Action[Any]]
 ProbeClass = type[Probe[Any]]
 
@@ -141,6 +195,35 @@ class Registry:
     def __init__(self) -> None:
         self._actions: dict[str, ActionClass] = {}
         self._probes: dict[str, ProbeClass] = {}
+        self._resolvers: dict[tuple[str, str], TargetResolver] = {}
+        self._sweepers: list[Sweeper] = []
+        self._connectors: dict[str, context.ConnectionFactory] = {}
+
+    def register_resolver(self, resolver: TargetResolver) -> None:
+        """Make `resolver` the one for each (provider, kind) it declares."""
+        for kind in resolver.kinds:
+            self._resolvers[(resolver.provider, kind)] = resolver
+
+    def resolver(self, *, provider: str, kind: str) -> TargetResolver:
+        try:
+            return self._resolvers[(provider, kind)]
+        except KeyError:
+            raise errors.RegistryError(
+                f"no resolver for {provider} targets of kind {kind!r} is registered"
+            ) from None
+
+    def register_sweeper(self, sweeper: Sweeper) -> None:
+        self._sweepers.append(sweeper)
+
+    def sweepers(self) -> list[Sweeper]:
+        return list(self._sweepers)
+
+    def register_connector(self, provider: str, factory: context.ConnectionFactory) -> None:
+        """How to open `provider`'s connection for an Environment (called lazily per run)."""
+        self._connectors[provider] = factory
+
+    def connectors(self) -> Mapping[str, context.ConnectionFactory]:
+        return dict(self._connectors)
 
     def register_action(self, cls: ActionClass) -> ActionClass:
         self._check_common(cls, kind="action")

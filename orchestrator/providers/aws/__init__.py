@@ -1,1 +1,1 @@
-"""AWS provider: zone isolation, instance stops, ASG zone removal, egress cut-off, IAM suspension."""
+"""AWS provider: zone isolation, instance stops, ASG zone removal, egress cut-off, IAM."""
