@@ -1,3 +1,3 @@
 """Root conftest: registers the shared fixture modules (sandbox, AWS, stores)."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures.aws", "tests.fixtures.kube", "tests.fixtures.stores"]

@@ -1,0 +1,1 @@
+"""Tests of the Kubernetes sandbox (API server, store, controller, seed, kubectl)."""
