@@ -27,7 +27,11 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
-        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        text = (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+        if self.severity == "warning":
+            text = f"{text} [warning]"
         return f"{text} ({self.hint})" if self.hint else text
 
 
