@@ -1,0 +1,1 @@
+"""Tests of the sandbox composition: moto seed, simulated workloads, `sandbox up`."""
