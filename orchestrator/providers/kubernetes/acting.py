@@ -1,0 +1,112 @@
+"""Acting: what every Kubernetes action shares — undo tokens that name a marker entry.
+
+An undo token's data is `{target, runId, step, entry, ...}`: the object, the run and step that
+changed it, and the `stormdrill.dev/undo` entry key holding the fault (None: the action
+changed nothing there, e.g. the node was cordoned before the drill). Reverting heals exactly
+that entry through `healing.heal`, so revert and sweep undo the same way.
+
+Invariants: `plan` only reads; `revert` is idempotent (a missing entry is "already undone" or
+"never happened", both success); params models forbid unknown fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
+
+import pydantic
+
+from orchestrator import errors, mutations, registry
+from orchestrator.providers.kubernetes import connection, healing
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=pydantic.BaseModel)
+
+
+class Params(pydantic.BaseModel):
+    """Base of every action's and probe's `with:` model: camelCase, unknown fields refused."""
+
+    model_config = pydantic.ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=pydantic.alias_generators.to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+
+class NoParams(Params):
+    """An action that takes no `with:` parameters."""
+
+
+def params_json(params: pydantic.BaseModel) -> dict[str, mutations.JsonValue]:
+    dumped: dict[str, mutations.JsonValue] = params.model_dump(mode="json", by_alias=True)
+    return dumped
+
+
+def token(
+    action: str,
+    *,
+    target: mutations.TargetRef,
+    run_id: str,
+    step: str,
+    entry: str | None,
+    **extra: mutations.JsonValue,
+) -> mutations.UndoToken:
+    return mutations.UndoToken(
+        action=action,
+        data={"target": target.to_json(), "runId": run_id, "step": step, "entry": entry, **extra},
+    )
+
+
+def refined(
+    undo: mutations.UndoToken, *, entry: str | None, **extra: mutations.JsonValue
+) -> mutations.UndoToken:
+    return mutations.UndoToken(action=undo.action, data={**undo.data, "entry": entry, **extra})
+
+
+def token_target(undo: mutations.UndoToken) -> mutations.TargetRef:
+    raw = undo.data.get("target")
+    if not isinstance(raw, Mapping):
+        raise errors.ProviderPermanent(f"undo token of {undo.action} names no target: {undo.data}")
+    return mutations.TargetRef.from_json(raw)
+
+
+def token_str(undo: mutations.UndoToken, key: str) -> str | None:
+    value = undo.data.get(key)
+    return None if value is None else str(value)
+
+
+def require_kind(action: str, targets: Any, kinds: frozenset[str]) -> list[mutations.TargetRef]:
+    """`targets` as a list, refusing refs of another provider or kind."""
+    refs = list(targets)
+    for ref in refs:
+        if ref.kind not in kinds:
+            raise errors.ProviderPermanent(
+                f"{action} cannot act on {ref} (it accepts {', '.join(sorted(kinds))})"
+            )
+    return refs
+
+
+class MarkedAction(registry.Action[P], Generic[P]):
+    """An action whose undo is one marker entry on its target object."""
+
+    def revert(self, ctx: registry.ProviderContext, *, undo: mutations.UndoToken) -> None:
+        entry = token_str(undo, "entry")
+        target = token_target(undo)
+        if entry is None:
+            log.info("%s on %s changed nothing; nothing to undo", undo.action, target)
+            return
+        run_id = token_str(undo, "runId") or str(ctx.run_id)
+        healed = healing.heal(
+            connection.from_context(ctx),
+            target,
+            run_id=run_id,
+            keys={entry},
+            step=token_str(undo, "step") or None,
+        )
+        if not healed:
+            log.info("%s on %s: already undone or never applied", undo.action, target)

@@ -1,0 +1,500 @@
+"""Node actions: cordon, drain (PDB-respecting evictions) and taint, each undone exactly.
+
+Invariants:
+- We only undo what we did: a node unschedulable before the drill is never uncordoned, an
+  identical taint present before is never removed; the marker entry records which step did it.
+- Drain evicts through `pods/eviction` (so PodDisruptionBudgets decide), retrying refused
+  evictions until `timeout` x time scale; DaemonSet-owned, mirror, finished and the
+  orchestrator's own pods are skipped. If the drain gives up it uncordons what it cordoned
+  before raising `DrainFailed` (evicted pods are recreated by their controllers).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import pydantic
+
+from orchestrator import errors, mutations, registry
+from orchestrator.providers.kubernetes import (
+    acting,
+    connection,
+    healing,
+    markers,
+    objects,
+)
+from orchestrator.providers.kubernetes import errors as kube_errors
+from scenarios import quantities
+
+log = logging.getLogger(__name__)
+
+NODE_KINDS = frozenset({"node"})
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+POLL_MIN_S = 0.05
+POLL_MAX_S = 2.0
+
+
+def _unschedulable(node: Mapping[str, Any]) -> bool:
+    return bool((node.get("spec") or {}).get("unschedulable"))
+
+
+def _read_node(conn: connection.KubeConnection, ref: mutations.TargetRef) -> connection.KubeObject:
+    node = objects.read(conn, ref)
+    if node is None:
+        raise errors.ProviderPermanent(f"{ref}: the node does not exist (was it removed?)")
+    return node
+
+
+def cordon(
+    conn: connection.KubeConnection,
+    ref: mutations.TargetRef,
+    *,
+    ctx: registry.ProviderContext,
+    step: str,
+) -> bool:
+    """Make the node unschedulable; True if this step did (now or on an earlier attempt)."""
+    ours = False
+
+    def change(node: connection.KubeObject) -> dict[str, Any] | None:
+        nonlocal ours
+        ours = False
+        markers.check_free(node, run_id=str(ctx.run_id))
+        mine = markers.entry(node, run_id=str(ctx.run_id), key=healing.CORDON)
+        if _unschedulable(node):
+            ours = mine is not None and mine.get("by") == step
+            return None
+        ours = True
+        return {
+            "spec": {"unschedulable": True},
+            "metadata": markers.add_entry(
+                node,
+                run_id=str(ctx.run_id),
+                expires_at=ctx.expires_at,
+                key=healing.CORDON,
+                data={"by": step},
+            ),
+        }
+
+    if objects.update(conn, ref, change) is None:
+        raise errors.ProviderPermanent(f"{ref}: the node does not exist (was it removed?)")
+    return ours
+
+
+class CordonAction(acting.MarkedAction[acting.NoParams]):
+    """Mark nodes unschedulable; undo uncordons only the nodes this step cordoned."""
+
+    name: ClassVar[str] = "kubernetes.nodes.cordon"
+    params_model: ClassVar[type[pydantic.BaseModel]] = acting.NoParams
+    target_kinds: ClassVar[frozenset[str]] = NODE_KINDS
+    description: ClassVar[str] = (
+        "Mark nodes unschedulable so nothing new lands on them (undo: uncordon the nodes"
+        " this step cordoned)."
+    )
+    destructive: ClassVar[bool] = True
+
+    def plan(
+        self,
+        ctx: registry.ProviderContext,
+        *,
+        targets: Sequence[mutations.TargetRef],
+        params: acting.NoParams,  # noqa: ARG002
+    ) -> list[mutations.PlannedMutation]:
+        conn = connection.from_context(ctx)
+        planned = []
+        for ref in acting.require_kind(self.name, targets, NODE_KINDS):
+            node = _read_node(conn, ref)
+            before = _unschedulable(node)
+            planned.append(
+                mutations.PlannedMutation(
+                    step="",
+                    target=ref,
+                    action=self.name,
+                    params={},
+                    pre_state={"unschedulable": before},
+                    undo=acting.token(
+                        self.name,
+                        target=ref,
+                        run_id=str(ctx.run_id),
+                        step="",
+                        entry=None if before else healing.CORDON,
+                        skip="unschedulable before the drill" if before else None,
+                    ),
+                )
+            )
+        return planned
+
+    def apply(
+        self, ctx: registry.ProviderContext, *, mutation: mutations.PlannedMutation
+    ) -> mutations.UndoToken | None:
+        conn = connection.from_context(ctx)
+        ours = cordon(conn, mutation.target, ctx=ctx, step=mutation.step)
+        return acting.refined(_stepped(mutation), entry=healing.CORDON if ours else None)
+
+
+def _stepped(mutation: mutations.PlannedMutation) -> mutations.UndoToken:
+    """The planned token with the step the engine assigned to the mutation."""
+    return mutations.UndoToken(
+        action=mutation.undo.action, data={**mutation.undo.data, "step": mutation.step}
+    )
+
+
+class DrainParams(acting.Params):
+    timeout: quantities.Duration = quantities.Duration(300.0)
+    respect_pod_disruption_budgets: bool = True
+    ignore_daemon_sets: bool = True
+    grace_period: quantities.Duration | None = None
+
+
+def _owner_kind(pod: Mapping[str, Any]) -> str | None:
+    for owner in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if owner.get("controller"):
+            return str(owner.get("kind"))
+    return None
+
+
+def _pod_ref(pod: Mapping[str, Any]) -> mutations.TargetRef:
+    return objects.ref_of(pod, kind="pod")
+
+
+def _is_own_pod(ctx: registry.ProviderContext, pod: Mapping[str, Any]) -> bool:
+    me = ctx.environment.spec.orchestrator
+    meta = pod.get("metadata") or {}
+    return bool(
+        me is not None
+        and me.pod_name
+        and meta.get("name") == me.pod_name
+        and (me.namespace is None or meta.get("namespace") == me.namespace)
+    )
+
+
+def pods_to_evict(
+    conn: connection.KubeConnection,
+    node: str,
+    *,
+    ctx: registry.ProviderContext,
+    ignore_daemon_sets: bool,
+) -> list[connection.KubeObject]:
+    """The pods a drain of `node` must remove (see the module docstring for what is skipped)."""
+    answer = conn.call(
+        f"pods on node {node}",
+        conn.core.list_pod_for_all_namespaces,
+        field_selector=f"spec.nodeName={node}",
+    )
+    chosen = []
+    for pod in objects.items(answer):
+        meta = pod.get("metadata") or {}
+        where = f"pod {meta.get('namespace')}/{meta.get('name')}"
+        if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
+            continue
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        if _is_own_pod(ctx, pod):
+            log.warning("drain of %s leaves %s alone: it is the orchestrator itself", node, where)
+            continue
+        if _owner_kind(pod) == "DaemonSet":
+            if ignore_daemon_sets:
+                continue
+            raise kube_errors.DrainFailed(
+                f"node {node}: {where} belongs to a DaemonSet and would come straight back;"
+                " set 'ignoreDaemonSets: true' to drain anyway"
+            )
+        chosen.append(pod)
+    return chosen
+
+
+def _pod_names(pods: Sequence[Mapping[str, Any]]) -> list[mutations.JsonValue]:
+    return [
+        f"{(p.get('metadata') or {}).get('namespace')}/{(p.get('metadata') or {}).get('name')}"
+        for p in pods
+    ]
+
+
+def _grace(params: DrainParams) -> int | None:
+    return None if params.grace_period is None else math.ceil(params.grace_period.seconds)
+
+
+def _evict(conn: connection.KubeConnection, pod: Mapping[str, Any], *, params: DrainParams) -> None:
+    ref = _pod_ref(pod)
+    if not params.respect_pod_disruption_budgets:
+        objects.delete(conn, ref, uid=ref.uid, grace_period_s=_grace(params))
+        return
+    body: dict[str, Any] = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": ref.name, "namespace": ref.namespace},
+    }
+    grace = _grace(params)
+    if grace is not None:
+        body["deleteOptions"] = {"gracePeriodSeconds": grace}
+    try:
+        conn.call(
+            f"eviction of {ref}",
+            conn.core.create_namespaced_pod_eviction,
+            ref.name,
+            ref.namespace,
+            body,
+        )
+    except kube_errors.NotFound:
+        return
+
+
+def drain(
+    conn: connection.KubeConnection,
+    node: str,
+    *,
+    ctx: registry.ProviderContext,
+    params: DrainParams,
+) -> list[mutations.JsonValue]:
+    """Evict every pod `pods_to_evict` names and wait until they are gone; the evicted pods.
+
+    Raises `DrainFailed` when the (scaled) timeout passes first.
+    """
+    deadline = time.monotonic() + params.timeout.seconds * ctx.time_scale
+    pending = {
+        str(_pod_ref(p).uid): p
+        for p in pods_to_evict(conn, node, ctx=ctx, ignore_daemon_sets=params.ignore_daemon_sets)
+    }
+    evicted: list[connection.KubeObject] = []
+    refusals: dict[str, str] = {}
+    delay = POLL_MIN_S
+    while pending:
+        for uid, pod in list(pending.items()):
+            try:
+                _evict(conn, pod, params=params)
+            except kube_errors.TooManyRequests as exc:
+                refusals[uid] = str(exc)
+                continue
+            evicted.append(pod)
+            refusals.pop(uid, None)
+            del pending[uid]
+        if not pending:
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            blocked = "; ".join(refusals.get(uid, "not evicted yet") for uid in pending)
+            raise kube_errors.DrainFailed(
+                f"node {node}: {len(pending)} pod(s) could not be evicted within"
+                f" {params.timeout} (x{ctx.time_scale:g} time scale): {blocked}. A"
+                " PodDisruptionBudget never allowed the eviction; scale the workload up, relax"
+                " the budget, or raise 'timeout'"
+            )
+        time.sleep(min(delay, remaining))
+        delay = min(POLL_MAX_S, delay * 2)
+    _wait_gone(conn, node, evicted, deadline=deadline)
+    return _pod_names(evicted)
+
+
+def _wait_gone(
+    conn: connection.KubeConnection,
+    node: str,
+    evicted: Sequence[Mapping[str, Any]],
+    *,
+    deadline: float,
+) -> None:
+    waiting = {str(_pod_ref(p).uid) for p in evicted}
+    delay = POLL_MIN_S
+    while waiting:
+        answer = conn.call(
+            f"pods on node {node}",
+            conn.core.list_pod_for_all_namespaces,
+            field_selector=f"spec.nodeName={node}",
+        )
+        present = {str((p.get("metadata") or {}).get("uid")) for p in objects.items(answer)}
+        waiting &= present
+        if not waiting:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise kube_errors.DrainFailed(
+                f"node {node}: {len(waiting)} evicted pod(s) are still terminating at the"
+                " timeout; raise 'timeout' or lower 'gracePeriod'"
+            )
+        time.sleep(min(delay, remaining))
+        delay = min(POLL_MAX_S, delay * 2)
+
+
+class DrainAction(acting.MarkedAction[DrainParams]):
+    """Cordon nodes and evict their pods; undo uncordons what this step cordoned."""
+
+    name: ClassVar[str] = "kubernetes.nodes.drain"
+    params_model: ClassVar[type[pydantic.BaseModel]] = DrainParams
+    target_kinds: ClassVar[frozenset[str]] = NODE_KINDS
+    description: ClassVar[str] = (
+        "Cordon nodes and evict their pods through the eviction API (PodDisruptionBudgets"
+        " respected, DaemonSet and mirror pods skipped). Undo: uncordon what this step"
+        " cordoned; evicted pods are recreated elsewhere by their controllers."
+    )
+    destructive: ClassVar[bool] = True
+
+    def plan(
+        self,
+        ctx: registry.ProviderContext,
+        *,
+        targets: Sequence[mutations.TargetRef],
+        params: DrainParams,
+    ) -> list[mutations.PlannedMutation]:
+        conn = connection.from_context(ctx)
+        planned = []
+        for ref in acting.require_kind(self.name, targets, NODE_KINDS):
+            node = _read_node(conn, ref)
+            before = _unschedulable(node)
+            pods = pods_to_evict(
+                conn, ref.name, ctx=ctx, ignore_daemon_sets=params.ignore_daemon_sets
+            )
+            planned.append(
+                mutations.PlannedMutation(
+                    step="",
+                    target=ref,
+                    action=self.name,
+                    params=acting.params_json(params),
+                    pre_state={"unschedulable": before, "pods": _pod_names(pods)},
+                    undo=acting.token(
+                        self.name,
+                        target=ref,
+                        run_id=str(ctx.run_id),
+                        step="",
+                        entry=None if before else healing.CORDON,
+                        evicted=[],
+                    ),
+                )
+            )
+        return planned
+
+    def apply(
+        self, ctx: registry.ProviderContext, *, mutation: mutations.PlannedMutation
+    ) -> mutations.UndoToken | None:
+        conn = connection.from_context(ctx)
+        params = self.parse_params(mutation.params)
+        ours = cordon(conn, mutation.target, ctx=ctx, step=mutation.step)
+        try:
+            evicted = drain(conn, mutation.target.name, ctx=ctx, params=params)
+        except errors.ProviderPermanent:
+            if ours:
+                log.warning(
+                    "drain of %s failed; uncordoning it (this step cordoned it)", mutation.target
+                )
+                healing.heal(
+                    conn,
+                    mutation.target,
+                    run_id=str(ctx.run_id),
+                    keys={healing.CORDON},
+                    step=mutation.step,
+                )
+            raise
+        return acting.refined(
+            _stepped(mutation), entry=healing.CORDON if ours else None, evicted=evicted
+        )
+
+
+class TaintEffect(enum.StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class TaintParams(acting.Params):
+    key: str = pydantic.Field(
+        min_length=1, max_length=253, pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9][-A-Za-z0-9_.]*$"
+    )
+    value: str = ""
+    effect: TaintEffect = TaintEffect.NO_SCHEDULE
+
+    def taint(self) -> dict[str, mutations.JsonValue]:
+        found: dict[str, mutations.JsonValue] = {"key": self.key, "effect": self.effect.value}
+        if self.value:
+            found["value"] = self.value
+        return found
+
+
+def _taints(node: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [dict(t) for t in ((node.get("spec") or {}).get("taints") or [])]
+
+
+class TaintAction(acting.MarkedAction[TaintParams]):
+    """Add a taint to nodes; undo removes only the taint this step added."""
+
+    name: ClassVar[str] = "kubernetes.nodes.taint"
+    params_model: ClassVar[type[pydantic.BaseModel]] = TaintParams
+    target_kinds: ClassVar[frozenset[str]] = NODE_KINDS
+    description: ClassVar[str] = (
+        "Add a NoSchedule or NoExecute taint to nodes (NoExecute evicts untolerating pods)."
+        " Undo: remove the taint this step added, restoring any taint it replaced."
+    )
+    destructive: ClassVar[bool] = True
+
+    def plan(
+        self,
+        ctx: registry.ProviderContext,
+        *,
+        targets: Sequence[mutations.TargetRef],
+        params: TaintParams,
+    ) -> list[mutations.PlannedMutation]:
+        conn = connection.from_context(ctx)
+        ours = params.taint()
+        planned = []
+        for ref in acting.require_kind(self.name, targets, NODE_KINDS):
+            taints = _taints(_read_node(conn, ref))
+            present = any(healing.same_taint(t, ours) for t in taints)
+            planned.append(
+                mutations.PlannedMutation(
+                    step="",
+                    target=ref,
+                    action=self.name,
+                    params=acting.params_json(params),
+                    pre_state={"taints": taints},
+                    undo=acting.token(
+                        self.name,
+                        target=ref,
+                        run_id=str(ctx.run_id),
+                        step="",
+                        entry=None if present else healing.taint_key(ours),
+                    ),
+                )
+            )
+        return planned
+
+    def apply(
+        self, ctx: registry.ProviderContext, *, mutation: mutations.PlannedMutation
+    ) -> mutations.UndoToken | None:
+        conn = connection.from_context(ctx)
+        ours = self.parse_params(mutation.params).taint()
+        key = healing.taint_key(ours)
+        added = False
+
+        def change(node: connection.KubeObject) -> dict[str, Any] | None:
+            nonlocal added
+            added = False
+            markers.check_free(node, run_id=str(ctx.run_id))
+            taints = _taints(node)
+            if any(healing.same_taint(t, ours) for t in taints):
+                mine = markers.entry(node, run_id=str(ctx.run_id), key=key)
+                added = mine is not None and mine.get("by") == mutation.step
+                return None
+            replaced = next(
+                (
+                    t
+                    for t in taints
+                    if t.get("key") == ours["key"] and t.get("effect") == ours["effect"]
+                ),
+                None,
+            )
+            kept = [t for t in taints if t is not replaced]
+            added = True
+            return {
+                "spec": {"taints": [*kept, ours]},
+                "metadata": markers.add_entry(
+                    node,
+                    run_id=str(ctx.run_id),
+                    expires_at=ctx.expires_at,
+                    key=key,
+                    data={"by": mutation.step, "taint": ours, "replaced": replaced},
+                ),
+            }
+
+        if objects.update(conn, mutation.target, change) is None:
+            raise errors.ProviderPermanent(f"{mutation.target}: the node does not exist")
+        return acting.refined(_stepped(mutation), entry=key if added else None)

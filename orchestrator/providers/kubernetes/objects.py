@@ -1,0 +1,265 @@
+"""Objects: reading, patching and deleting the object a `TargetRef` names, conflict-safely.
+
+Invariants:
+- `update` is read-modify-write: the patch carries the resourceVersion it was computed from,
+  so a concurrent change answers 409 and the change is recomputed from a fresh read (a few
+  times, then `kube_errors.Conflict`, which is retryable).
+- Patches are JSON merge patches (`null` removes a key; lists are replaced whole).
+- `object_state` is the object minus what the server changes by itself (resourceVersion,
+  managedFields, generation, observedGeneration, status timestamps), with empty label and
+  annotation maps dropped (the API server omits them): before/after comparisons are exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from orchestrator import errors, mutations
+from orchestrator.providers.kubernetes import connection
+from orchestrator.providers.kubernetes import errors as kube_errors
+
+log = logging.getLogger(__name__)
+
+MERGE_PATCH = "application/merge-patch+json"
+UPDATE_ATTEMPTS = 6
+KubeObject = connection.KubeObject
+
+
+@dataclasses.dataclass(frozen=True)
+class KindApi:
+    """How to reach one kind: its API group accessor and method name stem."""
+
+    group: str
+    stem: str
+    namespaced: bool
+
+
+KINDS: Mapping[str, KindApi] = {
+    "node": KindApi("core", "node", False),
+    "namespace": KindApi("core", "namespace", False),
+    "pod": KindApi("core", "namespaced_pod", True),
+    "deployment": KindApi("apps", "namespaced_deployment", True),
+    "statefulset": KindApi("apps", "namespaced_stateful_set", True),
+    "networkpolicy": KindApi("networking", "namespaced_network_policy", True),
+    "rolebinding": KindApi("rbac", "namespaced_role_binding", True),
+    "clusterrolebinding": KindApi("rbac", "cluster_role_binding", False),
+}
+
+
+def _api(conn: connection.KubeConnection, ref: mutations.TargetRef) -> tuple[Any, KindApi]:
+    spec = KINDS.get(ref.kind)
+    if spec is None:
+        raise errors.ProviderPermanent(
+            f"{ref}: the kubernetes provider cannot address objects of kind {ref.kind!r}"
+            f" (known: {', '.join(sorted(KINDS))})"
+        )
+    if spec.namespaced and not ref.namespace:
+        raise errors.ProviderPermanent(f"{ref}: a {ref.kind} needs a namespace")
+    return getattr(conn, spec.group), spec
+
+
+def _args(spec: KindApi, ref: mutations.TargetRef) -> tuple[str, ...]:
+    return (ref.name, ref.namespace or "") if spec.namespaced else (ref.name,)
+
+
+def read(conn: connection.KubeConnection, ref: mutations.TargetRef) -> KubeObject | None:
+    """The object, or None when it does not exist."""
+    api, spec = _api(conn, ref)
+    try:
+        found: KubeObject = conn.call(
+            str(ref), getattr(api, f"read_{spec.stem}"), *_args(spec, ref)
+        )
+    except kube_errors.NotFound:
+        return None
+    return found
+
+
+def patch(
+    conn: connection.KubeConnection, ref: mutations.TargetRef, body: Mapping[str, Any]
+) -> KubeObject:
+    """Merge-patch the object (a `metadata.resourceVersion` in `body` is a precondition)."""
+    api, spec = _api(conn, ref)
+    result: KubeObject = conn.call(
+        str(ref),
+        getattr(api, f"patch_{spec.stem}"),
+        *_args(spec, ref),
+        dict(body),
+        _content_type=MERGE_PATCH,
+    )
+    return result
+
+
+def delete(
+    conn: connection.KubeConnection,
+    ref: mutations.TargetRef,
+    *,
+    uid: str | None = None,
+    grace_period_s: int | None = None,
+) -> bool:
+    """Delete the object (only the incarnation `uid` when given); False if it was already gone."""
+    api, spec = _api(conn, ref)
+    body: dict[str, Any] = {}
+    if uid:
+        body["preconditions"] = {"uid": uid}
+    if grace_period_s is not None:
+        body["gracePeriodSeconds"] = grace_period_s
+    try:
+        conn.call(
+            str(ref), getattr(api, f"delete_{spec.stem}"), *_args(spec, ref), body=body or None
+        )
+    except kube_errors.NotFound:
+        return False
+    except kube_errors.Conflict:
+        if uid is None:
+            raise
+        return False  # a newer incarnation holds the name: ours is gone
+    return True
+
+
+def resource_version(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def update(
+    conn: connection.KubeConnection,
+    ref: mutations.TargetRef,
+    change: Callable[[KubeObject], dict[str, Any] | None],
+) -> KubeObject | None:
+    """Read, compute `change(obj)` (a merge patch, or None for nothing to do), write; on 409 redo.
+
+    Returns the object as written (or as read when nothing changed), None if it does not exist.
+    """
+    for attempt in range(1, UPDATE_ATTEMPTS + 1):
+        current = read(conn, ref)
+        if current is None:
+            return None
+        body = change(current)
+        if body is None:
+            return current
+        body = dict(body)
+        metadata = dict(body.get("metadata") or {})
+        metadata["resourceVersion"] = resource_version(current)
+        body["metadata"] = metadata
+        try:
+            return patch(conn, ref, body)
+        except kube_errors.NotFound:
+            return None
+        except kube_errors.Conflict as exc:
+            if attempt == UPDATE_ATTEMPTS:
+                raise
+            log.info(
+                "%s changed while we updated it (%s); re-reading (attempt %d)", ref, exc, attempt
+            )
+    return None  # unreachable
+
+
+_SERVER_FIELDS = ("resourceVersion", "managedFields", "generation")
+
+
+def _without_timestamps(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: _without_timestamps(item)
+            for key, item in value.items()
+            if not (key.endswith("Time") or key.endswith("Timestamp") or key == "startedAt")
+            and key != "observedGeneration"
+        }
+    if isinstance(value, list):
+        return [_without_timestamps(item) for item in value]
+    return value
+
+
+def normalized(obj: Mapping[str, Any]) -> KubeObject:
+    """`obj` as `object_state` compares it (see the module docstring)."""
+    state = dict(obj)
+    meta = {k: v for k, v in dict(state.get("metadata") or {}).items() if k not in _SERVER_FIELDS}
+    for key in ("labels", "annotations"):
+        if not meta.get(key):
+            meta.pop(key, None)
+    state["metadata"] = meta
+    if "status" in state:
+        state["status"] = _without_timestamps(state["status"])
+    return state
+
+
+def object_state(conn: connection.KubeConnection, ref: mutations.TargetRef) -> KubeObject | None:
+    """The object named by `ref`, normalised for exact before/after comparison (None: absent)."""
+    found = read(conn, ref)
+    return None if found is None else normalized(found)
+
+
+def ref_of(obj: Mapping[str, Any], *, kind: str) -> mutations.TargetRef:
+    """The `TargetRef` of an object read from the API."""
+    meta = obj.get("metadata") or {}
+    return mutations.TargetRef(
+        provider=connection.PROVIDER,
+        kind=kind,
+        name=str(meta.get("name")),
+        namespace=meta.get("namespace") if KINDS[kind].namespaced else None,
+        uid=meta.get("uid"),
+    )
+
+
+def items(answer: Any) -> list[KubeObject]:
+    """The `items` of a list answer."""
+    found = (answer or {}).get("items") or []
+    return [item for item in found if isinstance(item, dict)]
+
+
+def labels_of(obj: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in ((obj.get("metadata") or {}).get("labels") or {}).items()}
+
+
+def name_of(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name"))
+
+
+def read_scale(conn: connection.KubeConnection, ref: mutations.TargetRef) -> KubeObject | None:
+    """The `scale` subresource of a deployment or statefulset, or None if it does not exist."""
+    api, spec = _api(conn, ref)
+    try:
+        found: KubeObject = conn.call(
+            f"{ref} (scale)", getattr(api, f"read_{spec.stem}_scale"), *_args(spec, ref)
+        )
+    except kube_errors.NotFound:
+        return None
+    return found
+
+
+def set_replicas(conn: connection.KubeConnection, ref: mutations.TargetRef, replicas: int) -> bool:
+    """Set spec.replicas through the scale subresource (409-safe); False if the object is gone."""
+    api, spec = _api(conn, ref)
+    for attempt in range(1, UPDATE_ATTEMPTS + 1):
+        scale = read_scale(conn, ref)
+        if scale is None:
+            return False
+        if int((scale.get("spec") or {}).get("replicas", 0)) == replicas:
+            return True
+        body = {
+            "apiVersion": scale.get("apiVersion", "autoscaling/v1"),
+            "kind": "Scale",
+            "metadata": {
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "resourceVersion": resource_version(scale),
+            },
+            "spec": {"replicas": replicas},
+        }
+        try:
+            conn.call(
+                f"{ref} (scale)",
+                getattr(api, f"replace_{spec.stem}_scale"),
+                *_args(spec, ref),
+                body,
+            )
+            return True
+        except kube_errors.NotFound:
+            return False
+        except kube_errors.Conflict:
+            if attempt == UPDATE_ATTEMPTS:
+                raise
+            log.info("%s scale changed while we set it; re-reading (attempt %d)", ref, attempt)
+    return False  # unreachable
