@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from drills.commands import cmdb, documents, sandbox
+from drills.commands import cmdb, demo, documents, running, sandbox
 
 app = typer.Typer(
     name="stormdrill",
@@ -25,6 +25,15 @@ app.command("schema")(documents.schema_command)
 app.add_typer(documents.app, name="scenarios")
 app.add_typer(cmdb.app, name="cmdb")
 app.add_typer(sandbox.app, name="sandbox")
+app.command("plan")(running.plan)
+app.command("run")(running.run)
+app.command("abort")(running.abort)
+app.command("recover")(running.recover)
+app.command("ack")(running.ack)
+app.command("actions")(running.actions)
+app.command("demo")(demo.demo)
+app.add_typer(running.app_killswitch, name="killswitch")
+app.add_typer(running.app_runs, name="runs")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Settings: where Stormdrill keeps its store, reports and kill switch, read once from the environment.
+"""Settings: where Stormdrill keeps its store, reports and kill switch (read once, passed in).
 
 Settings are built explicitly (`Settings.from_env(os.environ)`) and passed in; nothing reads the
 environment at import time.
@@ -27,9 +27,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Build settings from `STORMDRILL_*` variables, falling back to the user's data directory."""
-        data_dir = pathlib.Path(env.get("STORMDRILL_DATA_DIR") or platformdirs.user_data_dir(APP_NAME))
-        database_url = env.get("STORMDRILL_DATABASE_URL") or f"sqlite:///{data_dir / 'stormdrill.db'}"
+        """Settings from `STORMDRILL_*` variables, else the user's data directory."""
+        data_dir = pathlib.Path(
+            env.get("STORMDRILL_DATA_DIR") or platformdirs.user_data_dir(APP_NAME)
+        )
+        database_url = (
+            env.get("STORMDRILL_DATABASE_URL") or f"sqlite:///{data_dir / 'stormdrill.db'}"
+        )
         reports_dir = pathlib.Path(env.get("STORMDRILL_REPORTS_DIR") or data_dir / "reports")
         cmdb = tuple(pathlib.Path(p) for p in env.get("STORMDRILL_CMDB", "").split(":") if p)
         killswitch = env.get("STORMDRILL_KILLSWITCH_FILE")

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from orchestrator import mutations, states
 
 
+StormdrillError = scenario_errors.StormdrillError
+"""The root of the error tree (defined by the scenario language, the lowest layer)."""
+
+
 class OrchestratorError(scenario_errors.StormdrillError):
     """The root of every error the orchestrator raises on purpose."""
 

@@ -146,7 +146,8 @@ _E = mutations.EntryState
 _ENTRY_MOVES: Mapping[mutations.EntryState, frozenset[mutations.EntryState]] = {
     _E.APPLIED: frozenset({_E.INTENDED}),
     _E.APPLY_FAILED: frozenset({_E.INTENDED}),
-    _E.SKIPPED: frozenset({_E.INTENDED}),
+    # APPLIED -> SKIPPED: a mutation with no undo (not revertible) is recorded, never reverted.
+    _E.SKIPPED: frozenset({_E.INTENDED, _E.APPLIED}),
     # Reverting is idempotent: marking an already-reverted entry again is harmless.
     _E.REVERTED: frozenset({_E.INTENDED, _E.APPLIED, _E.REVERT_FAILED, _E.REVERTED}),
     _E.REVERT_FAILED: frozenset({_E.INTENDED, _E.APPLIED, _E.REVERT_FAILED}),

@@ -173,7 +173,7 @@ def prepare(
         probe=implementation,
         params=params,
         interval_s=max(probe.interval.seconds * time_scale, min_interval_s),
-        timeout_s=max(probe.timeout.seconds * time_scale, MIN_TIMEOUT_S),
+        timeout_s=max(probe.timeout.seconds, MIN_TIMEOUT_S),  # answers do not speed up
         tolerance=probe.tolerance,
         aborts=aborts,
     )
@@ -209,7 +209,7 @@ def prepare_alarm(
             probe=implementation,
             params=params,
             interval_s=max(_DEFAULT_INTERVAL.seconds * time_scale, min_interval_s),
-            timeout_s=max(_DEFAULT_TIMEOUT.seconds * time_scale, MIN_TIMEOUT_S),
+            timeout_s=max(_DEFAULT_TIMEOUT.seconds, MIN_TIMEOUT_S),
             tolerance=0,
             aborts=True,
         )

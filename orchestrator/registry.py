@@ -165,6 +165,9 @@ class Sweeper(abc.ABC):
         """Heal every marked fault for which `is_orphan(run_id, expires_at)` is true."""
 
 
+NamespaceOptIn = Callable[[ProviderContext, Sequence[str]], Sequence[str]]
+"""Given namespaces, the ones labelled `stormdrill.dev/allow-drills=true`."""
+
 ActionClass = type[Action[Any]]
 ProbeClass = type[Probe[Any]]
 
@@ -198,6 +201,7 @@ class Registry:
         self._resolvers: dict[tuple[str, str], TargetResolver] = {}
         self._sweepers: list[Sweeper] = []
         self._connectors: dict[str, context.ConnectionFactory] = {}
+        self._opt_in: NamespaceOptIn | None = None
 
     def register_resolver(self, resolver: TargetResolver) -> None:
         """Make `resolver` the one for each (provider, kind) it declares."""
@@ -217,6 +221,13 @@ class Registry:
 
     def sweepers(self) -> list[Sweeper]:
         return list(self._sweepers)
+
+    def register_namespace_opt_in(self, finder: NamespaceOptIn) -> None:
+        """How to tell which Kubernetes namespaces opted in to drills (the provider knows)."""
+        self._opt_in = finder
+
+    def namespace_opt_in(self) -> NamespaceOptIn | None:
+        return self._opt_in
 
     def register_connector(self, provider: str, factory: context.ConnectionFactory) -> None:
         """How to open `provider`'s connection for an Environment (called lazily per run)."""

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +28,7 @@ from typing import Any, Final, Self
 import yaml
 
 from sandbox import aws, errors, workloads
-from sandbox.kubernetes import controller, seed, server, store
+from sandbox.kubernetes import controller, resources, seed, server, store
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def environment_document(info: SandboxInfo) -> dict[str, Any]:
                 "protectedPrincipals": list(aws.PROTECTED_PRINCIPALS),
             },
             "prometheus": {"url": info.prometheus_url},
-            "cmdb": {"backstage": [str(catalog_path())]},
+            "cmdb": {"backstage": [str(catalog_path().parent)]},
             "orchestrator": {
                 "namespace": ORCHESTRATOR_NAMESPACE,
                 "podName": ORCHESTRATOR_POD,
@@ -126,6 +127,17 @@ def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def _deployment_settled(deployment: Mapping[str, Any]) -> bool:
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    wanted = spec.get("replicas", 1)
+    return bool(
+        status.get("readyReplicas", 0) == wanted
+        and status.get("updatedReplicas", 0) == wanted
+        and status.get("replicas", 0) == wanted
+    )
 
 
 class Sandbox:
@@ -212,6 +224,19 @@ class Sandbox:
             prometheus_url=shop.prometheus_url,
             workloads_url=shop.url,
         )
+
+    def wait_settled(self, *, timeout_s: float = 30.0) -> bool:
+        """Wait until every Deployment has all its replicas Ready (True) or time runs out."""
+        cluster = self.store
+        if cluster is None:
+            raise errors.SandboxNotStarted("Sandbox.wait_settled: call start() first")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            deployments = cluster.list(resource=resources.DEPLOYMENTS)
+            if all(_deployment_settled(d) for d in deployments):
+                return True
+            time.sleep(0.05)
+        return False
 
     def _kube_faults(self) -> server.FaultConfig:
         return server.FaultConfig(latency_s=self._kube_latency_s)

@@ -27,7 +27,9 @@ class OutputFormat(enum.StrEnum):
 
 
 def validate(
-    paths: list[Path] = typer.Argument(..., help="Scenario, Drill or Environment files or folders."),
+    paths: list[Path] = typer.Argument(
+        ..., help="Scenario, Drill or Environment files or folders."
+    ),
     output_format: OutputFormat = typer.Option(OutputFormat.TEXT, "--format", help="text or json."),
 ) -> None:
     """Check documents: YAML, schema, parameters and semantic lint. Exit 0 when valid, 1 if not."""
@@ -81,7 +83,9 @@ def check_paths(paths: list[Path]) -> list[errors.Problem]:
 
 
 def schema_command(
-    kind: str | None = typer.Argument(None, help="Scenario, Drill or Environment; all when omitted."),
+    kind: str | None = typer.Argument(
+        None, help="Scenario, Drill or Environment; all when omitted."
+    ),
 ) -> None:
     """Print the JSON Schema of each document kind (for yaml-language-server completion)."""
     if kind is None:

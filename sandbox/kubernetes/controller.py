@@ -77,6 +77,10 @@ def _tolerations(pod: Mapping[str, Any]) -> list[Obj]:
 def _node_admits(node: Mapping[str, Any], pod: Mapping[str, Any], *, daemon: bool = False) -> bool:
     if not daemon and (node.get("spec") or {}).get("unschedulable"):
         return False
+    wanted = (pod.get("spec") or {}).get("nodeSelector") or {}
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if any(labels.get(key) != value for key, value in wanted.items()):
+        return False
     return all(
         tolerates(_tolerations(pod), taint)
         for taint in _taints(node)

@@ -52,7 +52,7 @@ def test_state_dir_holds_kubeconfig_environment_and_sandbox_json(
         "protectedPrincipals": ["frank"],
     }
     assert spec["prometheus"] == {"url": written["prometheus"]["url"]}
-    assert spec["cmdb"]["backstage"] == [str(stack.catalog_path())]
+    assert spec["cmdb"]["backstage"] == [str(stack.catalog_path().parent)]
     assert Path(spec["cmdb"]["backstage"][0]).is_absolute()
     assert spec["orchestrator"] == {
         "namespace": "stormdrill",

@@ -1,0 +1,139 @@
+"""`stormdrill demo`: the sandbox shop, the bundled library validated, and real drills run.
+
+Starts the sandbox (Kubernetes API + controller, moto, health endpoints) in-process,
+validates the scenario library and the sample CMDB against it, then runs:
+1. `az-failure-kubernetes` end to end (zone drained, pods rescheduled, rollback, verify);
+2. `az-power-loss-kubernetes` with checkout pinned to that zone (a misconfiguration the
+   drill should catch): the checkout probe breaches, the guardrail aborts, rollback is clean;
+3. `az-failure-aws` (subnets isolated, instances stopped, ASG zone removed, RDS failover).
+Prints where the run records and reports are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import rich.console
+import rich.panel
+import typer
+
+from drills import binding, settings
+from drills.commands import documents, running
+from orchestrator import engine, journal, mutations
+from orchestrator.cmdb import backstage
+from sandbox import stack
+from sandbox.kubernetes import resources
+from scenarios import library
+
+_console = rich.console.Console(highlight=False)
+
+PIN_ZONE = "us-east-1a"
+
+
+def demo(
+    state_dir: Path = typer.Option(
+        Path(".stormdrill/demo"), "--state-dir", help="Where to keep files."
+    ),
+) -> None:
+    """Run the demo on the embedded sandbox (no cluster or cloud account needed)."""
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config = settings.Settings(
+        data_dir=state_dir,
+        database_url=f"sqlite:///{state_dir / 'stormdrill.db'}",
+        reports_dir=state_dir / "reports",
+    )
+    with stack.Sandbox(state_dir / "sandbox") as world:
+        info = world.start()
+        _console.print(
+            rich.panel.Panel.fit(
+                f"Sandbox up: Kubernetes {info.kube_server}, AWS {info.aws_endpoint_url}",
+                title="stormdrill demo",
+            )
+        )
+        problems = documents.check_paths([library.folder()])
+        errors_found = [p for p in problems if p.severity == "error"]
+        _console.print(
+            f"Scenario library: {len(library.names())} scenarios, {len(errors_found)} error(s),"
+            f" {len(problems) - len(errors_found)} warning(s)"
+        )
+        catalog = backstage.load_catalog([stack.catalog_path().parent])
+        _console.print(
+            f"CMDB: {len(catalog.services)} services, {len(catalog.groups)} teams,"
+            f" {len(catalog.users)} people, {len(catalog.rotations)} on-call rotations"
+        )
+        env = str(info.environment)
+        codes: dict[str, int] = {}
+        with running.open_journal(config) as store:
+            codes["az-failure-kubernetes"] = _drill(store, "az-failure-kubernetes", env)
+            _pin_checkout(world, zone=PIN_ZONE)
+            codes["az-power-loss-kubernetes (checkout pinned)"] = _drill(
+                store, "az-power-loss-kubernetes", env, sets=[f"zone={PIN_ZONE}"]
+            )
+            _unpin_checkout(world)
+            codes["az-failure-aws"] = _drill(store, "az-failure-aws", env)
+        _console.print(
+            rich.panel.Panel.fit(
+                "\n".join(f"{name}: exit {code}" for name, code in codes.items())
+                + f"\nRun records: {config.database_url}\n"
+                f"  STORMDRILL_DATABASE_URL={config.database_url} stormdrill runs list",
+                title="demo results",
+            )
+        )
+    expected = {
+        "az-failure-kubernetes": engine.ExitCode.HELD,
+        "az-power-loss-kubernetes (checkout pinned)": engine.ExitCode.ABORTED,
+        "az-failure-aws": engine.ExitCode.HELD,
+    }
+    if any(codes[name] != code for name, code in expected.items()):
+        _console.print("[red]the demo did not go as expected[/red]")
+        raise typer.Exit(1)
+
+
+def _drill(
+    store: journal.Journal, scenario: str, env: str, *, sets: list[str] | None = None
+) -> int:
+    _console.rule(f"drill: {scenario} {' '.join(sets or [])}")
+    bound = binding.bind(scenario, env=env, sets=sets or [])
+    catalog = binding.load_catalog(bound.drill.environment, explicit=[], env_vars=os.environ)
+    eng = binding.make_engine(
+        store=store, catalog=catalog, config=engine.EngineConfig(), killswitch_file=None
+    )
+
+    def listen(kind: str, message: str, _data: Mapping[str, mutations.JsonValue]) -> None:
+        if kind != "probe":
+            _console.print(
+                f"  {kind:>9} {message}", markup=False, style=running.LIVE_STYLES.get(kind, "")
+            )
+
+    outcome = eng.run(bound.drill, listener=listen)
+    running.summarise(outcome, store)
+    return outcome.exit_code
+
+
+def _pin_checkout(world: stack.Sandbox, *, zone: str) -> None:
+    """Put every checkout replica in one zone (the misconfiguration the second drill finds)."""
+    _console.rule(f"setting up: checkout pinned to {zone} (all replicas in one zone)")
+    assert world.store is not None
+    world.store.patch(
+        resource=resources.DEPLOYMENTS,
+        namespace="shop",
+        name="checkout",
+        patch={
+            "spec": {"template": {"spec": {"nodeSelector": {"topology.kubernetes.io/zone": zone}}}}
+        },
+    )
+    world.wait_settled()
+
+
+def _unpin_checkout(world: stack.Sandbox) -> None:
+    assert world.store is not None
+    world.store.patch(
+        resource=resources.DEPLOYMENTS,
+        namespace="shop",
+        name="checkout",
+        patch={"spec": {"template": {"spec": {"nodeSelector": None}}}},
+    )
+    world.wait_settled()

@@ -1,0 +1,695 @@
+"""Engine: drives one run through plan → preflight → inject → observe → rollback → verify.
+
+Invariants:
+- Every mutation is journaled (intent, with its undo) before the provider makes it.
+- Once anything may have been touched, the run always reaches ROLLING_BACK: on a normal
+  end, on a guardrail or probe abort, on an operator abort or signal, on a provider error.
+- Only `states.transition` changes the run's state; every change is saved with the
+  expected previous state, so two writers cannot both move a run.
+- Aborts come from one place (`_Abort`): the first reason wins; every waiting phase wakes
+  on it at once, so the first revert follows a breach within a probe interval + 0.2 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+from orchestrator import (
+    context,
+    errors,
+    guardrails,
+    journal,
+    mutations,
+    objectives,
+    observing,
+    planning,
+    registry,
+    retrying,
+    rollback,
+    states,
+)
+from orchestrator.cmdb import models as cmdb_models
+from scenarios import models
+
+log = logging.getLogger(__name__)
+
+_S = states.RunState
+
+
+class ExitCode:
+    """Exit codes for CI (`stormdrill run`)."""
+
+    HELD = 0
+    DEVIATED = 1
+    ABORTED = 2
+    INVALID = 3
+    ROLLBACK_FAILED = 4
+
+
+def exit_code(run: states.Run) -> int:
+    """The CI exit code of a finished run."""
+    if run.state is _S.ROLLBACK_FAILED or run.state in states.IN_FLIGHT:
+        return ExitCode.ROLLBACK_FAILED
+    if run.state is _S.ABORTED:
+        refused = isinstance(run.record.get("refused"), bool) and bool(run.record.get("refused"))
+        return ExitCode.INVALID if refused else ExitCode.ABORTED
+    if run.state is _S.COMPLETED and run.verdict is states.Verdict.HELD:
+        return ExitCode.HELD
+    return ExitCode.DEVIATED
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """Tunables of a run; durations are real-world seconds, shrunk by the time scale."""
+
+    rollback_concurrency: int = 16
+    retry: retrying.RetryPolicy = dataclasses.field(default_factory=retrying.RetryPolicy)
+    stability_window_s: float = 60.0
+    recovery_timeout_s: float = 600.0
+    heartbeat_s: float = 1.0
+    expiry_grace_s: float = 900.0
+    auto_ack_s: float | None = None
+    min_interval_s: float = 0.05
+
+
+Listener = Callable[[str, str, Mapping[str, mutations.JsonValue]], None]
+"""Called with (kind, message, data) for every timeline event (the CLI's live view)."""
+
+
+def _ignore(_kind: str, _message: str, _data: Mapping[str, mutations.JsonValue]) -> None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: its final record, the plan, what rollback left behind."""
+
+    run: states.Run
+    plan: planning.Plan | None
+    leftovers: tuple[tuple[mutations.JournalEntry, str], ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.run)
+
+
+class _Abort:
+    """The single source of abort: the first reason wins and wakes every waiter."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+        self.kind: str = ""
+        self.at: datetime | None = None
+
+    def trigger(self, reason: str, *, kind: str) -> bool:
+        with self._lock:
+            if self.reason is not None:
+                return False
+            self.reason, self.kind, self.at = reason, kind, datetime.now(UTC)
+        self.event.set()
+        return True
+
+    @property
+    def set(self) -> bool:
+        return self.event.is_set()
+
+
+class StepFailed(errors.OrchestratorError):
+    """A step could not be carried out (the run rolls back and ends FAILED)."""
+
+
+class Engine:
+    """Plans and runs drills against one journal with one registry of providers."""
+
+    def __init__(
+        self,
+        *,
+        store: journal.Journal,
+        reg: registry.Registry,
+        config: EngineConfig | None = None,
+        catalog: cmdb_models.Catalog | None = None,
+        killswitch_file: pathlib.Path | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = reg
+        self.config = config or EngineConfig()
+        self.catalog = catalog
+        self.killswitch_file = killswitch_file
+
+    def context_for(
+        self, drill: planning.DrillInput, *, run_id: states.RunId, dry_run: bool
+    ) -> context.RunContext:
+        """The provider context of a run (connections open lazily)."""
+        spec = drill.scenario.spec
+        span = spec.guardrails.max_duration.seconds * drill.time_scale
+        expires = datetime.now(UTC) + timedelta(seconds=span + self.config.expiry_grace_s)
+        return context.RunContext(
+            run_id=run_id,
+            environment=drill.environment,
+            connections=context.Connections(drill.environment, self.registry.connectors()),
+            expires_at=expires,
+            dry_run=dry_run,
+            time_scale=drill.time_scale,
+        )
+
+    def runtime_facts(self, ctx: context.RunContext) -> guardrails.RuntimeFacts:
+        """What the world says now: the clock, the kill switch, namespace opt-in labels."""
+        return guardrails.RuntimeFacts(
+            now=datetime.now(UTC),
+            killswitch=self.store.killswitch(),
+            opted_in=_opted_in(self, ctx),
+            extra_killswitch_file=self.killswitch_file,
+        )
+
+    def plan(self, drill: planning.DrillInput) -> planning.Plan:
+        """A dry run: resolve, plan and judge; nothing is written and nothing is touched."""
+        run_id = states.RunId("plan-only")
+        ctx = self.context_for(drill, run_id=run_id, dry_run=True)
+        return planning.make_plan(
+            drill=drill,
+            reg=self.registry,
+            ctx=ctx,
+            catalog=self.catalog,
+            facts=self.runtime_facts(ctx),
+        )
+
+    def run(
+        self,
+        drill: planning.DrillInput,
+        *,
+        stop: threading.Event | None = None,
+        listener: Listener = _ignore,
+        run_id: states.RunId | None = None,
+    ) -> RunOutcome:
+        """Run `drill` to a final state. `stop` set from outside (a signal) aborts it."""
+        now = datetime.now(UTC)
+        run = states.new_run(
+            id=run_id or states.new_run_id(now),
+            scenario=drill.scenario.metadata.name,
+            environment=drill.environment.metadata.name,
+            environment_source=drill.environment_source,
+            owner=states.Owner.current(),
+            at=now,
+            record={
+                "scenario_source": drill.scenario_source,
+                "drill": drill.drill,
+                "parameters": dict(drill.parameters),
+                "time_scale": drill.time_scale,
+                "approvals": list(drill.approvals),
+            },
+        )
+        self.store.create_run(run)
+        driver = _Driver(self, drill=drill, run=run, listener=listener, stop=stop)
+        return driver.execute()
+
+
+def _opted_in(engine: Engine, ctx: context.RunContext) -> guardrails.OptedIn | None:
+    finder = engine.registry.namespace_opt_in()
+    if finder is None:
+        return None
+
+    def lookup(namespaces: Sequence[str]) -> Collection[str]:
+        return list(finder(ctx, namespaces))
+
+    return lookup
+
+
+class _Driver:
+    """One run in progress: small phase methods around a shared, explicit state."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        drill: planning.DrillInput,
+        run: states.Run,
+        listener: Listener,
+        stop: threading.Event | None,
+    ) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.config = engine.config
+        self.drill = drill
+        self.run = run
+        self.listener = listener
+        self.external_stop = stop
+        self.abort = _Abort()
+        self.ctx = engine.context_for(drill, run_id=run.id, dry_run=False)
+        self.plan: planning.Plan | None = None
+        self.observer: observing.Observer | None = None
+        self.t0: datetime | None = None
+        self.deviations: list[str] = []
+        self.failure: str | None = None
+        self.touched = False
+        self._watchdog_stop = threading.Event()
+        self._record: dict[str, mutations.JsonValue] = dict(run.record)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def event(self, kind: str, message: str, **data: mutations.JsonValue) -> None:
+        self.store.append_event(self.run.id, kind=kind, message=message, data=data)
+        self.listener(kind, message, data)
+
+    def move(
+        self,
+        to: states.RunState,
+        *,
+        reason: str,
+        ending: states.Ending | None = None,
+        verdict: states.Verdict | None = None,
+    ) -> None:
+        moved = states.transition(
+            self.run, to, reason=reason, at=datetime.now(UTC), ending=ending, verdict=verdict
+        )
+        moved = dataclasses.replace(moved, record=dict(self._record))
+        if to is _S.ABORTED or (to in states.TERMINAL and self.abort.reason):
+            moved = dataclasses.replace(moved, abort_reason=self.abort.reason)
+        self.run = self.store.save_run(moved, expected_state=self.run.state)
+        self.event("state", f"{to.value}: {reason}", state=to.value)
+
+    def scaled(self, seconds: float) -> float:
+        return max(self.ctx.scaled(seconds), 0.0)
+
+    # -- the run ---------------------------------------------------------------------
+
+    def execute(self) -> RunOutcome:
+        watchdog = threading.Thread(target=self._watchdog, name=f"watchdog-{self.run.id}")
+        watchdog.daemon = True
+        watchdog.start()
+        leftovers: tuple[tuple[mutations.JournalEntry, str], ...] = ()
+        try:
+            if not self._plan_phase() or not self._preflight_phase():
+                return RunOutcome(run=self.run, plan=self.plan)
+            ending = self._inject_phase()
+            leftovers = self._rollback_phase(ending)
+            if not leftovers:
+                self._verify_phase(ending)
+            return RunOutcome(run=self.run, plan=self.plan, leftovers=leftovers)
+        finally:
+            self._watchdog_stop.set()
+            if self.observer is not None:
+                self.observer.stop()
+            self.store.release_targets(self.run.id)
+            watchdog.join(timeout=5)
+
+    def _plan_phase(self) -> bool:
+        self.move(_S.PLANNING, reason="resolving targets and planning mutations")
+        try:
+            self.plan = planning.make_plan(
+                drill=self.drill,
+                reg=self.engine.registry,
+                ctx=self.ctx,
+                catalog=self.engine.catalog,
+                facts=self.engine.runtime_facts(self.ctx),
+            )
+            if not self.plan.refused:
+                locks = guardrails.acquire_targets(self.store, self.run.id, self.plan.target_keys())
+                self.plan = dataclasses.replace(self.plan, verdicts=(*self.plan.verdicts, *locks))
+        except errors.StormdrillError as exc:
+            self._record["refused"] = True
+            self.move(_S.ABORTED, reason=f"planning failed: {exc}")
+            return False
+        self._record.update(_plan_record(self.plan))
+        for verdict in self.plan.verdicts:
+            self.event(
+                "guardrail",
+                f"{verdict.rule}: {'ok' if verdict.ok else 'REFUSED'} {verdict.message}",
+                rule=verdict.rule,
+                ok=verdict.ok,
+                subject=verdict.subject,
+            )
+        if self.plan.refused:
+            self._record["refused"] = True
+            reasons = "; ".join(f"{v.rule}: {v.message}" for v in self.plan.refusals)
+            self.move(_S.ABORTED, reason=f"refused by guardrails: {reasons}")
+            return False
+        return True
+
+    def _preflight_phase(self) -> bool:
+        assert self.plan is not None
+        self.move(_S.PREFLIGHT, reason="checking steady state before touching anything")
+        self.observer = observing.Observer(
+            ctx=self.ctx,
+            reg=self.engine.registry,
+            store=self.store,
+            scenario=self.drill.scenario,
+            on_abort=lambda reason: self._abort_from("guardrail", reason),
+            killswitch_file=self.engine.killswitch_file,
+            deadline=self._deadline(),
+            min_interval_s=self.config.min_interval_s,
+        )
+        results = self.observer.check_once(phase=models.Phase.BEFORE)
+        failing = [r for r in results if not r.ok]
+        if failing:
+            names = ", ".join(f"{r.probe} ({r.message})" for r in failing)
+            self.move(_S.ABORTED, reason=f"steady state does not hold before the drill: {names}")
+            return False
+        return True
+
+    def _inject_phase(self) -> states.Ending:
+        assert self.plan is not None and self.observer is not None
+        self.move(_S.INJECTING, reason="injecting faults")
+        self.observer.start()
+        try:
+            for step_plan in self.plan.steps:
+                if self.abort.set:
+                    break
+                self._run_step(step_plan.step)
+        except errors.StormdrillError as exc:
+            self.failure = str(exc)
+            self.event("error", f"step failed: {exc}")
+            return states.Ending.FAILED
+        except KeyboardInterrupt:
+            self._abort_from("operator", "interrupted (Ctrl-C)")
+        if self.abort.set:
+            return states.Ending.ABORTED
+        self.move(_S.OBSERVING, reason="all steps done; reading the hypothesis")
+        self.deviations.extend(str(d) for d in self.observer.deviations())
+        return states.Ending.COMPLETED
+
+    def _rollback_phase(
+        self, ending: states.Ending
+    ) -> tuple[tuple[mutations.JournalEntry, str], ...]:
+        reason = {
+            states.Ending.COMPLETED: "drill finished; undoing every fault",
+            states.Ending.ABORTED: f"aborted: {self.abort.reason}; undoing every fault",
+            states.Ending.FAILED: f"failed: {self.failure}; undoing every fault",
+        }[ending]
+        self.move(_S.ROLLING_BACK, reason=reason, ending=ending)
+        if self.observer is not None:
+            self.observer.pause()
+        outcome = revert_run(
+            store=self.store,
+            reg=self.engine.registry,
+            ctx=self.ctx,
+            run_id=self.run.id,
+            config=self.config,
+            listener=self.event,
+        )
+        explicit_failed = self._explicit_rollback_steps()
+        leftovers = tuple(outcome.failed) + explicit_failed
+        if leftovers:
+            listed = "; ".join(
+                f"{entry.action} on {entry.target}: {error}" for entry, error in leftovers
+            )
+            self._record["leftovers"] = [
+                {
+                    "seq": entry.seq,
+                    "action": entry.action,
+                    "target": str(entry.target),
+                    "error": error,
+                }
+                for entry, error in leftovers
+            ]
+            self.move(_S.ROLLBACK_FAILED, reason=f"faults may remain: {listed}")
+        return leftovers
+
+    def _explicit_rollback_steps(self) -> tuple[tuple[mutations.JournalEntry, str], ...]:
+        """The scenario's own `rollback:` steps (e.g. failing a database back): journaled."""
+        failed: list[tuple[mutations.JournalEntry, str]] = []
+        if not self.touched:
+            return ()
+        for step in self.drill.scenario.spec.rollback:
+            try:
+                self._apply_action(step, revertible=False)
+            except errors.StormdrillError as exc:
+                self.event("error", f"rollback step {step.name} failed: {exc}")
+                placeholder = mutations.JournalEntry(
+                    seq=0,
+                    run_id=self.run.id,
+                    step=step.name,
+                    target=mutations.TargetRef(provider="scenario", kind="step", name=step.name),
+                    action=step.action or "",
+                    params={},
+                    pre_state={},
+                    undo=mutations.UndoToken(action=step.action or "", data={}),
+                    state=mutations.EntryState.REVERT_FAILED,
+                    error=str(exc),
+                    created_at=datetime.now(UTC),
+                    updated_at=datetime.now(UTC),
+                    attempts=1,
+                )
+                failed.append((placeholder, str(exc)))
+        return tuple(failed)
+
+    def _verify_phase(self, ending: states.Ending) -> None:
+        assert self.observer is not None
+        self.move(_S.VERIFYING, reason="checking steady state is back")
+        stability = self.scaled(self.config.stability_window_s)
+        result = self.observer.wait_until_stable(
+            window_s=stability,
+            timeout_s=max(self.scaled(self.config.recovery_timeout_s), stability * 3),
+        )
+        self._record_objectives(stability)
+        verdict = self._verdict()
+        if not result.stable:
+            self.move(
+                _S.FAILED,
+                reason="steady state was not restored after rollback",
+                verdict=states.Verdict.DEVIATED,
+            )
+            return
+        final = ending.state if ending is not states.Ending.FAILED else _S.FAILED
+        summary = {
+            _S.COMPLETED: "drill completed",
+            _S.ABORTED: f"drill aborted ({self.abort.reason}) and fully reverted",
+            _S.FAILED: f"drill failed ({self.failure}) and fully reverted",
+        }[final]
+        self.move(final, reason=summary, verdict=verdict)
+
+    def _verdict(self) -> states.Verdict:
+        observed = self.observer.deviations() if self.observer is not None else []
+        if self.deviations or observed or self.abort.kind == "probe":
+            return states.Verdict.DEVIATED
+        if self.abort.set or self.failure is not None:
+            return states.Verdict.INCONCLUSIVE
+        return states.Verdict.HELD
+
+    def _record_objectives(self, stability_s: float) -> None:
+        samples = objectives.samples_from_events(self.store.events(self.run.id, kind="probe"))
+        measured = objectives.achieved_rto(samples, t0=self.t0, window_s=stability_s)
+        target = self.drill.scenario.spec.objectives.rto
+        scaled_target = target.seconds * self.drill.time_scale if target is not None else None
+        self._record["objectives"] = {
+            "t0": self.t0.isoformat() if self.t0 else None,
+            "achieved_rto_s": measured,
+            "target_rto_s": target.seconds if target is not None else None,
+            "scaled_target_rto_s": scaled_target,
+            "time_scale": self.drill.time_scale,
+            "stability_window_s": stability_s,
+            "rto_met": (
+                None if measured is None or scaled_target is None else measured <= scaled_target
+            ),
+        }
+
+    # -- steps -----------------------------------------------------------------------
+
+    def _run_step(self, step: models.Step) -> None:
+        self.event("step", f"step {step.name} ({step.kind.value}) started", step=step.name)
+        if step.kind is models.StepKind.ACTION:
+            self._apply_action(step, revertible=step.rollback is models.RollbackPolicy.AUTO)
+        elif step.kind is models.StepKind.WAIT:
+            assert step.wait is not None
+            self.abort.event.wait(self.scaled(step.wait.seconds))
+        elif step.kind is models.StepKind.PROBE:
+            self._probe_step(step)
+        else:
+            self._manual_step(step)
+        self.event("step", f"step {step.name} finished", step=step.name)
+
+    def _apply_action(self, step: models.Step, *, revertible: bool) -> None:
+        assert self.plan is not None and step.action is not None
+        action = self.engine.registry.get_action(step.action)()
+        planned = planning.plan_action(
+            step, reg=self.engine.registry, ctx=self.ctx, selections=self.plan.selections
+        )
+        keep_undo = revertible and action.revertible
+        for mutation in planned:
+            if self.abort.set:
+                return
+            entry = self.store.record_intent(self.run.id, mutation)
+            self.touched = True
+            self.event(
+                "mutation",
+                f"intent #{entry.seq}: {mutation.action} on {mutation.target}",
+                seq=entry.seq,
+                step=step.name,
+                state="intended",
+            )
+            try:
+                undo = action.apply(self.ctx, mutation=mutation)
+            except errors.ProviderError as exc:
+                # Left INTENDED on purpose: whether it happened is unknown; undo is idempotent.
+                raise StepFailed(
+                    f"step {step.name}: {mutation.action} on {mutation.target}: {exc}"
+                ) from exc
+            self.store.mark_applied(entry.seq, undo=undo)
+            if self.t0 is None:
+                self.t0 = datetime.now(UTC)
+            if not keep_undo:
+                self.store.mark_skipped(
+                    entry.seq, reason="not revertible by design (rollback: none)"
+                )
+            self.event(
+                "mutation",
+                f"applied #{entry.seq}: {mutation.action} on {mutation.target}",
+                seq=entry.seq,
+                step=step.name,
+                state="applied",
+            )
+
+    def _probe_step(self, step: models.Step) -> None:
+        assert self.observer is not None and step.probe is not None
+        probe = self.drill.scenario.spec.probe(step.probe)
+        assert probe is not None
+        checked = self.observer.check_probe(probe, phase=models.Phase.DURING)
+        if not checked.ok:
+            self.deviations.append(f"step {step.name}: probe {probe.name}: {checked.message}")
+            self.event("deviation", f"probe step {step.name} failed: {checked.message}")
+            self._abort_from("probe", f"probe step {step.name} failed: {checked.message}")
+
+    def _manual_step(self, step: models.Step) -> None:
+        assert step.manual is not None
+        manual = step.manual
+        timeout = self.scaled(manual.timeout.seconds)
+        self.event(
+            "manual",
+            f"waiting for {manual.assignee} ({manual.role.value}): {manual.instructions}",
+            step=step.name,
+            assignee=manual.assignee,
+            timeout_s=timeout,
+        )
+        deadline = time.monotonic() + timeout
+        auto_at = (
+            time.monotonic() + self.config.auto_ack_s
+            if self.config.auto_ack_s is not None
+            else None
+        )
+        while not self.abort.set:
+            if _acknowledged(self.store, self.run.id, step.name):
+                return
+            now = time.monotonic()
+            if auto_at is not None and now >= auto_at:
+                self.event(
+                    "ack",
+                    f"step {step.name} acknowledged automatically (--auto-ack)",
+                    step=step.name,
+                    by="stormdrill --auto-ack",
+                    automated=True,
+                    evidence="automated acknowledgement",
+                )
+                return
+            if now >= deadline:
+                self.event("finding", f"manual step {step.name} timed out after {timeout:.1f}s")
+                if step.effective_on_timeout is models.OnTimeout.ABORT:
+                    self._abort_from("guardrail", f"manual step {step.name} timed out")
+                return
+            self.abort.event.wait(0.1)
+
+    # -- aborts and the watchdog -------------------------------------------------------
+
+    def _abort_from(self, kind: str, reason: str) -> None:
+        if self.abort.trigger(reason, kind=kind):
+            log.warning("run %s aborting: %s; rolling back next", self.run.id, reason)
+            self.store.append_event(self.run.id, kind="abort", message=reason, data={"by": kind})
+
+    def _deadline(self) -> datetime:
+        span = self.drill.scenario.spec.guardrails.max_duration.seconds * self.drill.time_scale
+        return self.run.started_at + timedelta(seconds=span)
+
+    def _watchdog(self) -> None:
+        owner = self.run.owner
+        while not self._watchdog_stop.wait(min(self.config.heartbeat_s, 0.1)):
+            if self.external_stop is not None and self.external_stop.is_set():
+                self._abort_from("operator", "stopped by signal (SIGINT/SIGTERM)")
+            if _abort_requested(self.store, self.run.id):
+                self._abort_from("operator", "abort requested (stormdrill abort)")
+            self.store.heartbeat(self.run.id, owner=owner)
+
+
+def _acknowledged(store: journal.Journal, run_id: states.RunId, step: str) -> bool:
+    return any(event.data.get("step") == step for event in store.events(run_id, kind="ack"))
+
+
+def _abort_requested(store: journal.Journal, run_id: states.RunId) -> bool:
+    return bool(store.events(run_id, kind="abort-request"))
+
+
+def revert_run(
+    *,
+    store: journal.Journal,
+    reg: registry.Registry,
+    ctx: context.RunContext,
+    run_id: states.RunId,
+    config: EngineConfig,
+    listener: Callable[..., None] | None = None,
+) -> rollback.RollbackOutcome:
+    """Undo every journaled mutation of `run_id` that may be in place, newest first."""
+
+    def revert(entry: mutations.JournalEntry) -> None:
+        if listener is not None:
+            listener(
+                "revert", f"reverting #{entry.seq}: {entry.action} on {entry.target}", seq=entry.seq
+            )
+        action = reg.get_action(entry.action)()
+        action.revert(ctx, undo=entry.undo)
+
+    outcome = rollback.rollback(
+        entries=store.undo_plan(run_id),
+        revert=revert,
+        journal=store,
+        retry=config.retry,
+        concurrency=config.rollback_concurrency,
+    )
+    for entry in outcome.reverted:
+        store.append_event(
+            run_id,
+            kind="mutation",
+            message=f"reverted #{entry.seq}: {entry.action} on {entry.target}",
+            data={"seq": entry.seq, "state": "reverted"},
+        )
+    for entry, error in outcome.failed:
+        store.append_event(
+            run_id,
+            kind="mutation",
+            message=f"REVERT FAILED #{entry.seq}: {entry.action} on {entry.target}: {error}",
+            data={"seq": entry.seq, "state": "revert_failed", "error": error},
+        )
+    return outcome
+
+
+def _plan_record(plan: planning.Plan) -> dict[str, mutations.JsonValue]:
+    """What a report needs of the plan, as JSON."""
+    impacted: list[mutations.JsonValue] = []
+    if plan.impact is not None:
+        for item in plan.impact.services:
+            impacted.append(
+                {
+                    "ref": str(item.service.ref),
+                    "tier": item.service.tier,
+                    "owner": str(item.service.owner) if item.service.owner else None,
+                    "distance": item.distance,
+                }
+            )
+    return {
+        "targets": {
+            name: {
+                "provider": sel.provider,
+                "kind": sel.kind,
+                "refs": [str(ref) for ref in sel.refs],
+                "population": sel.population,
+                "excluded": [f"{ref}: {why}" for ref, why in sel.excluded],
+            }
+            for name, sel in plan.selections.items()
+        },
+        "impact": impacted,
+        "planned_mutations": sum(len(step.mutations) for step in plan.steps),
+    }

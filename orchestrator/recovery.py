@@ -1,0 +1,170 @@
+"""Recovery: finish what a dead orchestrator left behind, from the journal and from markers.
+
+Invariants:
+- A run is recovered only when its owner is known dead (same host: the process with that
+  pid and start token is gone) or, across hosts, its heartbeat is stale.
+- A recovered run becomes CRASHED, then ROLLING_BACK, and is reverted from its journal
+  (applied and intended-but-unknown entries, newest first, idempotently).
+- The marker sweep heals faults whose run is unknown (journal lost), finished, dead or
+  expired — never those of a live, unexpired run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from orchestrator import context, engine, errors, journal, registry, states
+from scenarios import models
+
+log = logging.getLogger(__name__)
+
+_S = states.RunState
+
+EnvironmentFor = Callable[[states.Run], models.Environment]
+"""Loads the Environment a run was started against (raises StormdrillError if it cannot)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveredRun:
+    """One run recovery took over, and how it ended."""
+
+    run_id: states.RunId
+    found_state: states.RunState
+    final_state: states.RunState
+    reverted: int
+    failed: tuple[str, ...]
+    message: str
+
+
+def owner_dead(run: states.Run, *, now: datetime, stale_after_s: float) -> bool:
+    """Whether the process driving `run` is gone (or, on another host, silent too long)."""
+    alive = run.owner.is_alive_here()
+    if alive is not None:
+        return not alive
+    last = run.heartbeat_at or run.updated_at
+    return (now - last).total_seconds() > stale_after_s
+
+
+def recover_runs(
+    *,
+    store: journal.Journal,
+    reg: registry.Registry,
+    environment_for: EnvironmentFor,
+    config: engine.EngineConfig | None = None,
+    stale_after_s: float = 30.0,
+    only: states.RunId | None = None,
+) -> list[RecoveredRun]:
+    """Roll back every unfinished run whose owner is dead, and retry ROLLBACK_FAILED runs."""
+    config = config or engine.EngineConfig()
+    now = datetime.now(UTC)
+    candidates = store.runs_in_flight() + store.list_runs(states_in=[_S.ROLLBACK_FAILED])
+    recovered: list[RecoveredRun] = []
+    for run in candidates:
+        if only is not None and run.id != only:
+            continue
+        running = run.state in states.IN_FLIGHT and run.state is not _S.CRASHED
+        if running and not owner_dead(run, now=now, stale_after_s=stale_after_s):
+            log.info("run %s is alive (owner %s); leaving it alone", run.id, run.owner.pid)
+            continue
+        recovered.append(
+            _recover_one(store=store, reg=reg, run=run, env_for=environment_for, config=config)
+        )
+    return recovered
+
+
+def _recover_one(
+    *,
+    store: journal.Journal,
+    reg: registry.Registry,
+    run: states.Run,
+    env_for: EnvironmentFor,
+    config: engine.EngineConfig,
+) -> RecoveredRun:
+    found = run.state
+
+    def move(current: states.Run, to: states.RunState, reason: str) -> states.Run:
+        moved = states.transition(current, to, reason=reason, at=datetime.now(UTC))
+        saved = store.save_run(moved, expected_state=current.state)
+        store.append_event(
+            run.id, kind="state", message=f"{to.value}: {reason}", data={"state": to.value}
+        )
+        return saved
+
+    if run.state in states.IN_FLIGHT and run.state is not _S.CRASHED:
+        run = move(run, _S.CRASHED, f"owner process {run.owner.pid} on {run.owner.host} is gone")
+    try:
+        environment = env_for(run)
+    except errors.StormdrillError as exc:
+        message = f"cannot load environment {run.environment_source!r}: {exc}"
+        log.error("recovery of run %s blocked: %s", run.id, message)
+        return RecoveredRun(run.id, found, run.state, 0, (message,), message)
+    run = move(run, _S.ROLLING_BACK, "recovery: undoing every journaled fault")
+    ctx = context.RunContext(
+        run_id=run.id,
+        environment=environment,
+        connections=context.Connections(environment, reg.connectors()),
+        expires_at=datetime.now(UTC),
+        time_scale=environment.spec.time_scale,
+    )
+    outcome = engine.revert_run(store=store, reg=reg, ctx=ctx, run_id=run.id, config=config)
+    store.release_targets(run.id)
+    if not outcome.ok:
+        failed = tuple(f"#{e.seq} {e.action} on {e.target}: {why}" for e, why in outcome.failed)
+        run = move(run, _S.ROLLBACK_FAILED, "recovery could not undo: " + "; ".join(failed))
+        return RecoveredRun(run.id, found, run.state, len(outcome.reverted), failed, run.reason)
+    run = move(run, _S.VERIFYING, "recovery: every journaled fault undone")
+    # A retried ROLLBACK_FAILED run ends as it meant to; a crashed run did not finish: FAILED.
+    retried = found is _S.ROLLBACK_FAILED and run.ending is not None
+    final = run.ending.state if retried and run.ending is not None else _S.FAILED
+    run = move(run, final, f"recovered after the orchestrator stopped in {found.value}")
+    return RecoveredRun(run.id, found, run.state, len(outcome.reverted), (), run.reason)
+
+
+def orphan_test(
+    store: journal.Journal, *, now: datetime, stale_after_s: float = 30.0
+) -> Callable[[str, datetime], bool]:
+    """Whether a marker with (run id, expires-at) belongs to nobody alive."""
+
+    def is_orphan(run_id: str, expires_at: datetime) -> bool:
+        if expires_at <= now:
+            return True
+        try:
+            run = store.get_run(states.RunId(run_id))
+        except errors.StormdrillError:
+            return True  # the journal does not know it: lost, or another store's
+        if run.state in states.TERMINAL:
+            return True
+        return owner_dead(run, now=now, stale_after_s=stale_after_s)
+
+    return is_orphan
+
+
+def sweep_markers(
+    *,
+    store: journal.Journal,
+    reg: registry.Registry,
+    environment: models.Environment,
+    dry_run: bool = False,
+) -> list[registry.SweepFinding]:
+    """Heal every marked fault in `environment` that belongs to no live run."""
+    now = datetime.now(UTC)
+    ctx = context.RunContext(
+        run_id=states.RunId("recovery-sweep"),
+        environment=environment,
+        connections=context.Connections(environment, reg.connectors()),
+        expires_at=now + timedelta(seconds=0),
+        dry_run=dry_run,
+        time_scale=environment.spec.time_scale,
+    )
+    is_orphan = orphan_test(store, now=now)
+    findings: list[registry.SweepFinding] = []
+    for sweeper in reg.sweepers():
+        try:
+            findings.extend(sweeper.sweep(ctx, is_orphan=is_orphan, dry_run=dry_run))
+        except errors.ProviderError as exc:
+            log.error("sweep of %s markers failed: %s; run recover again", sweeper.provider, exc)
+            raise
+    return findings
