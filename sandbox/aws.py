@@ -249,6 +249,19 @@ def _seed_security_groups(ec2: EC2Client, net: _Network) -> dict[str, str]:
         VpcId=net.vpc_id,
         TagSpecifications=_tag_spec("security-group", [{"Key": "Name", "Value": PAYMENTS_SG_NAME}]),
     )["GroupId"]
+    # A new group allows all egress; the shop's payments group allows only what it needs.
+    group = ec2.describe_security_groups(GroupIds=[sg_id])["SecurityGroups"][0]
+    allow_all = [
+        rule
+        for rule in group.get("IpPermissionsEgress", [])
+        if rule.get("IpProtocol") == "-1"
+        and any(r.get("CidrIp") == "0.0.0.0/0" for r in rule.get("IpRanges", []))
+    ]
+    if allow_all:
+        ec2.revoke_security_group_egress(
+            GroupId=sg_id,
+            IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+        )
     ec2.authorize_security_group_egress(
         GroupId=sg_id,
         IpPermissions=[

@@ -24,12 +24,8 @@ def security_group(conn: connecting.AwsConnection, group_id: str) -> dict[str, A
 
 @pytest.fixture
 def group_id(conn: connecting.AwsConnection, aws_seed: aws.AwsSeed) -> str:
-    """shop-payments as docs/sandbox-world.md has it: without moto's default allow-all."""
-    gid = aws_seed.security_group_ids[aws.PAYMENTS_SG_NAME]
-    conn.ec2().revoke_security_group_egress(
-        GroupId=gid, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
-    )
-    return gid
+    """shop-payments as docs/sandbox-world.md has it (the seed drops moto's default allow-all)."""
+    return aws_seed.security_group_ids[aws.PAYMENTS_SG_NAME]
 
 
 def test_deny_egress_revokes_the_vendor_rule_and_undo_restores_it_with_its_description(
@@ -81,7 +77,10 @@ def test_undo_of_a_never_applied_revoke_changes_nothing(
 def test_a_broader_allow_all_rule_is_refused_unless_the_scenario_chooses(
     ctx: context.RunContext, conn: connecting.AwsConnection, aws_seed: aws.AwsSeed
 ) -> None:
-    gid = aws_seed.security_group_ids[aws.PAYMENTS_SG_NAME]  # moto's default allow-all kept
+    gid = aws_seed.security_group_ids[aws.PAYMENTS_SG_NAME]
+    conn.ec2().authorize_security_group_egress(  # a broader rule that still reaches the vendor
+        GroupId=gid, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    )
     before = security_group(conn, gid)
     act = helpers.action(egress.NAME)
     refs = [helpers.ref("security-group", gid)]
