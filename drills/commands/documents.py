@@ -15,7 +15,7 @@ import rich.console
 import rich.table
 import typer
 
-from orchestrator import registry
+from orchestrator.providers import builtin
 from scenarios import errors, library, linting, loading, models, schema
 
 app = typer.Typer(help="List the bundled scenario library.", no_args_is_help=True)
@@ -76,7 +76,7 @@ def validate(
 def check_paths(paths: list[Path]) -> list[errors.Problem]:
     """Every problem of loading and linting `paths` (bundled scenarios may name pending actions)."""
     result = loading.load_documents(paths)
-    catalog = registry.default_registry().catalog()
+    catalog = builtin.registry_with_builtins().catalog()
     problems = list(result.problems)
     problems.extend(linting.lint(result.documents, catalog=catalog, allow_unimplemented=True))
     return sorted(problems, key=lambda p: (p.file, p.line, p.column, p.field))

@@ -124,6 +124,12 @@ class DrainParams(_Params):
     ignoreDaemonSets: bool = True
 
 
+class TaintParams(_Params):
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"
+
+
 class ScaleParams(_Params):
     replicas: int = pydantic.Field(ge=0)
 
@@ -193,7 +199,7 @@ def fake_catalog() -> catalog.Catalog:
         actions=[
             _action("kubernetes.nodes.cordon", kinds={"node"}),
             _action("kubernetes.nodes.drain", kinds={"node"}, params=DrainParams),
-            _action("kubernetes.nodes.taint", kinds={"node"}),
+            _action("kubernetes.nodes.taint", kinds={"node"}, params=TaintParams),
             _action("kubernetes.pods.delete", kinds={"pod", "deployment"}, revertible=False),
             _action("kubernetes.deployment.scale", kinds={"deployment"}, params=ScaleParams),
             _action(

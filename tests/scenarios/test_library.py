@@ -14,6 +14,7 @@ EXPECTED = {
     "az-failure",
     "az-failure-aws",
     "az-failure-kubernetes",
+    "az-power-loss-kubernetes",
     "dependency-outage",
     "key-person-loss",
     "third-party-outage",
