@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator import errors, mutations, registry, states
 from orchestrator import journal as journaling
+from scenarios import models as scenario_models
 from tests.engine_core import factories
 
 
@@ -82,9 +83,20 @@ class HttpProbe(registry.Probe[HttpParams]):
 
 
 class Ctx:
+    """A provider context with nothing behind it (these actions touch no provider)."""
+
     def __init__(self) -> None:
         self.run_id = states.RunId("run-1")
         self.dry_run = False
+        self.expires_at = datetime.now(UTC)
+        self.time_scale = 1.0
+
+    @property
+    def environment(self) -> scenario_models.Environment:
+        raise AssertionError("not used by these actions")
+
+    def connection(self, provider: str) -> object:
+        raise AssertionError(f"no {provider} connection in this test")
 
 
 def _registry() -> registry.Registry:
