@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from drills.commands import cmdb, demo, documents, running, sandbox
+from drills.commands import cmdb, demo, documents, reporting, running, sandbox
 
 app = typer.Typer(
     name="stormdrill",
@@ -32,6 +32,9 @@ app.command("recover")(running.recover)
 app.command("ack")(running.ack)
 app.command("actions")(running.actions)
 app.command("demo")(demo.demo)
+app.command("report")(reporting.report)
+app.command("lint-report")(reporting.lint_report)
+app.command("coverage")(reporting.coverage)
 app.add_typer(running.app_killswitch, name="killswitch")
 app.add_typer(running.app_runs, name="runs")
 

@@ -1,0 +1,1 @@
+"""Benchmarks: timed measurements of the engine (never run by pytest; see benchmarks/README.md)."""

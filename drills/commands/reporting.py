@@ -1,0 +1,157 @@
+"""`stormdrill report RUN`, `stormdrill lint-report PATH` and `stormdrill coverage`.
+
+- `report` renders a run's blameless post-mortem (Markdown, HTML or JSON) to stdout or
+  `-o PATH`; exit 0, or 3 when the run or the catalog cannot be read.
+- `lint-report` checks a post-mortem's Markdown (generated or edited by hand); findings
+  print as `path:line: rule: message (try: …)`; exit 1 on any finding, 3 if unreadable.
+- `coverage` renders the coverage matrix of the CMDB against the policy and the runs in
+  the store; exit 0, or 3 on a bad catalog or policy.
+The catalog comes from `--cmdb PATH` (repeatable), else `STORMDRILL_CMDB`, else (for
+`report`) the run's Environment file. The functions are wired into `drills.cli`; `app`
+holds the same commands for tests and standalone use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import rich.console
+import typer
+
+from drills import binding, settings
+from drills.commands import running
+from orchestrator import engine, states
+from orchestrator.cmdb import backstage
+from orchestrator.cmdb import errors as cmdb_errors
+from orchestrator.cmdb import models as cmdb_models
+from reports import coverage as coverage_mod
+from reports import coverage_rendering, evidence, linting, policy, postmortem, rendering
+from scenarios import errors, library, loading
+
+app = typer.Typer(help="Post-mortems, the blameless lint and drill coverage.", no_args_is_help=True)
+
+_err = rich.console.Console(stderr=True, highlight=False)
+
+_CMDB_HELP = f"CMDB catalog file or folder (repeatable); defaults to ${backstage.ENV_VAR}."
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except errors.ScenarioInvalid as exc:
+        for problem in exc.problems:
+            _err.print(str(problem), markup=False)
+        raise typer.Exit(engine.ExitCode.INVALID) from None
+    except cmdb_errors.CatalogInvalid as exc:
+        for problem in exc.problems:
+            _err.print(str(problem), markup=False)
+        raise typer.Exit(engine.ExitCode.INVALID) from None
+    except errors.StormdrillError as exc:
+        _err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(engine.ExitCode.INVALID) from None
+
+
+def _catalog(
+    explicit: Sequence[Path], *, run: states.Run | None = None
+) -> cmdb_models.Catalog | None:
+    paths = backstage.resolve_catalog_paths(list(explicit), os.environ)
+    if paths:
+        return backstage.load_catalog(paths)
+    if run is not None and Path(run.environment_source).is_file():
+        environment = loading.load_environment(Path(run.environment_source)).model
+        return binding.load_catalog(environment, explicit=[], env_vars=os.environ)
+    return None
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    _err.print(f"wrote {output}", markup=False)
+
+
+def report(
+    run_id: str = typer.Argument(..., help="The run to report on (see `stormdrill runs list`)."),
+    output_format: rendering.Format = typer.Option(
+        rendering.Format.MARKDOWN, "--format", help="md, html or json."
+    ),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write here, not stdout."),
+    cmdb: list[Path] = typer.Option([], "--cmdb", help=_CMDB_HELP),
+) -> None:
+    """Render a run's blameless post-mortem (JSON includes achieved_rto and target_rto, s)."""
+    config = settings.Settings.from_env(os.environ)
+    with _user_errors(), running.open_journal(config) as store:
+        run_evidence = evidence.load(store, states.RunId(run_id))
+        catalog = _catalog(cmdb, run=run_evidence.run)
+        scenario = evidence.scenario_for(run_evidence.run)
+        built = postmortem.build_postmortem(run_evidence, scenario, cmdb=catalog)
+    _emit(rendering.render(built, output_format), output)
+
+
+def lint_report(
+    path: Path = typer.Argument(..., help="A post-mortem in Markdown."),
+    cmdb: list[Path] = typer.Option([], "--cmdb", help=_CMDB_HELP + " Its users' names."),
+) -> None:
+    """Check a post-mortem is blameless and complete; exit 1 on findings."""
+    with _user_errors():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise binding.BindingError(f"{path}: cannot read it: {exc.strerror}") from None
+        catalog = _catalog(cmdb)
+    findings = linting.lint(text, people=linting.people_names(catalog))
+    for finding in findings:
+        typer.echo(finding.format(str(path)))
+    if findings:
+        _err.print(f"{len(findings)} finding(s) in {path}", markup=False)
+        raise typer.Exit(1)
+    _err.print(f"{path}: blameless and complete", markup=False)
+
+
+def coverage(
+    cmdb: list[Path] = typer.Option([], "--cmdb", help=_CMDB_HELP),
+    policy_path: Path | None = typer.Option(
+        None, "--policy", help="Coverage policy YAML (default: the shipped policy)."
+    ),
+    output_format: coverage_rendering.Format = typer.Option(
+        coverage_rendering.Format.TABLE, "--format", help="table, md, html, json or csv."
+    ),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write here, not stdout."),
+) -> None:
+    """Which services are drilled for which failure modes, how recently, and how well."""
+    config = settings.Settings.from_env(os.environ)
+    with _user_errors():
+        catalog = _catalog(cmdb)
+        if catalog is None:
+            raise binding.BindingError(f"no catalog: pass --cmdb PATH or set {backstage.ENV_VAR}")
+        rules = policy.load(policy_path)
+        declared = [
+            loading.load_scenario(p).model.spec.failure_mode.value for p in library.bundled_paths()
+        ]
+        with running.open_journal(config) as store:
+            runs = coverage_mod.load_summaries(store, catalog=catalog)
+        matrix = coverage_mod.build_matrix(
+            catalog=catalog,
+            rules=rules,
+            runs=runs,
+            now=dt.datetime.now(dt.UTC),
+            extra_modes=declared,
+        )
+    if output_format is coverage_rendering.Format.TABLE and output is None:
+        console = rich.console.Console(highlight=False)
+        for renderable in coverage_rendering.table(matrix):
+            console.print(renderable)
+        return
+    _emit(coverage_rendering.render(matrix, output_format), output)
+
+
+app.command("report")(report)
+app.command("lint-report")(lint_report)
+app.command("coverage")(coverage)
