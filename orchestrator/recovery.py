@@ -5,6 +5,8 @@ Invariants:
   pid and start token is gone) or, across hosts, its heartbeat is stale.
 - A recovered run becomes CRASHED, then ROLLING_BACK, and is reverted from its journal
   (applied and intended-but-unknown entries, newest first, idempotently).
+- A finished run holds no target locks after recovery (its owner may have died between
+  saving the final state and releasing them).
 - The marker sweep heals faults whose run is unknown (journal lost), finished, dead or
   expired — never those of a live, unexpired run.
 """
@@ -72,7 +74,24 @@ def recover_runs(
         recovered.append(
             _recover_one(store=store, reg=reg, run=run, env_for=environment_for, config=config)
         )
+    if only is None:
+        release_finished_locks(store)
     return recovered
+
+
+def release_finished_locks(store: journal.Journal) -> list[states.RunId]:
+    """Release target locks still held by finished runs; the runs that held some.
+
+    The engine releases a run's locks after saving its final state; an orchestrator killed
+    between the two leaves a finished run holding its targets, and every later drill on them
+    is refused (overlap) forever. A finished run changes nothing any more, so its locks go.
+    """
+    released: list[states.RunId] = []
+    for run in store.list_runs(states_in=states.TERMINAL, limit=None):
+        if store.held_targets(run.id) and store.release_targets(run.id):
+            log.warning("run %s is %s but still held target locks; released", run.id, run.state)
+            released.append(run.id)
+    return released
 
 
 def _recover_one(

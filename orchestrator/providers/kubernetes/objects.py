@@ -115,7 +115,12 @@ def delete(
     except kube_errors.Conflict:
         if uid is None:
             raise
-        return False  # a newer incarnation holds the name: ours is gone
+        # 409 is either the uid precondition failing (a newer incarnation holds the name: ours
+        # is gone) or a transient conflict on our own object (it is still there: retry).
+        current = read(conn, ref)
+        if current is not None and str((current.get("metadata") or {}).get("uid")) == uid:
+            raise
+        return False
     return True
 
 

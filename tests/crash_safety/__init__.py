@@ -1,0 +1,1 @@
+"""Crash-safety suite: SIGKILL the orchestrator anywhere, then prove `stormdrill recover` heals."""
