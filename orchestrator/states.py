@@ -141,6 +141,9 @@ def process_token(pid: int) -> str | None:
     fields = stat.rsplit(")", 1)[-1].split()
     if len(fields) < 20:
         return None
+    if fields[0] in ("Z", "X"):
+        return None  # a zombie (not yet reaped by its parent) or dead process runs nothing
+
     return f"{boot_id}:{fields[19]}"
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -216,3 +219,24 @@ def test_an_exited_process_is_not_alive() -> None:
 def test_liveness_of_an_owner_on_another_host_is_unknown() -> None:
     remote = dataclasses.replace(states.Owner.current(), host="elsewhere.invalid")
     assert remote.is_alive_here() is None
+
+
+def test_a_killed_process_not_yet_reaped_by_its_parent_is_not_alive() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        token = states.process_token(child.pid)
+        assert token is not None
+        owner = states.Owner(host=states.Owner.current().host, pid=child.pid, token=token)
+        assert owner.is_alive_here() is True
+        os.kill(child.pid, signal.SIGKILL)
+        for _ in range(200):  # the kernel marks it a zombie; we do not reap it yet
+            if (
+                pathlib.Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+                == "Z"
+            ):
+                break
+            time.sleep(0.01)
+        assert owner.is_alive_here() is False
+    finally:
+        child.kill()
+        child.wait()
