@@ -145,7 +145,7 @@ def load_catalog(
 
 
 def make_registry() -> registry.Registry:
-    """Every built-in provider's actions, probes, resolvers and sweepers."""
+    """Every built-in provider's actions, probes, resolvers, sweepers and opt-in lookup."""
     return builtin.registry_with_builtins()
 
 

@@ -39,3 +39,4 @@ def register(registry: registries.Registry) -> None:
     registry.register(*ACTIONS, *PROBES)
     registry.register_resolver(targets.KubernetesResolver())
     registry.register_sweeper(sweeping.KubernetesSweeper())
+    registry.register_namespace_opt_in(targets.opted_in_namespaces)

@@ -53,6 +53,12 @@ def namespace_opted_in(conn: connection.KubeConnection, namespace: str) -> bool:
     return found is not None and objects.labels_of(found).get(ALLOW_DRILLS_LABEL) == "true"
 
 
+def opted_in_namespaces(ctx: registry.ProviderContext, namespaces: Sequence[str]) -> list[str]:
+    """The namespaces of `namespaces` labelled `stormdrill.dev/allow-drills=true` (sorted)."""
+    conn = connection.from_context(ctx)
+    return sorted(ns for ns in set(namespaces) if namespace_opted_in(conn, ns))
+
+
 def opted_out_namespaces(ctx: registry.ProviderContext, namespaces: Iterable[str]) -> list[str]:
     """The namespaces of `namespaces` that have not opted in to drills (sorted)."""
     conn = connection.from_context(ctx)

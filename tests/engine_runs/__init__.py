@@ -1,0 +1,1 @@
+"""End-to-end runs of the drill engine against the sandbox (real HTTP, real SQLite)."""
