@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from orchestrator import (
+    canary,
     context,
     errors,
     guardrails,
@@ -35,6 +36,8 @@ from orchestrator import (
     states,
 )
 from orchestrator.cmdb import models as cmdb_models
+from orchestrator.providers.people import absence as people_absence
+from orchestrator.providers.people import assignees
 from scenarios import models
 
 log = logging.getLogger(__name__)
@@ -392,7 +395,7 @@ class _Driver:
             ctx=self.ctx,
             run_id=self.run.id,
             config=self.config,
-            listener=self.event,
+            listener=self.listener,  # live view only: revert_run journals the timeline itself
         )
         explicit_failed = self._explicit_rollback_steps()
         leftovers = tuple(outcome.failed) + explicit_failed
@@ -419,7 +422,7 @@ class _Driver:
             return ()
         for step in self.drill.scenario.spec.rollback:
             try:
-                self._apply_action(step, revertible=False)
+                self._apply_action(step, revertible=False, rolling_back=True)
             except errors.StormdrillError as exc:
                 self.event("error", f"rollback step {step.name} failed: {exc}")
                 placeholder = mutations.JournalEntry(
@@ -474,20 +477,46 @@ class _Driver:
         return states.Verdict.HELD
 
     def _record_objectives(self, stability_s: float) -> None:
+        """Achieved RTO (probe samples) and RPO (canary samples) against their targets.
+
+        A target missing from the scenario defaults to the strictest one the CMDB gives the
+        scenario's targeted services (distance 0) for its failure mode.
+        """
         samples = objectives.samples_from_events(self.store.events(self.run.id, kind="probe"))
         measured = objectives.achieved_rto(samples, t0=self.t0, window_s=stability_s)
-        target = self.drill.scenario.spec.objectives.rto
-        scaled_target = target.seconds * self.drill.time_scale if target is not None else None
+        services = [
+            item.service
+            for item in (self.plan.impact.services if self.plan and self.plan.impact else ())
+            if item.distance == 0
+        ]
+        mode = self.drill.scenario.spec.failure_mode.value
+        rto = objectives.target_of(
+            self.drill.scenario.spec.objectives.rto, services=services, mode=mode, kind="rto"
+        )
+        rpo = objectives.target_of(
+            self.drill.scenario.spec.objectives.rpo, services=services, mode=mode, kind="rpo"
+        )
+        scale = self.drill.time_scale
+        scaled_target = rto.seconds * scale if rto.seconds is not None else None
+        loss = canary.achieved_rpo(self.store.events(self.run.id, kind="probe"))
+        scaled_rpo = rpo.seconds * scale if rpo.seconds is not None else None
         self._record["objectives"] = {
             "t0": self.t0.isoformat() if self.t0 else None,
             "achieved_rto_s": measured,
-            "target_rto_s": target.seconds if target is not None else None,
+            "target_rto_s": rto.seconds,
+            "target_rto_source": rto.source,
             "scaled_target_rto_s": scaled_target,
-            "time_scale": self.drill.time_scale,
+            "time_scale": scale,
             "stability_window_s": stability_s,
             "rto_met": (
                 None if measured is None or scaled_target is None else measured <= scaled_target
             ),
+            "achieved_rpo_s": loss.seconds if loss is not None else None,
+            "target_rpo_s": rpo.seconds,
+            "target_rpo_source": rpo.source,
+            "scaled_target_rpo_s": scaled_rpo,
+            "rpo_met": None if loss is None or scaled_rpo is None else loss.seconds <= scaled_rpo,
+            "rpo_canary": loss.to_json() if loss is not None else None,
         }
 
     # -- steps -----------------------------------------------------------------------
@@ -505,7 +534,10 @@ class _Driver:
             self._manual_step(step)
         self.event("step", f"step {step.name} finished", step=step.name)
 
-    def _apply_action(self, step: models.Step, *, revertible: bool) -> None:
+    def _apply_action(
+        self, step: models.Step, *, revertible: bool, rolling_back: bool = False
+    ) -> None:
+        """Journal and apply `step`'s mutations; an abort stops them, except in rollback."""
         assert self.plan is not None and step.action is not None
         action = self.engine.registry.get_action(step.action)()
         planned = planning.plan_action(
@@ -513,7 +545,7 @@ class _Driver:
         )
         keep_undo = revertible and action.revertible
         for mutation in planned:
-            if self.abort.set:
+            if self.abort.set and not rolling_back:
                 return
             entry = self.store.record_intent(self.run.id, mutation)
             self.touched = True
@@ -532,7 +564,7 @@ class _Driver:
                     f"step {step.name}: {mutation.action} on {mutation.target}: {exc}"
                 ) from exc
             self.store.mark_applied(entry.seq, undo=undo)
-            if self.t0 is None:
+            if self.t0 is None and action.mutating:  # T0 is the first fault, not an analysis
                 self.t0 = datetime.now(UTC)
             if not keep_undo:
                 self.store.mark_skipped(
@@ -545,6 +577,9 @@ class _Driver:
                 step=step.name,
                 state="applied",
             )
+            for finding in _findings_of(mutation):
+                message = str(finding.pop("message", ""))
+                self.event("finding", message, step=step.name, **finding)
 
     def _probe_step(self, step: models.Step) -> None:
         assert self.observer is not None and step.probe is not None
@@ -557,24 +592,53 @@ class _Driver:
             self._abort_from("probe", f"probe step {step.name} failed: {checked.message}")
 
     def _manual_step(self, step: models.Step) -> None:
+        """Wait for an eligible person's acknowledgement (or auto-ack) until the timeout.
+
+        Who may act is resolved now (team members, or its on-call at this moment, never a
+        person this run marked absent) and recorded in the `manual` event; acks from anyone
+        else are ignored (the CLI already refuses them). Nobody eligible is a finding and
+        the step times out at once, per `onTimeout`.
+        """
         assert step.manual is not None
         manual = step.manual
         timeout = self.scaled(manual.timeout.seconds)
+        who = assignees.resolve(
+            self.engine.catalog,
+            assignee=manual.assignee,
+            role=manual.role,
+            absent=people_absence.absent_people(self.store.entries(self.run.id)),
+            at=datetime.now(UTC),
+        )
+        record: dict[str, mutations.JsonValue] = {
+            "step": step.name,
+            "assignee": manual.assignee,
+            "role": manual.role.value,
+            "timeout_s": timeout,
+            "evidence": [e.value for e in manual.evidence],
+            **who.to_json(),
+        }
         self.event(
             "manual",
-            f"waiting for {manual.assignee} ({manual.role.value}): {manual.instructions}",
-            step=step.name,
-            assignee=manual.assignee,
-            timeout_s=timeout,
+            f"waiting for {manual.assignee} ({manual.role.value}; may act: {who.names()}):"
+            f" {manual.instructions}",
+            **record,
         )
-        deadline = time.monotonic() + timeout
-        auto_at = (
-            time.monotonic() + self.config.auto_ack_s
-            if self.config.auto_ack_s is not None
-            else None
-        )
+        if who.nobody:
+            self.event(
+                "finding",
+                f"manual step {step.name}: nobody may act on it: {who.problem}",
+                step=step.name,
+                rule="no-eligible-assignee",
+                severity="high",
+            )
+            self._manual_timed_out(step, timeout)
+            return
+        started = time.monotonic()
+        deadline = started + timeout
+        auto_at = started + self.config.auto_ack_s if self.config.auto_ack_s is not None else None
+        ignored: set[int] = set()
         while not self.abort.set:
-            if _acknowledged(self.store, self.run.id, step.name):
+            if self._acknowledged(step, record, ignored):
                 return
             now = time.monotonic()
             if auto_at is not None and now >= auto_at:
@@ -585,14 +649,43 @@ class _Driver:
                     by="stormdrill --auto-ack",
                     automated=True,
                     evidence="automated acknowledgement",
+                    waited_s=round(now - started, 3),
                 )
                 return
             if now >= deadline:
-                self.event("finding", f"manual step {step.name} timed out after {timeout:.1f}s")
-                if step.effective_on_timeout is models.OnTimeout.ABORT:
-                    self._abort_from("guardrail", f"manual step {step.name} timed out")
+                self._manual_timed_out(step, timeout)
                 return
             self.abort.event.wait(0.1)
+
+    def _acknowledged(
+        self, step: models.Step, manual: Mapping[str, mutations.JsonValue], ignored: set[int]
+    ) -> bool:
+        for ack in self.store.events(self.run.id, kind="ack"):
+            if ack.data.get("step") != step.name or ack.seq in ignored:
+                continue
+            if assignees.accepts(manual, ack.data):
+                return True
+            ignored.add(ack.seq)
+            self.event(
+                "finding",
+                f"acknowledgement of {step.name} by {ack.data.get('by')} ignored: not among"
+                " the people who may act on it",
+                step=step.name,
+                rule="ack-by-ineligible",
+                severity="medium",
+            )
+        return False
+
+    def _manual_timed_out(self, step: models.Step, timeout: float) -> None:
+        self.event(
+            "finding",
+            f"manual step {step.name} timed out after {timeout:.1f}s",
+            step=step.name,
+            rule="manual-timeout",
+            severity="high",
+        )
+        if step.effective_on_timeout is models.OnTimeout.ABORT:
+            self._abort_from("guardrail", f"manual step {step.name} timed out")
 
     # -- aborts and the watchdog -------------------------------------------------------
 
@@ -615,8 +708,12 @@ class _Driver:
             self.store.heartbeat(self.run.id, owner=owner)
 
 
-def _acknowledged(store: journal.Journal, run_id: states.RunId, step: str) -> bool:
-    return any(event.data.get("step") == step for event in store.events(run_id, kind="ack"))
+def _findings_of(mutation: mutations.PlannedMutation) -> list[dict[str, mutations.JsonValue]]:
+    """Findings a non-mutating action reports in its `pre_state` (e.g. people.analyse-absence)."""
+    raw = mutation.pre_state.get("findings")
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        return []
+    return [dict(item) for item in raw if isinstance(item, Mapping)]
 
 
 def _abort_requested(store: journal.Journal, run_id: states.RunId) -> bool:
@@ -630,15 +727,29 @@ def revert_run(
     ctx: context.RunContext,
     run_id: states.RunId,
     config: EngineConfig,
-    listener: Callable[..., None] | None = None,
+    listener: Listener | None = None,
 ) -> rollback.RollbackOutcome:
-    """Undo every journaled mutation of `run_id` that may be in place, newest first."""
+    """Undo every journaled mutation of `run_id` that may be in place, newest first.
+
+    One durable journal write per revert: the entry's new state (`rollback` marks it). The
+    timeline lines — each revert's start ("reverting #n", timestamped when it started) and
+    each ending ("reverted" / "REVERT FAILED") — are appended afterwards in one transaction;
+    `listener` (the live view) hears each start as it happens. A crash before that append
+    loses only timeline lines: the entries' states are already on disk.
+    """
+    started: list[journal.NewEvent] = []
+    started_lock = threading.Lock()
 
     def revert(entry: mutations.JournalEntry) -> None:
-        if listener is not None:
-            listener(
-                "revert", f"reverting #{entry.seq}: {entry.action} on {entry.target}", seq=entry.seq
+        message = f"reverting #{entry.seq}: {entry.action} on {entry.target}"
+        with started_lock:
+            started.append(
+                journal.NewEvent(
+                    kind="revert", message=message, data={"seq": entry.seq}, at=datetime.now(UTC)
+                )
             )
+        if listener is not None:
+            listener("revert", message, {"seq": entry.seq})
         action = reg.get_action(entry.action)()
         action.revert(ctx, undo=entry.undo)
 
@@ -649,20 +760,22 @@ def revert_run(
         retry=config.retry,
         concurrency=config.rollback_concurrency,
     )
-    for entry in outcome.reverted:
-        store.append_event(
-            run_id,
+    ended = [
+        journal.NewEvent(
             kind="mutation",
             message=f"reverted #{entry.seq}: {entry.action} on {entry.target}",
             data={"seq": entry.seq, "state": "reverted"},
         )
-    for entry, error in outcome.failed:
-        store.append_event(
-            run_id,
+        for entry in outcome.reverted
+    ] + [
+        journal.NewEvent(
             kind="mutation",
             message=f"REVERT FAILED #{entry.seq}: {entry.action} on {entry.target}: {error}",
             data={"seq": entry.seq, "state": "revert_failed", "error": error},
         )
+        for entry, error in outcome.failed
+    ]
+    store.append_events(run_id, [*started, *ended])
     return outcome
 
 

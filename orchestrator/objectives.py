@@ -4,6 +4,8 @@ Achieved RTO is the time from T0 (the first fault applied) to the moment every r
 probe passes and keeps passing for a stability window; any failure inside the window
 resets it. A drill whose probes never failed after T0 achieved an RTO of zero (no
 outage was observed). Pure functions over recorded samples, so reports can recompute.
+Targets come from the scenario's `objectives`, else from the CMDB objectives of the
+targeted services for the scenario's failure mode (the strictest wins).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Literal
 
 from orchestrator import journal
+from orchestrator.cmdb import models as cmdb_models
+from scenarios import quantities
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,3 +66,35 @@ def achieved_rto(
         if (sample.at - streak_start).total_seconds() >= window_s:
             return max((streak_start - t0).total_seconds(), 0.0)
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """An objective's target in real-world seconds and where it came from."""
+
+    seconds: float | None
+    source: str | None
+    """`scenario`, `cmdb:<service ref>`, or None when neither gives one."""
+
+
+def target_of(
+    declared: quantities.Duration | None,
+    *,
+    services: Sequence[cmdb_models.Service],
+    mode: str,
+    kind: Literal["rto", "rpo"],
+) -> Target:
+    """The scenario's target, else the strictest CMDB objective of `services` for `mode`."""
+    if declared is not None:
+        return Target(declared.seconds, "scenario")
+    found: list[tuple[float, str]] = []
+    for service in services:
+        given = (
+            service.objectives.rto_for(mode) if kind == "rto" else service.objectives.rpo_for(mode)
+        )
+        if given is not None:
+            found.append((given.total_seconds(), f"cmdb:{service.ref}"))
+    if not found:
+        return Target(None, None)
+    seconds, source = min(found)
+    return Target(seconds, source)

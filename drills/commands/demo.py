@@ -5,7 +5,9 @@ validates the scenario library and the sample CMDB against it, then runs:
 1. `az-failure-kubernetes` end to end (zone drained, pods rescheduled, rollback, verify);
 2. `az-power-loss-kubernetes` with checkout pinned to that zone (a misconfiguration the
    drill should catch): the checkout probe breaches, the guardrail aborts, rollback is clean;
-3. `az-failure-aws` (subnets isolated, instances stopped, ASG zone removed, RDS failover).
+3. `az-failure-aws` (subnets isolated, instances stopped, ASG zone removed, RDS failover);
+4. `key-person-loss` (alice absent: analysis findings, RBAC and IAM access revoked, the
+   on-call's manual step acknowledged automatically, everything reinstated).
 Prints where the run records and reports are.
 """
 
@@ -30,6 +32,8 @@ from scenarios import library
 _console = rich.console.Console(highlight=False)
 
 PIN_ZONE = "us-east-1a"
+AUTO_ACK_S = 1.0
+"""The key-person drill's manual step is acknowledged (as automated) after this delay."""
 
 
 def demo(
@@ -67,17 +71,33 @@ def demo(
         env = str(info.environment)
         codes: dict[str, int] = {}
         with running.open_journal(config) as store:
-            codes["az-failure-kubernetes"] = _drill(store, "az-failure-kubernetes", env)
+            codes["az-failure-kubernetes"] = _drill(
+                store, "az-failure-kubernetes", env, reports_dir=config.reports_dir
+            )
             _pin_checkout(world, zone=PIN_ZONE)
             codes["az-power-loss-kubernetes (checkout pinned)"] = _drill(
-                store, "az-power-loss-kubernetes", env, sets=[f"zone={PIN_ZONE}"]
+                store,
+                "az-power-loss-kubernetes",
+                env,
+                reports_dir=config.reports_dir,
+                sets=[f"zone={PIN_ZONE}"],
             )
             _unpin_checkout(world)
-            codes["az-failure-aws"] = _drill(store, "az-failure-aws", env)
+            codes["az-failure-aws"] = _drill(
+                store, "az-failure-aws", env, reports_dir=config.reports_dir
+            )
+            codes["key-person-loss"] = _drill(
+                store,
+                "key-person-loss",
+                env,
+                reports_dir=config.reports_dir,
+                config=engine.EngineConfig(auto_ack_s=AUTO_ACK_S),
+            )
         _console.print(
             rich.panel.Panel.fit(
                 "\n".join(f"{name}: exit {code}" for name, code in codes.items())
                 + f"\nRun records: {config.database_url}\n"
+                f"Post-mortems and JUnit: {config.reports_dir}/<run id>/\n"
                 f"  STORMDRILL_DATABASE_URL={config.database_url} stormdrill runs list",
                 title="demo results",
             )
@@ -86,6 +106,7 @@ def demo(
         "az-failure-kubernetes": engine.ExitCode.HELD,
         "az-power-loss-kubernetes (checkout pinned)": engine.ExitCode.ABORTED,
         "az-failure-aws": engine.ExitCode.HELD,
+        "key-person-loss": engine.ExitCode.HELD,
     }
     if any(codes[name] != code for name, code in expected.items()):
         _console.print("[red]the demo did not go as expected[/red]")
@@ -93,23 +114,33 @@ def demo(
 
 
 def _drill(
-    store: journal.Journal, scenario: str, env: str, *, sets: list[str] | None = None
+    store: journal.Journal,
+    scenario: str,
+    env: str,
+    *,
+    reports_dir: Path,
+    sets: list[str] | None = None,
+    config: engine.EngineConfig | None = None,
 ) -> int:
     _console.rule(f"drill: {scenario} {' '.join(sets or [])}")
     bound = binding.bind(scenario, env=env, sets=sets or [])
     catalog = binding.load_catalog(bound.drill.environment, explicit=[], env_vars=os.environ)
     eng = binding.make_engine(
-        store=store, catalog=catalog, config=engine.EngineConfig(), killswitch_file=None
+        store=store, catalog=catalog, config=config or engine.EngineConfig(), killswitch_file=None
     )
 
     def listen(kind: str, message: str, _data: Mapping[str, mutations.JsonValue]) -> None:
         if kind != "probe":
             _console.print(
-                f"  {kind:>9} {message}", markup=False, style=running.LIVE_STYLES.get(kind, "")
+                f"  {kind:>9} {message}",
+                markup=False,
+                soft_wrap=True,
+                style=running.LIVE_STYLES.get(kind, ""),
             )
 
     outcome = eng.run(bound.drill, listener=listen)
     running.summarise(outcome, store)
+    running.write_reports(outcome, store=store, catalog=catalog, reports_dir=reports_dir)
     return outcome.exit_code
 
 

@@ -28,7 +28,9 @@ import typer
 from drills import binding, settings
 from orchestrator import engine, journal, mutations, planning, recovery, states
 from orchestrator.cmdb import errors as cmdb_errors
-from reports import junit
+from orchestrator.cmdb import models as cmdb_models
+from orchestrator.providers.people import assignees
+from reports import junit, writing
 from scenarios import errors, loading
 
 app_runs = typer.Typer(help="List and show drill runs (newest first).", no_args_is_help=True)
@@ -63,10 +65,10 @@ def _user_errors() -> Iterator[None]:
         yield
     except errors.ScenarioInvalid as exc:
         for problem in exc.problems:
-            _err.print(str(problem), markup=False)
+            _err.print(str(problem), markup=False, soft_wrap=True)
         raise typer.Exit(engine.ExitCode.INVALID) from None
     except (errors.StormdrillError, cmdb_errors.CmdbError) as exc:
-        _err.print(f"error: {exc}", markup=False)
+        _err.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(engine.ExitCode.INVALID) from None
 
 
@@ -118,6 +120,7 @@ def plan_json(drill_plan: planning.Plan) -> dict[str, mutations.JsonValue]:
                 "kind": sel.kind,
                 "count": sel.count,
                 "population": sel.population,
+                "limit": _limit(drill_plan, name),
                 "refs": [str(r) for r in sel.refs],
                 "excluded": [f"{r}: {why}" for r, why in sel.excluded],
             }
@@ -136,6 +139,13 @@ def plan_json(drill_plan: planning.Plan) -> dict[str, mutations.JsonValue]:
             for m in drill_plan.rollback_plan()
         ],
     }
+
+
+def _limit(drill_plan: planning.Plan, target: str) -> str | None:
+    """The target's `blastRadius.max` as written (None: no limit set)."""
+    spec = drill_plan.drill.scenario.spec.targets.get(target)
+    radius = spec.blast_radius if spec is not None else None
+    return str(radius.max) if radius is not None else None
 
 
 def show_plan(drill_plan: planning.Plan) -> None:
@@ -246,6 +256,7 @@ def run(
 
             outcome = eng.run(bound.drill, stop=stop, listener=listen)
         summarise(outcome, store)
+        write_reports(outcome, store=store, catalog=catalog, reports_dir=config.reports_dir)
         if junit_path is not None:
             junit.write(
                 junit_path,
@@ -337,9 +348,23 @@ def summarise(outcome: engine.RunOutcome, store: journal.Journal) -> None:
         )
     for entry, error in outcome.leftovers:
         _err.print(
-            f"LEFTOVER: #{entry.seq} {entry.action} on {entry.target}: {error}", markup=False
+            f"LEFTOVER: #{entry.seq} {entry.action} on {entry.target}: {error}",
+            markup=False,
+            soft_wrap=True,
         )
     _console.print(f"run record: {store.url} (stormdrill runs show {run_.id})", markup=False)
+
+
+def write_reports(
+    outcome: engine.RunOutcome,
+    *,
+    store: journal.Journal,
+    catalog: cmdb_models.Catalog | None,
+    reports_dir: Path,
+) -> None:
+    """Every finished run gets its post-mortem (md, html, json) and JUnit under reports_dir."""
+    written = writing.write_for_run(outcome.run, store, catalog, reports_dir)
+    _console.print(f"post-mortem: {written.markdown}", markup=False)
 
 
 def abort(run_id: str = typer.Argument(..., help="The run to abort.")) -> None:
@@ -425,9 +450,14 @@ def ack(
     evidence: str = typer.Option(..., "--evidence", help="What was done (text, URL or choice)."),
     by: str = typer.Option(os.environ.get("USER", "cli"), "--by", help="Who acknowledges."),
 ) -> None:
-    """Acknowledge a manual step with evidence (the drill continues)."""
+    """Acknowledge a manual step with evidence (the drill continues).
+
+    Refused (exit 3) when `--by` is absent for the drill or not among the people the step
+    is assigned to (its team, or its on-call at the time), as recorded when it started.
+    """
     with open_journal(_settings()) as store, _user_errors():
         run_ = store.get_run(states.RunId(run_id))
+        assignees.check_ack(store.events(run_.id), run_id=run_.id, step=step, by=by)
         store.append_event(
             run_.id,
             kind="ack",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Literal
 
 import pydantic
 
@@ -144,7 +145,11 @@ class ZoneParams(_Params):
 
 
 class ReasonParams(_Params):
+    """`people.mark-unavailable`: a reason, and which live access to revoke with the absence."""
+
     reason: str = ""
+    revoke: list[Literal["kubernetes-rbac", "aws-iam"]] = []
+    iamUsers: dict[str, str] = {}
 
 
 class HttpParams(_Params):

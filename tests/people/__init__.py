@@ -1,0 +1,1 @@
+"""Tests of the people provider, manual steps and recovery objectives (RTO, RPO canaries)."""
