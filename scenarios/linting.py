@@ -3,8 +3,7 @@
 Rules (each problem names file:line and field):
 - references resolve: a step's `target` names a `spec.targets` entry; a step's `probe` and an
   `abortWhen.probe` name a `steadyState` probe; probe and step names are unique;
-- actions and probe types exist in the engine's catalog (did-you-mean hint); for the bundled
-  library with `allow_unimplemented=True` an unknown one is only a warning; known ones have
+- actions and probe types exist in the engine's catalog (did-you-mean hint); known ones have
   their `with:` checked against the catalog's params model;
 - an action's target has a kind the action accepts; a destructive action's target has a
   `blastRadius`;
@@ -47,7 +46,6 @@ def lint(
     loaded: Sequence[AnyLoaded],
     *,
     catalog: catalogs.Catalog,
-    allow_unimplemented: bool = False,
 ) -> list[errors.Problem]:
     """Every semantic problem in `loaded`, sorted by file and line."""
     problems: list[errors.Problem] = []
@@ -55,9 +53,7 @@ def lint(
         if isinstance(doc.model, models.Scenario):
             scenario = _as_scenario(doc)
             problems.extend(reference_problems(scenario))
-            problems.extend(
-                _ScenarioLint(scenario, catalog=catalog, allow=allow_unimplemented).run()
-            )
+            problems.extend(_ScenarioLint(scenario, catalog=catalog).run())
         elif isinstance(doc.model, models.Environment):
             problems.extend(_environment_problems(doc.model, tree=doc.tree))
         else:
@@ -110,13 +106,11 @@ class _ScenarioLint:
         doc: documents.Loaded[models.Scenario],
         *,
         catalog: catalogs.Catalog,
-        allow: bool,
     ) -> None:
         self.doc = doc
         self.spec = doc.model.spec
         self.tree = doc.tree
         self.catalog = catalog
-        self.unknown_severity = _WARNING if allow and doc.source.bundled else "error"
         declared, _ = substituting.declared_parameters(doc.tree)
         preview = substituting.expand_with_placeholders(doc.tree, declared=declared)
         self.preview = preview.tree
@@ -142,7 +136,6 @@ class _ScenarioLint:
                 (*path, "action"),
                 f"unknown action '{step.action}'",
                 hint=hint or "run 'stormdrill actions' to list the available actions",
-                severity=self.unknown_severity,
             )
             return
         self._params(path, info.params, step.params, what=f"action '{info.name}'")
@@ -210,7 +203,6 @@ class _ScenarioLint:
                 (*path, "type"),
                 f"unknown probe type '{probe.type}'",
                 hint=hint or "run 'stormdrill actions' to list the available probes",
-                severity=self.unknown_severity,
             )
             return
         self._params(path, info.params, probe.params, what=f"probe type '{info.name}'")

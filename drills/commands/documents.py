@@ -74,11 +74,11 @@ def validate(
 
 
 def check_paths(paths: list[Path]) -> list[errors.Problem]:
-    """Every problem of loading and linting `paths` (bundled scenarios may name pending actions)."""
+    """Every problem of loading and linting `paths` against the built-in registry."""
     result = loading.load_documents(paths)
     catalog = builtin.registry_with_builtins().catalog()
     problems = list(result.problems)
-    problems.extend(linting.lint(result.documents, catalog=catalog, allow_unimplemented=True))
+    problems.extend(linting.lint(result.documents, catalog=catalog))
     return sorted(problems, key=lambda p: (p.file, p.line, p.column, p.field))
 
 

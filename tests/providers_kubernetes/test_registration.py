@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import registry
+from orchestrator.providers import builtin
 from orchestrator.providers.kubernetes import plugin
 from scenarios import library, linting, loading
 
@@ -36,10 +37,8 @@ def test_register_adds_the_connector_actions_probes_resolver_and_sweeper() -> No
 
 @pytest.mark.parametrize("name", library.names())
 def test_bundled_scenarios_call_kubernetes_actions_and_probes_with_valid_params(name: str) -> None:
-    found = registry.Registry()
-    plugin.register(found)
     result = loading.load_documents([library.find(name)])
 
-    problems = linting.lint(result.documents, catalog=found.catalog(), allow_unimplemented=True)
+    problems = linting.lint(result.documents, catalog=builtin.registry_with_builtins().catalog())
 
     assert [str(p) for p in problems if p.severity == "error"] == []

@@ -32,9 +32,7 @@ def test_the_library_holds_the_expected_scenarios() -> None:
 def test_bundled_scenario_validates_and_lints_clean(name: str) -> None:
     result = loading.load_documents([library.find(name)])
     assert result.problems == ()
-    problems = linting.lint(
-        result.documents, catalog=factories.fake_catalog(), allow_unimplemented=True
-    )
+    problems = linting.lint(result.documents, catalog=factories.fake_catalog())
     assert problems == []
 
 
@@ -55,9 +53,7 @@ def test_examples_load_and_lint_clean_with_the_library() -> None:
     kinds = {doc.name: doc.kind for doc in result.documents}
     assert kinds["production"] is models.Kind.ENVIRONMENT
     assert kinds["weekly-gameday"] is models.Kind.DRILL
-    problems = linting.lint(
-        result.documents, catalog=factories.fake_catalog(), allow_unimplemented=True
-    )
+    problems = linting.lint(result.documents, catalog=factories.fake_catalog())
     assert problems == []
 
 

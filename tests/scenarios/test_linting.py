@@ -6,19 +6,18 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.providers import builtin
 from scenarios import errors, library, linting, loading
 from tests.scenarios import factories
 
 
-def _lint(tmp_path: Path, *texts: str, allow: bool = False) -> list[errors.Problem]:
+def _lint(tmp_path: Path, *texts: str) -> list[errors.Problem]:
     paths = [
         factories.write(tmp_path, f"doc{index}.yaml", text) for index, text in enumerate(texts)
     ]
     result = loading.load_documents(paths)
     assert result.ok, result.problems
-    return linting.lint(
-        result.documents, catalog=factories.fake_catalog(), allow_unimplemented=allow
-    )
+    return linting.lint(result.documents, catalog=factories.fake_catalog())
 
 
 def _messages(problems: list[errors.Problem]) -> str:
@@ -31,7 +30,7 @@ def test_the_reference_scenario_lints_clean(tmp_path: Path) -> None:
 
 def test_unknown_action_is_an_error_with_did_you_mean(tmp_path: Path) -> None:
     text = factories.replace(factories.SCENARIO, "kubernetes.nodes.drain", "kubernetes.nodes.drian")
-    problems = _lint(tmp_path, text, allow=True)
+    problems = _lint(tmp_path, text)
     assert len(problems) == 1
     line = factories.line_of(text, "kubernetes.nodes.drian")
     assert problems[0].severity == "error"
@@ -41,14 +40,18 @@ def test_unknown_action_is_an_error_with_did_you_mean(tmp_path: Path) -> None:
     )
 
 
-def test_unknown_action_in_the_bundled_library_is_a_warning_when_allowed() -> None:
+def test_unknown_actions_are_errors_in_the_bundled_library_too() -> None:
     result = loading.load_documents(library.bundled_paths())
     empty = factories.fake_catalog().__class__(actions={}, probes={})
-    allowed = linting.lint(result.documents, catalog=empty, allow_unimplemented=True)
-    assert allowed
-    assert {problem.severity for problem in allowed} == {"warning"}
     strict = linting.lint(result.documents, catalog=empty)
+    assert strict
     assert {problem.severity for problem in strict} == {"error"}
+
+
+def test_the_bundled_library_lints_clean_against_the_real_registry() -> None:
+    result = loading.load_documents(library.bundled_paths())
+    catalog = builtin.registry_with_builtins().catalog()
+    assert linting.lint(result.documents, catalog=catalog) == []
 
 
 def test_action_parameters_are_checked_against_the_catalog_model(tmp_path: Path) -> None:
