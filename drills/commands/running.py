@@ -467,9 +467,35 @@ def ack(
     _console.print(f"acknowledged {step} of {run_id}")
 
 
-def actions() -> None:
-    """List every action and probe with its parameters."""
+def actions(
+    output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format"),
+) -> None:
+    """List every action and probe with its parameters (`--format json` for machines)."""
     reg = binding.make_registry()
+    if output_format is OutputFormat.JSON:
+        typer.echo(
+            json.dumps(
+                {
+                    "actions": [
+                        {
+                            "name": a.name,
+                            "description": a.description,
+                            "targetKinds": sorted(a.target_kinds),
+                            "revertible": a.revertible,
+                            "destructive": a.destructive,
+                            "params": a.params_schema,
+                        }
+                        for a in reg.describe_actions()
+                    ],
+                    "probes": [
+                        {"name": p.name, "description": p.description, "params": p.params_schema}
+                        for p in reg.describe_probes()
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
     table = rich.table.Table(title="Actions")
     for column in ("name", "targets", "revertible", "destructive", "parameters"):
         table.add_column(column, overflow="fold")

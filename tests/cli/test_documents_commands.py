@@ -54,7 +54,9 @@ def test_validate_accepts_the_bundled_library_and_examples_with_exit_0() -> None
 
 def test_validate_names_file_line_and_field_of_a_misspelt_action(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(VALID_SCENARIO.replace("kubernetes.deployment.scale", "kubernetes.deployment.scael"))
+    path.write_text(
+        VALID_SCENARIO.replace("kubernetes.deployment.scale", "kubernetes.deployment.scael")
+    )
 
     result = RUNNER.invoke(cli.app, ["validate", str(path)])
 
@@ -66,7 +68,9 @@ def test_validate_names_file_line_and_field_of_a_misspelt_action(tmp_path: pathl
     assert "Traceback" not in result.output
 
 
-def test_validate_checks_action_parameters_against_the_real_registry(tmp_path: pathlib.Path) -> None:
+def test_validate_checks_action_parameters_against_the_real_registry(
+    tmp_path: pathlib.Path,
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(VALID_SCENARIO.replace("replicas: 0", "replicas: -1"))
 
@@ -125,8 +129,24 @@ def test_scenarios_list_shows_every_bundled_scenario() -> None:
 
 
 def test_actions_lists_the_registered_actions_and_probes() -> None:
-    result = RUNNER.invoke(cli.app, ["actions"], env={"COLUMNS": "200"})
+    result = RUNNER.invoke(cli.app, ["actions", "--format", "json"])
 
     assert result.exit_code == 0
-    for name in ("kubernetes.nodes.drain", "aws.network.isolate-subnets", "http"):
-        assert name in result.output
+    body = json.loads(result.output)
+    actions = {a["name"]: a for a in body["actions"]}
+    assert {"kubernetes.nodes.drain", "aws.network.isolate-subnets", "people.mark-unavailable"} <= (
+        set(actions)
+    )
+    assert actions["kubernetes.nodes.drain"]["revertible"] is True
+    assert "timeout" in actions["kubernetes.nodes.drain"]["params"]["properties"]
+    assert {"http", "prometheus.query", "aws.cloudwatch-alarm"} <= {
+        p["name"] for p in body["probes"]
+    }
+
+
+def test_actions_table_is_readable() -> None:
+    result = RUNNER.invoke(cli.app, ["actions"])
+
+    assert result.exit_code == 0
+    assert "Actions" in result.output
+    assert "Probes" in result.output
