@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STATE_DIR ?= .stormdrill/demo
+# Tests run on every core (pytest-xdist); each worker starts its own loopback servers.
+PYTEST_ARGS ?= -n auto
 
 .PHONY: install demo test lint typecheck layers pytest services clean lock
 
