@@ -699,13 +699,17 @@ class _Driver:
         return self.run.started_at + timedelta(seconds=span)
 
     def _watchdog(self) -> None:
+        """Signals and abort requests every 0.1 s (reads); a heartbeat every `heartbeat_s`."""
         owner = self.run.owner
-        while not self._watchdog_stop.wait(min(self.config.heartbeat_s, 0.1)):
+        next_beat = 0.0
+        while not self._watchdog_stop.wait(0.1):
             if self.external_stop is not None and self.external_stop.is_set():
                 self._abort_from("operator", "stopped by signal (SIGINT/SIGTERM)")
-            if _abort_requested(self.store, self.run.id):
+            if not self.abort.set and _abort_requested(self.store, self.run.id):
                 self._abort_from("operator", "abort requested (stormdrill abort)")
-            self.store.heartbeat(self.run.id, owner=owner)
+            if time.monotonic() >= next_beat:
+                self.store.heartbeat(self.run.id, owner=owner)
+                next_beat = time.monotonic() + self.config.heartbeat_s
 
 
 def _findings_of(mutation: mutations.PlannedMutation) -> list[dict[str, mutations.JsonValue]]:
