@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -380,13 +380,19 @@ def _context(
     )
 
 
-def _event_writer(store: journal.Journal, run_id: states.RunId) -> Callable[..., None]:
-    """A `revert_run` listener that journals each event, as the engine's listener does."""
+def _live_view() -> engine.Listener:
+    """A `revert_run` listener like the engine's during rollback: the live view only.
 
-    def write(kind: str, message: str, **data: mutations.JsonValue) -> None:
-        store.append_event(run_id, kind=kind, message=message, data=data)
+    `revert_run` journals the timeline itself (one batch after the rollback), so the engine
+    hands it the CLI's live listener, not its journalling one; this one just counts.
+    """
+    heard: list[str] = []
 
-    return write
+    def listen(kind: str, message: str, data: Mapping[str, mutations.JsonValue]) -> None:
+        del message, data
+        heard.append(kind)
+
+    return listen
 
 
 # ---- rollback --------------------------------------------------------------------------------
@@ -475,7 +481,7 @@ def _journal_floor(workdir: pathlib.Path, *, n: int, concurrency: int) -> float:
             ctx=ctx,
             run_id=run.id,
             config=engine.EngineConfig(rollback_concurrency=concurrency),
-            listener=_event_writer(store, run.id),
+            listener=_live_view(),
         )
         elapsed = time.perf_counter() - started
         if not outcome.ok or len(outcome.reverted) != n or store.undo_plan(run.id):
@@ -525,7 +531,7 @@ def measure_rollback(
                 ctx=ctx,
                 run_id=run.id,
                 config=engine.EngineConfig(rollback_concurrency=concurrency),
-                listener=_event_writer(store, run.id),
+                listener=_live_view(),
             )
             wall = time.perf_counter() - started
             calls = sandbox.api.request_count - calls_before

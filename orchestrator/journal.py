@@ -3,7 +3,9 @@
 Invariants:
 - Every write commits before the method returns: an intent is on disk before the
   caller mutates anything (SQLite: WAL + synchronous=FULL; PostgreSQL: committed
-  transaction).
+  transaction). Entry-state changes made at the same moment by several threads (a
+  concurrent rollback marking entries reverted) share one transaction (group commit):
+  each caller still returns only once the transaction holding its change has committed.
 - Entries are append-only; only their state (intended -> applied | apply_failed |
   skipped | reverted | revert_failed; applied/revert_failed -> reverted |
   revert_failed) and attempts/error change, each change checked against the state
@@ -19,9 +21,10 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -167,6 +170,31 @@ class Event:
     data: Mapping[str, mutations.JsonValue]
 
 
+@dataclass
+class _Mark:
+    """One entry-state change waiting for its (possibly shared) transaction."""
+
+    seq: int
+    to: mutations.EntryState
+    error: str | None
+    add_attempts: int
+    extra: Mapping[str, Any]
+    done: bool = False
+    rowcount: int = 0
+    row: Row[Any] | None = None
+    failure: Exception | None = None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append with `Journal.append_events`; `at` None means when it is written."""
+
+    kind: str
+    message: str
+    data: Mapping[str, mutations.JsonValue] = field(default_factory=dict)
+    at: datetime | None = None
+
+
 @dataclass(frozen=True)
 class Killswitch:
     """The global stop: while engaged no drill may start or keep injecting."""
@@ -267,6 +295,9 @@ class Journal:
     def __init__(self, engine: Engine, *, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
+        self._marks: list[_Mark] = []
+        self._marks_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -475,31 +506,60 @@ class Journal:
         **extra: Any,
     ) -> mutations.JournalEntry:
         allowed = _ENTRY_MOVES[to]
-        with self._writing() as conn:
-            result = conn.execute(
-                journal_table.update()
-                .where(
-                    journal_table.c.seq == seq,
-                    journal_table.c.state.in_([s.value for s in allowed]),
-                )
-                .values(
-                    state=to.value,
-                    error=error,
-                    attempts=journal_table.c.attempts + add_attempts,
-                    updated_at=self._now(),
-                    **extra,
-                )
-            )
-            row = conn.execute(journal_table.select().where(journal_table.c.seq == seq)).first()
+        mark = _Mark(seq=seq, to=to, error=error, add_attempts=add_attempts, extra=extra)
+        with self._marks_lock:
+            self._marks.append(mark)
+        # Group commit: whoever holds the commit lock writes every mark queued so far in one
+        # transaction; a caller whose mark a previous holder already committed just returns.
+        with self._commit_lock:
+            if not mark.done:
+                with self._marks_lock:
+                    batch, self._marks = self._marks, []
+                self._commit_marks(batch)
+        if mark.failure is not None:
+            raise mark.failure
+        row = mark.row
         if row is None:
             raise errors.JournalError(f"no journal entry #{seq} at {self.url}")
         entry = _entry_from_row(row)
-        if result.rowcount != 1:
+        if mark.rowcount != 1:
             raise errors.JournalError(
                 f"journal entry {entry} is {entry.state.value}; it cannot be marked {to.value} "
                 f"(only from {', '.join(sorted(s.value for s in allowed))})"
             )
         return entry
+
+    def _commit_marks(self, batch: Sequence[_Mark]) -> None:
+        """Write `batch` in one transaction; every mark ends done (with its row or failure)."""
+        try:
+            now = self._now()
+            with self._writing() as conn:
+                for mark in batch:
+                    allowed = _ENTRY_MOVES[mark.to]
+                    result = conn.execute(
+                        journal_table.update()
+                        .where(
+                            journal_table.c.seq == mark.seq,
+                            journal_table.c.state.in_([s.value for s in allowed]),
+                        )
+                        .values(
+                            state=mark.to.value,
+                            error=mark.error,
+                            attempts=journal_table.c.attempts + mark.add_attempts,
+                            updated_at=now,
+                            **mark.extra,
+                        )
+                    )
+                    mark.rowcount = result.rowcount
+                    mark.row = conn.execute(
+                        journal_table.select().where(journal_table.c.seq == mark.seq)
+                    ).first()
+        except Exception as exc:  # nothing of the batch is on disk: each caller raises it
+            for mark in batch:
+                mark.failure = exc
+        finally:
+            for mark in batch:
+                mark.done = True
 
     def entries(self, run_id: states.RunId) -> list[mutations.JournalEntry]:
         """All of a run's entries, oldest first."""
@@ -555,6 +615,45 @@ class Journal:
                 .returning(events_table.c.seq)
             ).scalar_one()
         return Event(seq=seq, run_id=run_id, at=at, kind=kind, message=message, data=payload)
+
+    def append_events(self, run_id: states.RunId, events: Sequence[NewEvent]) -> list[Event]:
+        """Append `events` in order, in one transaction: one durable write, all or none.
+
+        For timelines written after the fact (a rollback's "reverted" lines): each event keeps
+        the `at` it was given (when it happened), or gets the moment of writing.
+        """
+        if not events:
+            return []
+        now = self._now()
+        rows = [
+            (
+                event,
+                now if event.at is None else _aware(event.at, what=f"event {event.kind} time"),
+                mutations.freeze_json(event.data, what=f"event {event.kind} data"),
+            )
+            for event in events
+        ]
+        written: list[Event] = []
+        with self._writing() as conn:
+            for event, at, payload in rows:
+                seq = conn.execute(
+                    events_table.insert()
+                    .values(
+                        run_id=run_id, at=at, kind=event.kind, message=event.message, data=payload
+                    )
+                    .returning(events_table.c.seq)
+                ).scalar_one()
+                written.append(
+                    Event(
+                        seq=seq,
+                        run_id=run_id,
+                        at=at,
+                        kind=event.kind,
+                        message=event.message,
+                        data=payload,
+                    )
+                )
+        return written
 
     def events(self, run_id: states.RunId, *, kind: str | None = None) -> list[Event]:
         """A run's timeline, oldest first."""

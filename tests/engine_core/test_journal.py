@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from datetime import datetime
+import threading
+from datetime import UTC, datetime
 
 import pytest
 
@@ -190,6 +191,83 @@ def test_events_form_an_ordered_timeline(journal: journaling.Journal) -> None:
         {"latency_ms": 12},
         {"latency_ms": 900},
     ]
+
+
+def test_concurrent_marks_are_each_recorded_and_a_refused_one_fails_alone(
+    journal: journaling.Journal,
+) -> None:
+    run = _started(journal)
+    seqs = [
+        journal.record_intent(run.id, factories.set_value(name=f"web-{i}", previous=1, value=2)).seq
+        for i in range(24)
+    ]
+    for seq in seqs[:-1]:
+        journal.mark_applied(seq)
+    journal.mark_reverted(seqs[-1])  # reverted already: it can no longer be marked applied
+    start = threading.Barrier(len(seqs))
+    outcomes: dict[int, str] = {}
+
+    def mark(seq: int) -> None:
+        start.wait(timeout=30)
+        try:
+            if seq == seqs[-1]:
+                journal.mark_applied(seq)
+            else:
+                journal.mark_reverted(seq)
+            outcomes[seq] = "ok"
+        except errors.JournalError as exc:
+            outcomes[seq] = str(exc)
+
+    threads = [threading.Thread(target=mark, args=(seq,)) for seq in seqs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [outcomes[seq] for seq in seqs[:-1]] == ["ok"] * (len(seqs) - 1)
+    assert "cannot be marked applied" in outcomes[seqs[-1]]
+    assert {e.state for e in journal.entries(run.id)} == {E.REVERTED}
+    assert journal.undo_plan(run.id) == []
+
+
+def test_a_batch_of_events_is_appended_in_order_keeping_the_times_it_was_given(
+    journal: journaling.Journal,
+) -> None:
+    run = _started(journal)
+    journal.append_event(run.id, kind="state", message="rolling_back")
+    started = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+    written = journal.append_events(
+        run.id,
+        [
+            journaling.NewEvent("revert", "reverting #2", {"seq": 2}, at=started),
+            journaling.NewEvent("revert", "reverting #1", {"seq": 1}, at=started),
+            journaling.NewEvent("mutation", "reverted #2", {"seq": 2, "state": "reverted"}),
+        ],
+    )
+    timeline = journal.events(run.id)
+    assert [e.message for e in timeline] == [
+        "rolling_back",
+        "reverting #2",
+        "reverting #1",
+        "reverted #2",
+    ]
+    assert timeline[1:] == written
+    assert [e.at for e in written[:2]] == [started, started]
+    assert written[2].at > started  # no time given: the moment it was written
+    assert [e.data for e in journal.events(run.id, kind="revert")] == [{"seq": 2}, {"seq": 1}]
+
+
+def test_a_batch_with_one_bad_event_writes_none_of_it(journal: journaling.Journal) -> None:
+    run = _started(journal)
+    with pytest.raises(errors.JournalError, match="naive"):
+        journal.append_events(
+            run.id,
+            [
+                journaling.NewEvent("mutation", "reverted #1", {"seq": 1}),
+                journaling.NewEvent("revert", "reverting #2", at=datetime(2025, 1, 1)),
+            ],
+        )
+    assert journal.events(run.id) == []
+    assert journal.append_events(run.id, []) == []
 
 
 def test_the_killswitch_is_shared_by_every_journal_on_the_store(store_url: str) -> None:

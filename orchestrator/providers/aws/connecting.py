@@ -6,7 +6,8 @@ Invariants:
   `endpointUrl`, when given, is passed as `endpoint_url` to *every* client (STS too).
 - The SDK's own retries are off (one attempt per call): the orchestrator retries
   `ProviderRetryable` itself, with its own budget, so there is one retry layer only.
-- Clients are created once per service and shared; boto3 clients are thread-safe.
+- Clients are created once per service and shared; boto3 clients are thread-safe. Each keeps
+  up to `POOL_MAXSIZE` connections (above the rollback concurrency).
 - With no credentials anywhere and an endpoint on loopback (the sandbox's moto), dummy
   credentials are used: nothing on loopback is real AWS.
 """
@@ -42,10 +43,13 @@ log = logging.getLogger(__name__)
 
 PROVIDER: Final = "aws"
 ROLE_SESSION_NAME: Final = "stormdrill"
+POOL_MAXSIZE: Final = 32
+"""Connections per client (botocore's default is 10, below the rollback concurrency of 16)."""
 _CLIENT_CONFIG: Final = botocore_config.Config(
     retries={"total_max_attempts": 1, "mode": "standard"},
     connect_timeout=5,
     read_timeout=30,
+    max_pool_connections=POOL_MAXSIZE,
 )
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
 

@@ -3,6 +3,7 @@
 Invariants:
 - The `ApiClient` is built from the Environment only (`kubeconfig` + `context`, or the
   in-cluster service account); `$KUBECONFIG` and the process-wide default config are never used.
+  Its connection pool holds at least `POOL_MAXSIZE` connections (above rollback concurrency).
 - Every API call goes through `KubeConnection.call`, which asks for the raw JSON answer (no
   model round-trip on reads), applies the request timeout, and maps SDK errors: 409, 429, 5xx,
   timeouts and connection errors to `ProviderRetryable` (subclasses in `kube_errors`), 404 to
@@ -15,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -30,9 +33,44 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "kubernetes"
 DEFAULT_REQUEST_TIMEOUT_S = 15.0
+POOL_MAXSIZE = 32
+"""Connections kept open to the API server. The client's default (cpu_count x 5) can be below
+the engine's rollback concurrency (16): every request past the pool then opens and discards
+a connection. 32 covers the rollback workers plus the probes and the watchdog beside them."""
 
 KubeObject: TypeAlias = dict[str, Any]
 """A Kubernetes object exactly as the API server serialised it (JSON)."""
+
+
+class Listings:
+    """The listings one dry-run context has made, keyed on that context (see `listing`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: weakref.ReferenceType[Any] | None = None
+        self._found: dict[str, list[KubeObject]] = {}
+
+    def get(self, ctx: object, key: str) -> list[KubeObject] | None:
+        """The listing `key` made for `ctx`, or None."""
+        with self._lock:
+            if self._owner is None or self._owner() is not ctx:
+                return None
+            return self._found.get(key)
+
+    def put(self, ctx: object, key: str, found: list[KubeObject]) -> None:
+        """Keep `found` for `ctx` (the listings of any other context are dropped first)."""
+        try:
+            owner = weakref.ref(ctx)
+        except TypeError:  # a context that cannot be weakly referenced: share nothing
+            return
+        with self._lock:
+            if self._owner is None or self._owner() is not ctx:
+                self._found = {}
+                self._owner = owner
+            self._found[key] = found
+
+    def __repr__(self) -> str:
+        return f"Listings({sorted(self._found)})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +79,8 @@ class KubeConnection:
 
     api_client: Any
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    listings: Listings = dataclasses.field(default_factory=Listings, compare=False)
+    """Listings shared within one dry-run planning pass (see `listing`)."""
 
     @property
     def core(self) -> Any:
@@ -135,16 +175,20 @@ def connect(environment: models.Environment) -> KubeConnection:
             " 'kubernetes: {inCluster: true}' to run Kubernetes actions"
         )
     try:
+        configuration = k8s_client.Configuration()
         if access.in_cluster:
-            configuration = k8s_client.Configuration()
             k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            api_client = k8s_client.ApiClient(configuration=configuration)
         else:
-            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=str(access.kubeconfig),
                 context=access.context,
+                client_configuration=configuration,
                 persist_config=False,
             )
+        configuration.connection_pool_maxsize = max(
+            POOL_MAXSIZE, configuration.connection_pool_maxsize or 0
+        )
+        api_client = k8s_client.ApiClient(configuration=configuration)
     except (k8s_config.ConfigException, OSError, ValueError) as exc:
         source = "the in-cluster service account" if access.in_cluster else access.kubeconfig
         raise errors.ProviderPermanent(

@@ -13,7 +13,10 @@ Entries (see `markers`):
   left, restore the original list (order included); otherwise re-add only what we removed.
 - `created` {}: delete the object (this incarnation only).
 
-Invariant: idempotent. Markers of another run, or a missing entry, mean "nothing to do".
+Invariants: idempotent. Markers of another run, or a missing entry, mean "nothing to do".
+One read and one conditional write per heal: the object read to check the markers is the one
+the patch is computed from, and the patch carries its resourceVersion (a concurrent change
+answers 409 and the change is recomputed from a fresh read).
 """
 
 from __future__ import annotations
@@ -159,7 +162,7 @@ def heal(
         healed.extend(key for key, _ in chosen)
         return body
 
-    objects.update(conn, ref, change)
+    objects.update(conn, ref, change, current=current)
     if healed:
         log.info("%s: healed %s of run %s", ref, ", ".join(healed), run_id)
     return healed

@@ -7,6 +7,8 @@ Invariants:
   evictions until `timeout` x time scale; DaemonSet-owned, mirror, finished and the
   orchestrator's own pods are skipped. If the drain gives up it uncordons what it cordoned
   before raising `DrainFailed` (evicted pods are recreated by their controllers).
+- Plans read each node and list its pods in bulk over many nodes (`listing`: nodes once,
+  pods once, grouped by node), one by one over a few.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from orchestrator.providers.kubernetes import (
     acting,
     connection,
     healing,
+    listing,
     markers,
     objects,
 )
@@ -41,13 +44,6 @@ POLL_MAX_S = 2.0
 
 def _unschedulable(node: Mapping[str, Any]) -> bool:
     return bool((node.get("spec") or {}).get("unschedulable"))
-
-
-def _read_node(conn: connection.KubeConnection, ref: mutations.TargetRef) -> connection.KubeObject:
-    node = objects.read(conn, ref)
-    if node is None:
-        raise errors.ProviderPermanent(f"{ref}: the node does not exist (was it removed?)")
-    return node
 
 
 def cordon(
@@ -105,10 +101,11 @@ class CordonAction(acting.MarkedAction[acting.NoParams]):
         params: acting.NoParams,  # noqa: ARG002
     ) -> list[mutations.PlannedMutation]:
         conn = connection.from_context(ctx)
+        refs = acting.require_kind(self.name, targets, NODE_KINDS)
+        nodes = listing.nodes_named(ctx, conn, refs)
         planned = []
-        for ref in acting.require_kind(self.name, targets, NODE_KINDS):
-            node = _read_node(conn, ref)
-            before = _unschedulable(node)
+        for ref in refs:
+            before = _unschedulable(nodes[ref.name])
             planned.append(
                 mutations.PlannedMutation(
                     step="",
@@ -185,8 +182,19 @@ def pods_to_evict(
         conn.core.list_pod_for_all_namespaces,
         field_selector=f"spec.nodeName={node}",
     )
+    return evictable(objects.items(answer), node, ctx=ctx, ignore_daemon_sets=ignore_daemon_sets)
+
+
+def evictable(
+    pods: Sequence[connection.KubeObject],
+    node: str,
+    *,
+    ctx: registry.ProviderContext,
+    ignore_daemon_sets: bool,
+) -> list[connection.KubeObject]:
+    """Of `pods` (those bound to `node`), the ones a drain must remove."""
     chosen = []
-    for pod in objects.items(answer):
+    for pod in pods:
         meta = pod.get("metadata") or {}
         where = f"pod {meta.get('namespace')}/{meta.get('name')}"
         if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
@@ -339,12 +347,14 @@ class DrainAction(acting.MarkedAction[DrainParams]):
         params: DrainParams,
     ) -> list[mutations.PlannedMutation]:
         conn = connection.from_context(ctx)
+        refs = acting.require_kind(self.name, targets, NODE_KINDS)
+        nodes = listing.nodes_named(ctx, conn, refs)
+        on_node = listing.pods_on_nodes(ctx, conn, [ref.name for ref in refs])
         planned = []
-        for ref in acting.require_kind(self.name, targets, NODE_KINDS):
-            node = _read_node(conn, ref)
-            before = _unschedulable(node)
-            pods = pods_to_evict(
-                conn, ref.name, ctx=ctx, ignore_daemon_sets=params.ignore_daemon_sets
+        for ref in refs:
+            before = _unschedulable(nodes[ref.name])
+            pods = evictable(
+                on_node[ref.name], ref.name, ctx=ctx, ignore_daemon_sets=params.ignore_daemon_sets
             )
             planned.append(
                 mutations.PlannedMutation(
@@ -435,9 +445,11 @@ class TaintAction(acting.MarkedAction[TaintParams]):
     ) -> list[mutations.PlannedMutation]:
         conn = connection.from_context(ctx)
         ours = params.taint()
+        refs = acting.require_kind(self.name, targets, NODE_KINDS)
+        nodes = listing.nodes_named(ctx, conn, refs)
         planned = []
-        for ref in acting.require_kind(self.name, targets, NODE_KINDS):
-            taints = _taints(_read_node(conn, ref))
+        for ref in refs:
+            taints = _taints(nodes[ref.name])
             present = any(healing.same_taint(t, ours) for t in taints)
             planned.append(
                 mutations.PlannedMutation(

@@ -3,7 +3,8 @@
 Invariants:
 - `update` is read-modify-write: the patch carries the resourceVersion it was computed from,
   so a concurrent change answers 409 and the change is recomputed from a fresh read (a few
-  times, then `kube_errors.Conflict`, which is retryable).
+  times, then `kube_errors.Conflict`, which is retryable). A caller that has just read the
+  object passes it (`current=`) to save the first read; the precondition still guards it.
 - Patches are JSON merge patches (`null` removes a key; lists are replaced whole).
 - `object_state` is the object minus what the server changes by itself (resourceVersion,
   managedFields, generation, observedGeneration, status timestamps), with empty label and
@@ -132,13 +133,21 @@ def update(
     conn: connection.KubeConnection,
     ref: mutations.TargetRef,
     change: Callable[[KubeObject], dict[str, Any] | None],
+    *,
+    current: KubeObject | None = None,
 ) -> KubeObject | None:
     """Read, compute `change(obj)` (a merge patch, or None for nothing to do), write; on 409 redo.
+
+    `current`, when given, is the object the caller has just read: the first attempt uses it
+    instead of reading again (one read and one conditional write). It is still only a
+    starting point: the write carries its resourceVersion, so if it is stale the server
+    answers 409 and the change is recomputed from a fresh read.
 
     Returns the object as written (or as read when nothing changed), None if it does not exist.
     """
     for attempt in range(1, UPDATE_ATTEMPTS + 1):
-        current = read(conn, ref)
+        if attempt > 1 or current is None:
+            current = read(conn, ref)
         if current is None:
             return None
         body = change(current)

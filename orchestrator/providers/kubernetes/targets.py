@@ -8,6 +8,9 @@ Invariants:
   they are listed in `excluded` with the reason.
 - Service hints: for nodes, one per (namespace, pod labels) of the pods running there, with
   the node's zone; for pods and workloads, their (template) labels.
+- Each kind is listed once per resolve (label selectors matched client-side; only field
+  selectors go to the server); nodes and pods through `listing`, which shares them within a
+  dry-run planning pass and lists all pods at most once for node hints.
 - Namespace opt-in: a namespace takes drills only when labelled
   `stormdrill.dev/allow-drills=true` (`opted_out_namespaces` lists the others).
 """
@@ -20,7 +23,7 @@ from typing import Any, ClassVar
 
 from orchestrator import errors, mutations, registry
 from orchestrator import targets as selections
-from orchestrator.providers.kubernetes import connection, objects
+from orchestrator.providers.kubernetes import connection, listing, objects
 from scenarios import models
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -165,18 +168,33 @@ class KubernetesResolver(registry.TargetResolver):
         """(selected objects, population) for `target`'s selector."""
         args = (namespace,) if namespace is not None else ()
         population = objects.items(conn.call(what, method, *args))
-        if not (target.selector.labels or target.selector.fields):
-            selected = population
-        else:
+        return KubernetesResolver._select(
+            conn, what=what, method=method, target=target, population=population, args=args
+        )
+
+    @staticmethod
+    def _select(
+        conn: connection.KubeConnection,
+        *,
+        what: str,
+        method: Any,
+        target: models.Target,
+        population: list[connection.KubeObject],
+        args: tuple[str, ...] = (),
+    ) -> tuple[list[connection.KubeObject], int]:
+        """(selected objects, population): labels matched client-side, fields by the server."""
+        if target.selector.fields:
             selected = objects.items(
                 conn.call(
                     what,
                     method,
                     *args,
                     label_selector=label_selector(target.selector.labels) or None,
-                    field_selector=field_selector(target.selector.fields) or None,
+                    field_selector=field_selector(target.selector.fields),
                 )
             )
+        else:
+            selected = listing.matching(population, target.selector.labels)
         if target.selector.names:
             wanted = set(target.selector.names)
             selected = [o for o in selected if objects.name_of(o) in wanted]
@@ -220,8 +238,12 @@ class KubernetesResolver(registry.TargetResolver):
         name: str,
         target: models.Target,
     ) -> selections.Selection:
-        selected, population = self._list(
-            conn, what="nodes", method=conn.core.list_node, target=target
+        selected, population = self._select(
+            conn,
+            what="nodes",
+            method=conn.core.list_node,
+            target=target,
+            population=listing.all_nodes(ctx, conn),
         )
         me = ctx.environment.spec.orchestrator
         own_node = me.node_name if me is not None else None
@@ -238,19 +260,17 @@ class KubernetesResolver(registry.TargetResolver):
             refs.append(ref)
             zones[ref.name] = objects.labels_of(node).get(ZONE_LABEL)
         hints: list[selections.ServiceHint] = []
-        if refs:
-            pods = objects.items(conn.call("pods", conn.core.list_pod_for_all_namespaces))
+        on_node = listing.pods_on_nodes(ctx, conn, [ref.name for ref in refs]) if refs else {}
+        for node_name, pods in on_node.items():
             for pod in pods:
-                node_name = (pod.get("spec") or {}).get("nodeName")
-                if node_name in zones:
-                    hints.append(
-                        selections.ServiceHint.of(
-                            provider=connection.PROVIDER,
-                            namespace=(pod.get("metadata") or {}).get("namespace"),
-                            labels=stable_labels(objects.labels_of(pod)),
-                            zone=zones[node_name],
-                        )
+                hints.append(
+                    selections.ServiceHint.of(
+                        provider=connection.PROVIDER,
+                        namespace=(pod.get("metadata") or {}).get("namespace"),
+                        labels=stable_labels(objects.labels_of(pod)),
+                        zone=zones[node_name],
                     )
+                )
         return self._selection(
             name, target, refs, population=population, hints=hints, excluded=excluded
         )
@@ -264,15 +284,23 @@ class KubernetesResolver(registry.TargetResolver):
         target: models.Target,
     ) -> selections.Selection:
         namespace = self._namespace(target, name)
-        selected, population = self._list(
+        selected, population = self._select(
             conn,
             what=f"pods in {namespace}",
             method=conn.core.list_namespaced_pod,
             target=target,
-            namespace=namespace,
+            population=listing.namespace_pods(ctx, conn, namespace),
+            args=(namespace,),
         )
         me = ctx.environment.spec.orchestrator
-        zones = zones_of_nodes(conn) if selected else {}
+        zones = (
+            {
+                objects.name_of(n): objects.labels_of(n).get(ZONE_LABEL)
+                for n in listing.all_nodes(ctx, conn)
+            }
+            if selected
+            else {}
+        )
         refs: list[mutations.TargetRef] = []
         excluded: list[tuple[mutations.TargetRef, str]] = []
         hints: list[selections.ServiceHint] = []
