@@ -95,12 +95,13 @@ def to_markdown(report: postmortem.PostMortem) -> str:
     lines += _detection_md(report)
     lines += ["", "## Response and recovery", "", report.recovery.text, ""]
     lines += _recovery_md(report)
-    for title, items in (
-        ("What went well", report.went_well),
-        ("What went wrong", report.went_wrong),
-        ("Where we got lucky", report.lucky),
-    ):
-        lines += ["", f"## {title}", ""] + [f"- {item}" for item in items]
+    lines += _manual_md(report)
+    lines += ["", "## What went well", ""] + [f"- {item}" for item in report.went_well]
+    lines += ["", "## What went wrong", ""] + [f"- {item}" for item in report.went_wrong]
+    lines += [
+        f"- {f.text} {markup.code(f.message)} (evidence: {f.evidence})" for f in report.findings
+    ]
+    lines += ["", "## Where we got lucky", ""] + [f"- {item}" for item in report.lucky]
     lines += ["", "## Contributing factors", ""]
     lines += [f"- {f.text} (evidence: {f.evidence})" for f in report.contributing_factors]
     lines += ["", "## Action items", ""]
@@ -121,8 +122,15 @@ def to_markdown(report: postmortem.PostMortem) -> str:
     )
     lines += ["", "## Participants", ""]
     lines += markup.table(
-        ["Role", "Who"],
-        [(markup.cell(p.role), markup.cell(p.who)) for p in report.participants],
+        ["Role", "Who", "Details"],
+        [
+            (
+                markup.cell(p.role),
+                markup.cell(p.who),
+                " ".join(part for part in (markup.cell(p.detail), markup.code(p.quoted)) if part),
+            )
+            for p in report.participants
+        ],
     )
     lines += ["", "## Appendix: changes and their undo", ""]
     if report.appendix:
@@ -185,23 +193,34 @@ def _impact_md(report: postmortem.PostMortem) -> list[str]:
             "On call",
             "RTO",
             "RPO",
+            "Findings",
         ],
         [
             (
                 markup.cell(row.name + (f" ({row.title})" if row.title else "")),
                 row.tier if row.tier is not None else "-",
                 markup.cell(row.system or "-"),
-                "targeted" if row.targeted else f"downstream ({row.distance})",
+                _reached(row),
                 markup.cell(" → ".join(row.path)),
                 markup.cell(row.owner or "-"),
                 markup.cell(", ".join(row.owner_people) or "-"),
                 markup.cell(", ".join(row.on_call) or "-"),
                 seconds(row.target_rto_s) if row.target_rto_s is not None else "-",
                 seconds(row.target_rpo_s) if row.target_rpo_s is not None else "-",
+                markup.cell(", ".join(row.findings) or "-"),
             )
             for row in report.impact
         ],
     )
+
+
+def _reached(row: postmortem.ImpactRow) -> str:
+    """How a service came into the report: targeted, downstream, or flagged by a finding."""
+    if row.targeted:
+        return "targeted"
+    if row.flagged:
+        return "flagged by analysis"
+    return f"downstream ({row.distance})"
 
 
 def _detection_md(report: postmortem.PostMortem) -> list[str]:
@@ -217,7 +236,7 @@ def _detection_md(report: postmortem.PostMortem) -> list[str]:
 
 def _recovery_md(report: postmortem.PostMortem) -> list[str]:
     r = report.recovery
-    met = {True: "met", False: "MISSED", None: "not judged"}[r.rto_met]
+    met = _met(r.rto_met)
     return [
         f"- First fault (T0, UTC): {utc(r.t0)}",
         f"- First revert (UTC): {utc(r.first_revert_at)};"
@@ -225,9 +244,58 @@ def _recovery_md(report: postmortem.PostMortem) -> list[str]:
         f"- Achieved RTO: {seconds(r.achieved_rto_s)} (scaled time)",
         f"- Target RTO: {seconds(r.scaled_target_rto_s)} scaled; {seconds(r.target_rto_s)} real"
         f" at time scale {r.time_scale:g}: {met}",
-        f"- Target RPO: {seconds(r.target_rpo_s)}; achieved RPO: {seconds(r.achieved_rpo_s)}",
+        f"- Achieved RPO: {seconds(r.achieved_rpo_s)} (scaled time"
+        + (f"; canary {markup.cell(r.rpo_canary)}" if r.rpo_canary else "")
+        + ")",
+        f"- Target RPO: {seconds(r.scaled_target_rpo_s)} scaled; {seconds(r.target_rpo_s)} real"
+        f" at time scale {r.time_scale:g}: {_met(r.rpo_met)}",
         f"- Every change undone: {'yes' if r.all_reverted else 'NO'}",
     ]
+
+
+def _met(value: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: "not judged"}[value]
+
+
+def _manual_md(report: postmortem.PostMortem) -> list[str]:
+    if not report.manual_steps:
+        return []
+    lines = ["", "### Manual steps", ""]
+    lines += markup.table(
+        [
+            "Step",
+            "Assigned to",
+            "May act",
+            "Absent (simulated)",
+            "Outcome",
+            "Acknowledged by",
+            "Waited",
+            "Ack evidence",
+            "Recorded",
+        ],
+        [
+            (
+                markup.cell(m.step),
+                markup.cell(f"{m.assignee} ({m.role})"),
+                markup.cell(manual_eligible(m)),
+                markup.cell(", ".join(m.absent) or "-"),
+                markup.cell(m.outcome.value),
+                markup.cell(m.acknowledged_by or ("--auto-ack" if m.automated else "-")),
+                seconds(m.waited_s),
+                markup.code(m.ack_evidence) if m.ack_evidence else "-",
+                markup.cell(m.evidence),
+            )
+            for m in report.manual_steps
+        ],
+    )
+    return lines
+
+
+def manual_eligible(step: postmortem.ManualStep) -> str:
+    """Who could act on a manual step, for people."""
+    if step.eligible is None:
+        return "anyone (no CMDB)"
+    return ", ".join(step.eligible) or f"nobody ({step.problem or 'no one eligible'})"
 
 
 @functools.cache
@@ -241,6 +309,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["utc"] = utc
     env.filters["seconds"] = seconds
+    env.filters["eligible"] = manual_eligible
     return env
 
 

@@ -363,8 +363,44 @@ def write_reports(
     reports_dir: Path,
 ) -> None:
     """Every finished run gets its post-mortem (md, html, json) and JUnit under reports_dir."""
-    written = writing.write_for_run(outcome.run, store, catalog, reports_dir)
+    write_run_reports(outcome.run, store=store, catalog=catalog, reports_dir=reports_dir)
+
+
+def write_run_reports(
+    run_: states.Run,
+    *,
+    store: journal.Journal,
+    catalog: cmdb_models.Catalog | None,
+    reports_dir: Path,
+) -> None:
+    """Write `run_`'s reports (see `write_reports`) and say where the post-mortem went."""
+    written = writing.write_for_run(run_, store, catalog, reports_dir)
     _console.print(f"post-mortem: {written.markdown}", markup=False)
+
+
+def _write_recovered_reports(
+    store: journal.Journal, run_id: states.RunId, *, reports_dir: Path
+) -> None:
+    """Reports for a run `recover` finished; its CMDB comes from its recorded Environment.
+
+    A run recovery could not finish (its environment unreadable) gets none yet: the next
+    `recover` that finishes it writes them. An unreadable CMDB only drops the CMDB's part.
+    """
+    run_ = store.get_run(run_id)
+    if not run_.terminal:
+        return
+    catalog: cmdb_models.Catalog | None = None
+    try:
+        environment = loading.load_environment(Path(run_.environment_source)).model
+        catalog = binding.load_catalog(environment, explicit=[], env_vars=os.environ)
+    except (errors.StormdrillError, cmdb_errors.CmdbError) as exc:
+        _err.print(
+            f"run {run_id}: reports without the CMDB ({exc}); "
+            "rebuild them with `stormdrill report RUN --cmdb PATH`",
+            markup=False,
+            soft_wrap=True,
+        )
+    write_run_reports(run_, store=store, catalog=catalog, reports_dir=reports_dir)
 
 
 def abort(run_id: str = typer.Argument(..., help="The run to abort.")) -> None:
@@ -426,6 +462,7 @@ def recover(
                 _err.print(f"LEFTOVER: {failure}", markup=False)
             if item.failed:
                 exit_code = engine.ExitCode.ROLLBACK_FAILED
+            _write_recovered_reports(store, item.run_id, reports_dir=config.reports_dir)
         if not recovered:
             _console.print("no unfinished runs to recover")
         if env is not None:

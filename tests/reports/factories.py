@@ -356,3 +356,265 @@ def record_run(
     if failure_mode is not None:
         event(evidence.FACTS_KIND, "coverage facts", failure_mode=failure_mode, fingerprints={})
     return saved
+
+
+KEY_PERSON_CATALOG = """\
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: payments
+  annotations:
+    stormdrill.dev/tier: "1"
+    stormdrill.dev/rto: 30m
+    stormdrill.dev/rpo: 5m
+spec:
+  type: service
+  lifecycle: production
+  owner: group:team-payments
+  dependsOn: [resource:payments-db]
+---
+apiVersion: backstage.io/v1alpha1
+kind: Resource
+metadata:
+  name: payments-db
+  annotations:
+    stormdrill.dev/tier: "1"
+spec:
+  type: database
+  owner: group:team-data
+---
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: checkout
+  annotations:
+    stormdrill.dev/tier: "1"
+spec:
+  type: service
+  lifecycle: production
+  owner: group:team-checkout
+  dependsOn: [component:payments]
+---
+apiVersion: backstage.io/v1alpha1
+kind: Group
+metadata: {name: team-payments}
+spec: {type: team, children: [], members: [alice, bob, carol]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: Group
+metadata: {name: team-data}
+spec: {type: team, children: [], members: [dan]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: Group
+metadata: {name: team-checkout}
+spec: {type: team, children: [], members: [carol]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: {name: alice}
+spec: {profile: {displayName: Alice Ames}, memberOf: [team-payments]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: {name: bob}
+spec: {profile: {displayName: Bob Berg}, memberOf: [team-payments]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: {name: carol}
+spec: {profile: {displayName: Carol Cho}, memberOf: [team-payments, team-checkout]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: {name: dan}
+spec: {profile: {displayName: Dan Dee}, memberOf: [team-data]}
+"""
+
+ANALYSIS_FINDINGS: tuple[dict[str, mutations.JsonValue], ...] = (
+    {
+        "rule": "runbook",
+        "severity": "high",
+        "service": "component:default/payments",
+        "message": "the runbook of payments is kept by alice alone, who is absent; nobody else"
+        " can edit it",
+        "suggestion": "name a second runbook editor (stormdrill.dev/runbook-editors) and have"
+        " them walk through the runbook",
+    },
+    {
+        "rule": "on-call-coverage",
+        "severity": "medium",
+        "service": "component:default/payments",
+        "message": "payments: on-call rotation payments layer primary keeps 1 responder(s) (bob)"
+        " from 2025-03-04 10:00Z during the absence of alice",
+        "suggestion": "add a responder to layer primary of rotation payments, or an override"
+        " covering the absence",
+    },
+    {
+        "rule": "on-call-coverage",
+        "severity": "medium",
+        "service": "resource:default/payments-db",
+        "message": "payments-db: on-call rotation payments layer primary keeps 1 responder(s)"
+        " (bob) from 2025-03-04 10:00Z during the absence of alice",
+        "suggestion": "add a responder to layer primary of rotation payments, or an override"
+        " covering the absence",
+    },
+)
+"""Findings as `people.analyse-absence` journals them (see analysing.Finding.to_json)."""
+
+
+def record_key_person_run(
+    store: journal.Journal,
+    *,
+    run_id: str = "run-key-person",
+    findings: tuple[Mapping[str, mutations.JsonValue], ...] = ANALYSIS_FINDINGS,
+    ack: str | None = "bob",
+    eligible: list[mutations.JsonValue] | None = None,
+    objectives: Mapping[str, mutations.JsonValue] | None = None,
+) -> states.Run:
+    """A finished key-person run as the engine records it: analysis findings, alice marked
+    absent, a manual step for team-payments' on-call acknowledged by `ack` ('auto' for
+    --auto-ack; None: it times out; `eligible=[]`: nobody may act)."""
+    rid = states.RunId(run_id)
+    owner = states.Owner(host="ci-host", pid=1, token="t")
+    run = states.new_run(
+        id=rid,
+        scenario="key-person-loss",
+        environment="staging",
+        environment_source="environments/staging.yaml",
+        owner=owner,
+        at=T0,
+        record={
+            "scenario_source": "gone/key-person-loss.yaml",
+            "parameters": {},
+            "time_scale": 0.02,
+        },
+    )
+    store.create_run(run)
+
+    def event(kind: str, message: str, **data: mutations.JsonValue) -> None:
+        store.append_event(rid, kind=kind, message=message, data=data)
+
+    event("state", "injecting: injecting faults", state="injecting")
+    event("step", "step analyse-absence (action) started", step="analyse-absence")
+    for finding in findings:
+        data = dict(finding)
+        message = str(data.pop("message", ""))
+        event("finding", message, step="analyse-absence", **data)
+    planned = mutations.PlannedMutation(
+        step="mark-unavailable",
+        target=mutations.TargetRef(provider="people", kind="person", name="user:default/alice"),
+        action="people.mark-unavailable",
+        params={"reason": "drill"},
+        pre_state={"available": True},
+        undo=mutations.UndoToken(action="people.mark-unavailable", data={}),
+    )
+    entry = store.record_intent(rid, planned)
+    store.mark_applied(entry.seq)
+    event("mutation", f"applied #{entry.seq}: absence", seq=entry.seq, state="applied")
+    t0 = store.events(rid)[-1].at
+    who: list[mutations.JsonValue] = (
+        eligible if eligible is not None else ["user:default/bob", "user:default/carol"]
+    )
+    event(
+        "manual",
+        "waiting for group:default/team-payments (on-call; may act: bob, carol): restore it",
+        step="restore-payments",
+        assignee="group:default/team-payments",
+        role="on-call",
+        timeout_s=36.0,
+        evidence=["url"],
+        eligible=who,
+        absent=["user:default/alice"],
+        eligibleFrom="on call at 10:00Z in rotation(s) payments",
+        problem=None if who else "everyone who may act (alice) is absent",
+    )
+    if not who:
+        event(
+            "finding",
+            "manual step restore-payments: nobody may act on it: everyone who may act (alice)"
+            " is absent",
+            step="restore-payments",
+            rule="no-eligible-assignee",
+            severity="high",
+        )
+    elif ack == "auto":
+        event(
+            "ack",
+            "step restore-payments acknowledged automatically (--auto-ack)",
+            step="restore-payments",
+            by="stormdrill --auto-ack",
+            automated=True,
+            evidence="automated acknowledgement",
+            waited_s=2.0,
+        )
+    elif ack is not None:
+        event(
+            "ack",
+            f"step restore-payments acknowledged by {ack}: https://notes.example/inc-1",
+            step="restore-payments",
+            by=ack,
+            evidence="https://notes.example/inc-1",
+            automated=False,
+        )
+    if not who or ack is None:
+        event(
+            "finding",
+            "manual step restore-payments timed out after 36.0s",
+            step="restore-payments",
+            rule="manual-timeout",
+            severity="high",
+        )
+    store.mark_reverted(entry.seq)
+    event("mutation", f"reverted #{entry.seq}", seq=entry.seq, state="reverted")
+    end = store.events(rid)[-1].at + dt.timedelta(milliseconds=250)
+    record = dict(run.record)
+    record["impact"] = [
+        {
+            "ref": "component:default/payments",
+            "tier": 1,
+            "owner": "group:default/team-payments",
+            "distance": 0,
+        },
+        {
+            "ref": "component:default/checkout",
+            "tier": 1,
+            "owner": "group:default/team-checkout",
+            "distance": 1,
+        },
+    ]
+    record["objectives"] = dict(
+        objectives
+        if objectives is not None
+        else {
+            "t0": t0.isoformat(),
+            "achieved_rto_s": 0.5,
+            "target_rto_s": 1800.0,
+            "scaled_target_rto_s": 36.0,
+            "rto_met": True,
+            "achieved_rpo_s": 2.5,
+            "target_rpo_s": 300.0,
+            "scaled_target_rpo_s": 6.0,
+            "rpo_met": True,
+            "rpo_canary": {"probe": "payments-canary", "achieved_rpo_s": 2.5, "all_lost": False},
+        }
+    )
+    timed_out = not who or ack is None
+    final = states.RunState.ABORTED if timed_out else states.RunState.COMPLETED
+    finished = states.Run(
+        id=rid,
+        scenario="key-person-loss",
+        environment="staging",
+        environment_source="environments/staging.yaml",
+        state=final,
+        started_at=T0,
+        updated_at=end,
+        finished_at=end,
+        owner=owner,
+        reason="drill completed",
+        verdict=states.Verdict.INCONCLUSIVE if timed_out else states.Verdict.HELD,
+        ending=states.Ending(final.value),
+        abort_reason=None,
+        record=record,
+    )
+    return store.save_run(finished, expected_state=states.RunState.PENDING)
