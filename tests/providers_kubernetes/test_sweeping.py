@@ -39,6 +39,20 @@ def _inject_everything(ctx: context.RunContext) -> None:
         factories.apply_all(action, ctx, factories.plan(action, ctx, refs, params))
 
 
+def _settled(ctx: context.RunContext) -> None:
+    """Wait until two snapshots in a row agree (the controller has caught up)."""
+    last: list[dict[str, Any]] = [factories.states_of(ctx, TOUCHED)]
+
+    def unchanged() -> bool:
+        now = factories.states_of(ctx, TOUCHED)
+        status = (now[INVENTORY.key] or {}).get("status") or {}
+        steady = now == last[0] and not status.get("replicas")
+        last[0] = now
+        return steady
+
+    kube.eventually(unchanged, timeout_s=10, what="the controller settling after the faults")
+
+
 def _policies(ctx: context.RunContext) -> list[dict[str, Any]]:
     conn = factories.conn_of(ctx)
     return objects.items(
@@ -74,6 +88,7 @@ def test_sweep_leaves_a_live_runs_markers_alone_and_dry_run_changes_nothing(
     fresh_kube: kube.KubeSandbox, ctx: context.RunContext
 ) -> None:
     _inject_everything(ctx)
+    _settled(ctx)  # the controller reports inventory's new status asynchronously
     during = factories.states_of(ctx, TOUCHED)
     writes = fresh_kube.server.mutating_request_count
     sweeper = sweeping.KubernetesSweeper()
