@@ -5,8 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STATE_DIR ?= .stormdrill/demo
-# Tests run on every core (pytest-xdist); each worker starts its own loopback servers.
-PYTEST_ARGS ?= -n auto
+# Tests run on every core (pytest-xdist), a test file per worker at a time: each worker starts
+# its own loopback servers, and moto's state is per process, so files never interleave.
+PYTEST_ARGS ?= -n auto --dist loadfile
 
 .PHONY: install demo test lint typecheck layers pytest services clean lock
 
