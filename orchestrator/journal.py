@@ -738,6 +738,14 @@ class Journal:
             result = conn.execute(locks_table.delete().where(locks_table.c.run_id == run_id))
             return result.rowcount
 
+    def lock_holders(self) -> list[states.RunId]:
+        """Every run holding at least one target lock (one query, whatever the store's size)."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                sa.select(locks_table.c.run_id).distinct().order_by(locks_table.c.run_id)
+            ).scalars()
+            return [states.RunId(run_id) for run_id in rows]
+
     def held_targets(self, run_id: states.RunId) -> list[str]:
         with self._reading() as conn:
             rows = conn.execute(

@@ -87,8 +87,9 @@ def release_finished_locks(store: journal.Journal) -> list[states.RunId]:
     is refused (overlap) forever. A finished run changes nothing any more, so its locks go.
     """
     released: list[states.RunId] = []
-    for run in store.list_runs(states_in=states.TERMINAL, limit=None):
-        if store.held_targets(run.id) and store.release_targets(run.id):
+    for run_id in store.lock_holders():
+        run = store.get_run(run_id)
+        if run.terminal and store.release_targets(run.id):
             log.warning("run %s is %s but still held target locks; released", run.id, run.state)
             released.append(run.id)
     return released

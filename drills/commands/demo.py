@@ -57,7 +57,7 @@ def demo(
                 title="stormdrill demo",
             )
         )
-        problems = documents.check_paths([library.folder()])
+        _, problems = documents.check_paths([library.folder()])
         errors_found = [p for p in problems if p.severity == "error"]
         _console.print(
             f"Scenario library: {len(library.names())} scenarios, {len(errors_found)} error(s),"

@@ -33,8 +33,7 @@ def validate(
     output_format: OutputFormat = typer.Option(OutputFormat.TEXT, "--format", help="text or json."),
 ) -> None:
     """Check documents: YAML, schema, parameters and semantic lint. Exit 0 when valid, 1 if not."""
-    problems = check_paths(paths)
-    result = loading.load_documents(paths)
+    result, problems = check_paths(paths)
     errors_found = [p for p in problems if p.severity == "error"]
     if output_format is OutputFormat.JSON:
         typer.echo(
@@ -73,13 +72,13 @@ def validate(
     raise typer.Exit(1 if errors_found else 0)
 
 
-def check_paths(paths: list[Path]) -> list[errors.Problem]:
-    """Every problem of loading and linting `paths` against the built-in registry."""
+def check_paths(paths: list[Path]) -> tuple[loading.LoadResult, list[errors.Problem]]:
+    """The loaded documents, and every problem of loading and linting them (built-in registry)."""
     result = loading.load_documents(paths)
     catalog = builtin.registry_with_builtins().catalog()
     problems = list(result.problems)
     problems.extend(linting.lint(result.documents, catalog=catalog))
-    return sorted(problems, key=lambda p: (p.file, p.line, p.column, p.field))
+    return result, sorted(problems, key=lambda p: (p.file, p.line, p.column, p.field))
 
 
 def schema_command(

@@ -31,7 +31,7 @@ from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import models as cmdb_models
 from orchestrator.providers.people import assignees
 from reports import junit, writing
-from scenarios import errors, loading
+from scenarios import errors, loading, quantities
 
 app_runs = typer.Typer(help="List and show drill runs (newest first).", no_args_is_help=True)
 app_killswitch = typer.Typer(help="Engage or release the global kill switch.", no_args_is_help=True)
@@ -273,8 +273,6 @@ def _seconds(raw: str | None, flag: str) -> float | None:
 
 
 def _seconds_required(raw: str, flag: str) -> float:
-    from scenarios import quantities
-
     try:
         return quantities.Duration.parse(raw).seconds
     except ValueError as exc:

@@ -294,6 +294,19 @@ def test_overlapping_target_sets_cannot_be_held_by_two_runs(store_url: str) -> N
         assert one.held_targets(second.id) == ["node-b", "node-c"]
 
 
+def test_lock_holders_lists_each_run_holding_a_lock_once(store_url: str) -> None:
+    with journaling.open_store(store_url) as store:
+        first = _started(store, "run-1")
+        second = _started(store, "run-2")
+        _started(store, "run-3")
+        assert store.lock_holders() == []
+        assert store.acquire_targets(first.id, ["node-a", "node-b"]) == []
+        assert store.acquire_targets(second.id, ["node-c"]) == []
+        assert store.lock_holders() == [first.id, second.id]
+        store.release_targets(first.id)
+        assert store.lock_holders() == [second.id]
+
+
 def test_naive_timestamps_are_refused(store_url: str) -> None:
     with journaling.open_store(store_url, clock=lambda: datetime(2025, 1, 1)) as store:
         run = _started(store)
