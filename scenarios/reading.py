@@ -1,17 +1,22 @@
 """Reading: YAML bytes into marked trees, refusing anything unsafe or ambiguous.
 
 A `MarkedTree` is one YAML document as plain data (dicts with string keys, lists, scalars)
-plus the 1-based line and column where every value, and every mapping key, was written.
+plus the 1-based line and column where every value, and every mapping key, was written, and
+the text of every scalar as written. `read_file` / `read_bytes` are the one bounded YAML
+entry point of Stormdrill: scenarios, environments, drills and the CMDB all read through it.
 Invariants: reading never executes or constructs arbitrary objects (only the YAML 1.2 core
 schema: null, bool, int, float, str); duplicate keys are errors, never last-wins; alias
-expansion is bounded by a value budget; files over `MAX_FILE_BYTES`, non-UTF-8 bytes, tabs
-used for indentation and empty files are reported as `Problem`s, never raised.
+expansion is bounded by a value budget and nesting by `MAX_DEPTH` (checked while composing,
+so no input can exhaust the stack); files over `MAX_FILE_BYTES`, non-UTF-8 bytes, control
+characters, tabs used for indentation and empty files are reported as `Problem`s placed at
+their real line and column, never raised.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, TypeAlias
@@ -19,11 +24,13 @@ from typing import Final, TypeAlias
 import yaml
 import yaml.composer
 import yaml.error
+import yaml.events
 import yaml.nodes
 import yaml.parser
 import yaml.reader
 import yaml.resolver
 import yaml.scanner
+import yaml.tokens
 
 from scenarios import errors
 
@@ -42,6 +49,9 @@ _INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
 _FLOAT = re.compile(
     r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
 )
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_TOO_DEEP_TAG = "tag:stormdrill.dev,2025:too-deep"
+"""The tag of the placeholder the composer leaves where a too-deep node was skipped."""
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -61,6 +71,8 @@ class MarkedTree:
     start: Mark
     values: Mapping[TreePath, Mark]
     keys: Mapping[TreePath, Mark]
+    texts: Mapping[TreePath, str] = dataclasses.field(default_factory=dict)
+    """The text of every scalar as written (`1` for `tier: 1`), for readers that want it."""
 
     def get(self, path: TreePath) -> tuple[bool, Data]:
         """(found, value) at `path`."""
@@ -114,8 +126,12 @@ class ReadResult:
     problems: tuple[errors.Problem, ...]
 
 
-def read_file(path: Path) -> ReadResult:
-    """Read a YAML file into marked trees; problems are returned, never raised."""
+def read_file(path: Path, *, allow_empty: bool = False) -> ReadResult:
+    """Read a YAML file into marked trees; problems are returned, never raised.
+
+    `allow_empty` accepts a file holding no document (a catalog may be empty; a
+    scenario file may not).
+    """
     file = str(path)
     try:
         size = path.stat().st_size
@@ -125,16 +141,20 @@ def read_file(path: Path) -> ReadResult:
                 1,
                 1,
                 f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit",
-                hint="split it into smaller files; scenario documents are a few KiB",
+                hint=_SPLIT_HINT,
             )
         with path.open("rb") as stream:
             raw = stream.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         return _failed(file, 1, 1, f"cannot read file: {exc.strerror or exc}")
-    return read_bytes(raw, file=file)
+    return read_bytes(raw, file=file, allow_empty=allow_empty)
 
 
-def read_bytes(raw: bytes, *, file: str) -> ReadResult:
+_SPLIT_HINT = "split it into smaller files; a document is a few KiB"
+_FLATTEN_HINT = "flatten the document; real documents nest a few levels"
+
+
+def read_bytes(raw: bytes, *, file: str, allow_empty: bool = False) -> ReadResult:
     """Parse YAML bytes into marked trees; problems are returned, never raised."""
     if len(raw) > MAX_FILE_BYTES:
         return _failed(
@@ -142,7 +162,7 @@ def read_bytes(raw: bytes, *, file: str) -> ReadResult:
             1,
             1,
             f"file is over the {MAX_FILE_BYTES}-byte limit",
-            hint="split it into smaller files; scenario documents are a few KiB",
+            hint=_SPLIT_HINT,
         )
     try:
         text = raw.decode("utf-8")
@@ -160,35 +180,32 @@ def read_bytes(raw: bytes, *, file: str) -> ReadResult:
         )
     text = text.removeprefix("\ufeff")
     if not text.strip():
+        if allow_empty:
+            return ReadResult((), ())
         return _failed(file, 1, 1, "file is empty", hint="a document needs apiVersion and kind")
-    return _parse(text, file=file)
+    return _parse(text, file=file, allow_empty=allow_empty)
 
 
-def _parse(text: str, *, file: str) -> ReadResult:
-    loader = _Loader(text)
+def _parse(text: str, *, file: str, allow_empty: bool) -> ReadResult:
     roots: list[yaml.nodes.Node] = []
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # the reader checks for control characters here
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
                 roots.append(node)
+    except _TooDeep as exc:
+        mark = exc.problem_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        return _failed(file, line, column, str(exc.problem), hint=_FLATTEN_HINT)
     except yaml.error.MarkedYAMLError as exc:
         return ReadResult((), tuple(_syntax_problems(exc, text=text, file=file)))
     except yaml.reader.ReaderError as exc:
-        before = text[: int(exc.position)]
-        line = before.count("\n") + 1
-        column = int(exc.position) - (before.rfind("\n") + 1) + 1
-        return _failed(
-            file,
-            line,
-            column,
-            f"unprintable character {exc.character!r} at line {line}",
-            hint="remove control characters from the file",
-        )
-    except RecursionError:
-        return _failed(file, 1, 1, "YAML nesting is too deep to read")
+        return _unprintable(exc, text=text, file=file)
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
     trees: list[MarkedTree] = []
     problems: list[errors.Problem] = []
@@ -210,11 +227,37 @@ def _parse(text: str, *, file: str) -> ReadResult:
                     start=_mark(root.start_mark),
                     values=builder.values,
                     keys=builder.keys,
+                    texts=builder.texts,
                 )
             )
-    if not trees and not problems:
+    if not trees and not problems and not allow_empty:
         return _failed(file, 1, 1, "file is empty", hint="a document needs apiVersion and kind")
     return ReadResult(tuple(trees), tuple(problems))
+
+
+def position_mark(text: str, position: int) -> Mark:
+    """The 1-based line and column of character `position` of `text`.
+
+    Every YAML line break counts (`\\r\\n`, `\\n`, `\\r`, NEL, LS, PS), as PyYAML counts them.
+    """
+    line, start = 1, 0
+    for match in _LINE_BREAK.finditer(text, 0, position):
+        line += 1
+        start = match.end()
+    return Mark(line=line, column=position - start + 1)
+
+
+def _unprintable(exc: yaml.reader.ReaderError, *, text: str, file: str) -> ReadResult:
+    mark = position_mark(text, int(exc.position))
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or " ")
+    return _failed(
+        file,
+        mark.line,
+        mark.column,
+        f"control character \\x{code:02x} at line {mark.line}, column {mark.column}"
+        " is not allowed in YAML",
+        hint='remove it (or write it as an escape inside a double-quoted string, e.g. "\\x11")',
+    )
 
 
 class _CoreResolver(yaml.resolver.BaseResolver):
@@ -249,7 +292,14 @@ class _Loader(
     yaml.composer.Composer,
     _CoreResolver,
 ):
-    """PyYAML's reader, scanner, parser and composer; no constructor (we build data)."""
+    """PyYAML's reader, scanner, parser and composer; no constructor (we build data).
+
+    The composer is the only recursive part of PyYAML: past `MAX_DEPTH` levels a node's
+    events are skipped (iteratively) and a placeholder tagged `_TOO_DEEP_TAG` is left at
+    its place, which the builder refuses with its line and field. Other documents of the
+    file are still read. The scanner's work grows with the square of the flow nesting
+    (`[[[…`), so a flow collection opened past `MAX_DEPTH` stops the read at its mark.
+    """
 
     def __init__(self, stream: str) -> None:
         yaml.reader.Reader.__init__(self, stream)
@@ -257,6 +307,41 @@ class _Loader(
         yaml.parser.Parser.__init__(self)
         yaml.composer.Composer.__init__(self)
         _CoreResolver.__init__(self)
+        self._depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass: type[yaml.tokens.Token]) -> None:
+        if self.flow_level >= MAX_DEPTH:
+            raise _TooDeep(self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent: yaml.nodes.Node | None, index: int) -> yaml.nodes.Node | None:
+        if self._depth > MAX_DEPTH:
+            return self._skip_node()
+        self._depth += 1
+        try:
+            node: yaml.nodes.Node | None = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        return node
+
+    def _skip_node(self) -> yaml.nodes.Node:
+        first: yaml.events.Event = self.get_event()  # type: ignore[no-untyped-call]
+        level = 0 if isinstance(first, yaml.events.ScalarEvent | yaml.events.AliasEvent) else 1
+        while level:
+            event = self.get_event()  # type: ignore[no-untyped-call]
+            if isinstance(event, yaml.events.CollectionStartEvent):
+                level += 1
+            elif isinstance(event, yaml.events.CollectionEndEvent):
+                level -= 1
+        mark = typing.cast(yaml.error.Mark, first.start_mark)  # this reader's marks
+        return yaml.nodes.ScalarNode(_TOO_DEEP_TAG, "", start_mark=mark, end_mark=mark)
+
+
+class _TooDeep(yaml.error.MarkedYAMLError):
+    """Flow collections nest deeper than `MAX_DEPTH`; reading stops at `problem_mark`."""
+
+    def __init__(self, mark: yaml.error.Mark) -> None:
+        super().__init__(problem=f"nesting is deeper than {MAX_DEPTH} levels", problem_mark=mark)
 
 
 class _Refused(Exception):
@@ -275,6 +360,7 @@ class _Builder:
         self.count = 0
         self.values: dict[TreePath, Mark] = {}
         self.keys: dict[TreePath, Mark] = {}
+        self.texts: dict[TreePath, str] = {}
         self.problems: list[errors.Problem] = []
         self._active: set[int] = set()
 
@@ -289,12 +375,20 @@ class _Builder:
                     hint="YAML aliases (*name) nest too deeply — an alias bomb? Use fewer aliases",
                 )
             )
-        if depth > MAX_DEPTH:
-            raise _Refused(self._problem(node, path, f"nesting is deeper than {MAX_DEPTH} levels"))
+        if depth > MAX_DEPTH or node.tag == _TOO_DEEP_TAG:
+            raise _Refused(
+                self._problem(
+                    node,
+                    path,
+                    f"nesting is deeper than {MAX_DEPTH} levels",
+                    hint=_FLATTEN_HINT,
+                )
+            )
         if id(node) in self._active:
             raise _Refused(self._problem(node, path, "a YAML alias refers to itself (recursive)"))
         self.values[path] = _mark(node.start_mark)
         if isinstance(node, yaml.nodes.ScalarNode):
+            self.texts[path] = str(node.value)
             return self._scalar(node, path)
         self._active.add(id(node))
         try:

@@ -1,10 +1,12 @@
 """`stormdrill cmdb`: look at the catalog — services, owners, dependencies — and at impact.
 
 `show [REF]` lists every service (or one in detail); `impact REF...` lists what losing
-those services reaches. The catalog comes from `--cmdb PATH` (repeatable: files or
-folders of Backstage descriptors and on-call files), else `STORMDRILL_CMDB`. Problems
-go to stderr as `file:line:column: field: message`; any error exits 1, never with a
-traceback. Catalog warnings are printed to stderr and do not change the exit code.
+those services reaches; `validate` checks the catalog for CI. The catalog comes from
+`--cmdb PATH` (repeatable: files or folders of Backstage descriptors and on-call files),
+else `STORMDRILL_CMDB`. Problems go to stderr as `file:line:column: field: message`,
+never with a traceback. As in Backstage, an entity with an error is refused and the rest
+is used (show and impact say how many were refused, on stderr, and exit 0); `--strict`
+makes any error fatal (exit 1), and `validate` exits 1 when there is any error.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ _CMDB_HELP = (
     "Catalog file or folder (Backstage catalog-info.yaml, on-call YAML); repeat for more. "
     f"Defaults to ${backstage.ENV_VAR} (paths separated by '{os.pathsep}')."
 )
+_STRICT_HELP = "Fail (exit 1) if any catalog entity has an error, instead of leaving it out."
 
 
 @app.command()
@@ -53,9 +56,10 @@ def show(
     ),
     cmdb: list[Path] | None = typer.Option(None, "--cmdb", help=_CMDB_HELP),
     output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", help="Output."),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
 ) -> None:
     """List every service (ref, tier, system, owner, dependencies, RTO), or one in detail."""
-    catalog = _load(cmdb)
+    catalog = _load(cmdb, strict=strict)
     if ref is None:
         services = sorted(catalog.services.values(), key=lambda s: (s.tier, s.ref))
         if output_format is OutputFormat.JSON:
@@ -78,9 +82,10 @@ def impact_command(
         None, "--failure-mode", help="Show the RTO/RPO for this failure mode (availability-zone…)."
     ),
     output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", help="Output."),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
 ) -> None:
     """List the targeted services and everything that depends on them, transitively."""
-    catalog = _load(cmdb)
+    catalog = _load(cmdb, strict=strict)
     targets = [_guarded(functools.partial(catalog.lookup, raw)) for raw in refs]
     result = _guarded(lambda: impact.impact(catalog, targets))
     if output_format is OutputFormat.JSON:
@@ -89,16 +94,74 @@ def impact_command(
         _console().print(_impact_table(result, failure_mode))
 
 
-def _load(cmdb: Sequence[Path] | None) -> models.Catalog:
+@app.command("validate")
+def validate_command(
+    cmdb: list[Path] | None = typer.Option(None, "--cmdb", help=_CMDB_HELP),
+    paths: list[Path] | None = typer.Argument(
+        None, help="Catalog files or folders (the same as --cmdb)."
+    ),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help="table (text) or json."
+    ),
+) -> None:
+    """Check the catalog for CI: every problem, with file:line. Exit 0 when no error, 1 if any."""
+    resolved = backstage.resolve_catalog_paths([*(cmdb or []), *(paths or [])], os.environ)
+    if not resolved:
+        _fail([f"no catalog: pass PATH (or --cmdb PATH) or set {backstage.ENV_VAR}"])
+    catalog: models.Catalog | None = None
+    try:
+        catalog = backstage.load_catalog(resolved)
+        problems = list(catalog.problems)
+    except errors.CatalogInvalid as exc:
+        problems = list(exc.problems)
+    problems.sort(key=lambda p: (p.file, p.line, p.column, p.field))
+    errors_found = [p for p in problems if p.severity == "error"]
+    entities = len(catalog.all_refs()) if catalog is not None else 0
+    refused = [r.what for r in catalog.refused] if catalog is not None else []
+    if output_format is OutputFormat.JSON:
+        _echo_json(
+            {
+                "valid": not errors_found,
+                "entities": entities,
+                "refused": _strs(refused),
+                "problems": [_problem_json(p) for p in problems],
+            }
+        )
+    else:
+        for problem in problems:
+            typer.echo(_problem_line(problem), err=True)
+        typer.echo(
+            f"{entities} entit{'y' if entities == 1 else 'ies'} loaded, {len(refused)} refused,"
+            f" {len(errors_found)} error(s), {len(problems) - len(errors_found)} warning(s)"
+        )
+    raise typer.Exit(1 if errors_found else 0)
+
+
+def _problem_json(problem: scenario_errors.Problem) -> JsonValue:
+    return {
+        "file": problem.file,
+        "line": problem.line,
+        "column": problem.column,
+        "field": problem.field,
+        "message": problem.message,
+        "hint": problem.hint,
+        "severity": problem.severity,
+    }
+
+
+def _load(cmdb: Sequence[Path] | None, *, strict: bool) -> models.Catalog:
     paths = backstage.resolve_catalog_paths(cmdb, os.environ)
     if not paths:
         _fail([f"no catalog: pass --cmdb PATH or set {backstage.ENV_VAR}"])
     try:
-        catalog = backstage.load_catalog(paths)
+        catalog = backstage.load_catalog(paths, strict=strict)
     except errors.CatalogInvalid as exc:
         _fail([_problem_line(p) for p in exc.problems])
     for problem in catalog.problems:
         typer.echo(_problem_line(problem), err=True)
+    summary = backstage.refusal_lines(catalog)[-1:]
+    for line in summary:
+        typer.echo(line, err=True)
     return catalog
 
 

@@ -5,11 +5,16 @@ Reads multi-document files, folders (every `*.yaml`/`*.yml` below them) and the
 allowed, followed at most `MAX_LOCATION_DEPTH` deep and `MAX_FILES` files in all);
 `OnCall` documents (apiVersion `stormdrill.dev/v1`) found on the way are read too.
 
-Invariants: nothing is read until `load_catalog` is called; every problem is placed at
-file:line:column and a field path; unknown kinds and foreign documents are skipped
-with a warning; invalid values, duplicate keys and duplicate entities are errors and
-make `load_catalog` raise `CatalogInvalid` with all of them; a catalog that loads
-carries its warnings (dangling references among them) in `Catalog.problems`.
+Invariants: nothing is read until `load_catalog` is called; YAML is read only through
+`scenarios.reading` (bounded nesting, control characters at their line); every problem is
+placed at file:line:column and a field path; unknown kinds and foreign documents are
+skipped with a warning. As in Backstage, an error belongs to one entity: an invalid
+entity, a second definition of an entity (the first one wins; both places are named), a
+missing Location target or a document that is not valid YAML is *refused* — listed in
+`Catalog.refused`, its errors in `Catalog.problems` — and the rest of the catalog loads.
+A relation naming an unexpected kind is a warning and is kept as written. A strict load
+(`stormdrill cmdb validate`, `--strict`) raises `CatalogInvalid` on any error; so does a
+load where nothing at all could be read.
 """
 
 from __future__ import annotations
@@ -66,23 +71,29 @@ def resolve_catalog_paths(
     return [Path(part) for part in raw.split(os.pathsep) if part.strip()]
 
 
-def load_catalog(paths: Sequence[Path]) -> models.Catalog:
+def load_catalog(paths: Sequence[Path], *, strict: bool = False) -> models.Catalog:
     """Load every file and folder in `paths` (and the locations they name) into a Catalog.
 
-    Raises `CatalogInvalid` if any error was found (with every problem, warnings too).
+    What is refused is left out and listed in `Catalog.refused` (its errors are in
+    `Catalog.problems`). Raises `CatalogInvalid` (every problem, warnings too) when
+    `strict` and anything has an error, or when there are errors and nothing loaded.
     """
     reader = _Reader()
     for path in paths:
         reader.add(path, depth=0, origin=None)
     catalog, link_problems = linking.link(
-        entities=reader.entities, rotations=reader.rotations, refs=reader.refs.sites
+        entities=list(reader.entities.values()), rotations=reader.rotations, refs=()
     )
-    problems = [*reader.problems, *reader.refs.problems, *link_problems]
+    dangling = references.dangling(
+        reader.refs.sites, known=reader.entities.keys(), refused=reader.refused_refs
+    )
+    problems = [*reader.problems, *reader.refs.problems, *link_problems, *dangling]
     problems.sort(key=lambda p: (p.file, p.line, p.column))
-    if any(p.severity == "error" for p in problems):
+    has_errors = any(p.severity == "error" for p in problems)
+    if has_errors and (strict or not (reader.entities or reader.rotations)):
         raise errors.CatalogInvalid(problems)
     log.info(
-        "loaded %d services, %d groups, %d users and %d rotations from %d files (%d warnings)",
+        "loaded %d services, %d groups, %d users and %d rotations from %d files (%d problems)",
         len(catalog.services),
         len(catalog.groups),
         len(catalog.users),
@@ -90,7 +101,47 @@ def load_catalog(paths: Sequence[Path]) -> models.Catalog:
         len(reader.seen),
         len(problems),
     )
-    return dataclasses.replace(catalog, problems=tuple(problems))
+    if reader.refused:  # commands present this themselves (`refusal_lines`)
+        log.info(
+            "catalog: %d refused (%s); the rest is used",
+            len(reader.refused),
+            ", ".join(r.what for r in reader.refused[:_NAMED]),
+        )
+    return dataclasses.replace(catalog, problems=tuple(problems), refused=tuple(reader.refused))
+
+
+def refusal_lines(catalog: models.Catalog | None, *, strict: bool = False) -> list[str]:
+    """What a command tells a person about a partial catalog: its errors, then a count.
+
+    Empty for a catalog that refused nothing. With `strict`, raises `CatalogInvalid`
+    instead (for commands that load leniently and are asked to be strict).
+    """
+    if catalog is None or not (catalog.refused or catalog.errors):
+        return []
+    if strict:
+        raise errors.CatalogInvalid(catalog.problems)
+    named = ", ".join(r.what for r in catalog.refused[:_NAMED])
+    more = f" and {len(catalog.refused) - _NAMED} more" if len(catalog.refused) > _NAMED else ""
+    count = len(catalog.refused)
+    summary = (
+        f"CMDB: {count} catalog entr{'y' if count == 1 else 'ies'} refused ({named}{more});"
+        " going on with the rest. `stormdrill cmdb validate` lists every problem;"
+        " --strict makes them fatal"
+    )
+    return [*(str(p) for p in catalog.errors), summary]
+
+
+_NAMED = 5
+"""How many refused entries a summary names."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Origin:
+    """The Location target that led to a path: its document, field and text."""
+
+    document: documents.Document
+    field: documents.FieldPath
+    target: str
 
 
 class _Model(pydantic.BaseModel):
@@ -187,16 +238,18 @@ _SPECS: dict[models.EntityKind, type[_Model]] = {
 
 
 class _Reader:
-    """One load: files seen, entities and rotations read, problems found."""
+    """One load: files seen, entities and rotations read, problems found, what was refused."""
 
     def __init__(self) -> None:
         self.seen: set[Path] = set()
-        self.entities: list[linking.ParsedEntity] = []
+        self.entities: dict[models.EntityRef, linking.ParsedEntity] = {}
         self.rotations: list[models.Rotation] = []
         self.problems: list[scenario_errors.Problem] = []
         self.refs = references.RefReader()
+        self.refused: list[models.Refused] = []
+        self.refused_refs: dict[models.EntityRef, models.SourceLocation] = {}
 
-    def add(self, path: Path, *, depth: int, origin: scenario_errors.Problem | None) -> None:
+    def add(self, path: Path, *, depth: int, origin: _Origin | None) -> None:
         """Read a file or every YAML file below a folder."""
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
@@ -215,39 +268,47 @@ class _Reader:
             self._missing(path, origin, f"more than {MAX_FILES} catalog files; not read")
             return
         self.seen.add(resolved)
-        docs, problems = documents.read_documents(path, display=str(path))
+        docs, problems = documents.read_documents(path)
         self.problems.extend(problems)
+        yaml_errors = [p for p in problems if p.severity == "error"]
+        if yaml_errors:
+            what = f"{path} (not valid YAML)" if not docs else f"documents of {path} (invalid YAML)"
+            first = yaml_errors[0]
+            self.refused.append(
+                models.Refused(what, models.SourceLocation(first.file, first.line, first.column))
+            )
         for document in docs:
             self._document(document, path=path, depth=depth)
 
-    def _missing(self, path: Path, origin: scenario_errors.Problem | None, message: str) -> None:
+    def _missing(self, path: Path, origin: _Origin | None, message: str) -> None:
         if origin is not None:
-            self.problems.append(
-                scenario_errors.Problem(
-                    file=origin.file,
-                    line=origin.line,
-                    column=origin.column,
-                    field=origin.field,
-                    message=f"{path}: {message}",
-                )
-            )
+            problem = origin.document.problem(origin.field, f"{path}: {message}")
+            what = f"Location target {origin.target!r}"
         else:
-            self.problems.append(
-                scenario_errors.Problem(file=str(path), line=1, column=1, field="", message=message)
+            problem = scenario_errors.Problem(
+                file=str(path), line=1, column=1, field="", message=message
             )
+            what = str(path)
+        self.problems.append(problem)
+        self.refused.append(
+            models.Refused(what, models.SourceLocation(problem.file, problem.line, problem.column))
+        )
 
     def _document(self, document: documents.Document, *, path: Path, depth: int) -> None:
         data = document.data
         if not isinstance(data, dict):
-            self.problems.append(
-                document.problem((), "a catalog document must be a mapping (apiVersion, kind, …)")
+            self._refuse(
+                document,
+                [
+                    document.problem(
+                        (), "a catalog document must be a mapping (apiVersion, kind, …)"
+                    )
+                ],
             )
             return
         api_version, kind = data.get("apiVersion"), data.get("kind")
         if oncall.is_oncall(api_version, kind):
-            rotations = oncall.parse_document(document, self.refs)
-            self.rotations.extend(rotations.rotations)
-            self.problems.extend(rotations.problems)
+            self._oncall(document)
             return
         if not isinstance(api_version, str) or not api_version.startswith("backstage.io/"):
             self.problems.append(
@@ -270,22 +331,77 @@ class _Reader:
                 )
             )
             return
+        checkpoint = self.refs.checkpoint()
+        own, parsed = self._entity(document, data, entity_kind)
+        if self.refs.errors_since(checkpoint) or any(p.severity == "error" for p in own):
+            self.refs.forget_sites_since(checkpoint)
+            self._refuse(document, own, kind=entity_kind)
+            return
+        self.problems.extend(own)
+        if isinstance(parsed, _LocationSpec):
+            self._location(document, parsed, path=path, depth=depth)
+        elif parsed is not None:
+            self._accept(parsed, checkpoint)
+
+    def _entity(
+        self, document: documents.Document, data: dict[str, object], kind: models.EntityKind
+    ) -> tuple[list[scenario_errors.Problem], linking.ParsedEntity | _LocationSpec | None]:
+        """Validate one Backstage document; its own problems (refs add theirs to `refs`)."""
         try:
             envelope = _Envelope.model_validate(data)
         except pydantic.ValidationError as exc:
-            self.problems.extend(document.validation_problems(exc))
-            return
+            return document.validation_problems(exc), None
         try:
-            spec = _SPECS[entity_kind].model_validate(envelope.spec)
+            spec = _SPECS[kind].model_validate(envelope.spec)
         except pydantic.ValidationError as exc:
-            self.problems.extend(document.validation_problems(exc, prefix=("spec",)))
-            return
+            return document.validation_problems(exc, prefix=("spec",)), None
         if isinstance(spec, _LocationSpec):
-            self._location(document, spec, path=path, depth=depth)
+            return [], spec
+        return [], _EntityParser(document, envelope, kind, self.refs).parse(spec)
+
+    def _accept(self, parsed: linking.ParsedEntity, checkpoint: references.Checkpoint) -> None:
+        first = self.entities.get(parsed.ref)
+        if first is None:
+            self.entities[parsed.ref] = parsed
             return
-        parsed = _EntityParser(document, envelope, entity_kind, self.refs).parse(spec)
-        if parsed is not None:
-            self.entities.append(parsed)
+        self.refs.forget_sites_since(checkpoint)
+        problem = parsed.document.problem(
+            ("metadata", "name"),
+            f"{parsed.ref} is defined twice: first at {first.source} (kept),"
+            f" again at {parsed.source} (refused)",
+            hint=f"first defined at {first.source}; rename or remove one",
+        )
+        self.problems.append(problem)
+        self.refused.append(models.Refused(f"{parsed.ref} (second definition)", parsed.source))
+
+    def _refuse(
+        self,
+        document: documents.Document,
+        problems: Sequence[scenario_errors.Problem],
+        *,
+        kind: models.EntityKind | None = None,
+    ) -> None:
+        """Leave one document out; its `problems` are kept, and so is where it was.
+
+        (Problems its references raised are already in `refs.problems`.)
+        """
+        self.problems.extend(problems)
+        source = models.SourceLocation(document.file, document.start.line, document.start.column)
+        ref = _written_ref(document.data, kind)
+        if ref is not None and ref not in self.entities:
+            self.refused_refs.setdefault(ref, source)
+        unnamed = f"{kind.value if kind else 'document'} at {source}"
+        what = str(ref) if ref is not None else unnamed
+        self.refused.append(
+            models.Refused(what, source, break_glass=_raw_break_glass(document.data))
+        )
+
+    def _oncall(self, document: documents.Document) -> None:
+        taken = {r.name: r.source for r in self.rotations}
+        parsed = oncall.parse_document(document, self.refs, taken=taken)
+        self.rotations.extend(parsed.rotations)
+        self.problems.extend(parsed.problems)
+        self.refused.extend(parsed.refused)
 
     def _location(
         self, document: documents.Document, spec: _LocationSpec, *, path: Path, depth: int
@@ -295,7 +411,7 @@ class _Reader:
             targets.append((("spec", "target"), spec.target))
         targets.extend((("spec", "targets", i), t) for i, t in enumerate(spec.targets))
         for field, target in targets:
-            here = document.problem(field, "")
+            here = _Origin(document, field, target)
             if "://" in target:
                 self.problems.append(
                     document.problem(
@@ -307,11 +423,10 @@ class _Reader:
                 )
                 continue
             if depth + 1 > MAX_LOCATION_DEPTH:
-                self.problems.append(
-                    document.problem(
-                        field,
-                        f"locations nest deeper than {MAX_LOCATION_DEPTH}; {target!r} not followed",
-                    )
+                self._missing(
+                    Path(target),
+                    here,
+                    f"locations nest deeper than {MAX_LOCATION_DEPTH}; not followed",
                 )
                 continue
             pattern = os.path.normpath(os.path.join(path.parent, target))
@@ -361,6 +476,7 @@ class _EntityParser:
             default_kind=default,
             allowed=allowed,
             namespace=self.namespace,
+            lenient_kind=True,
         )
 
     def _refs(
@@ -378,6 +494,7 @@ class _EntityParser:
             default_kind=default,
             allowed=allowed,
             namespace=self.namespace,
+            lenient_kind=True,
         )
 
     def parse(self, spec: _Model) -> linking.ParsedEntity | None:
@@ -418,8 +535,13 @@ class _EntityParser:
                 ),
             )
         if isinstance(spec, _ComponentSpec):
+            consumes = self._refs("consumesApis", spec.consumesApis, default=_K.API, allowed=apis)
+            # Backstage keeps `consumesApis: [component:x]` as written; for impact it is
+            # a dependency on x itself (an API's providers are found through the API).
+            consumed_services = tuple(r for r in consumes if r.kind in _SERVICES)
             return dataclasses.replace(
                 entity,
+                depends_on=tuple(dict.fromkeys((*entity.depends_on, *consumed_services))),
                 lifecycle=spec.lifecycle,
                 subcomponent_of=self._ref(
                     "subcomponentOf",
@@ -430,9 +552,7 @@ class _EntityParser:
                 provides_apis=self._refs(
                     "providesApis", spec.providesApis, default=_K.API, allowed=apis
                 ),
-                consumes_apis=self._refs(
-                    "consumesApis", spec.consumesApis, default=_K.API, allowed=apis
-                ),
+                consumes_apis=consumes,
             )
         if isinstance(spec, _SystemSpec):
             return dataclasses.replace(
@@ -646,3 +766,34 @@ class _AnnotationParser:
 def _kubernetes_id_selector(text: str) -> models.LabelSelector:
     """`backstage.io/kubernetes-id: web` selects pods labelled `backstage.io/kubernetes-id=web`."""
     return models.LabelSelector.parse(f"{annotation.KUBERNETES_ID_LABEL}={text.strip()}")
+
+
+def _raw_break_glass(data: object) -> tuple[str, ...]:
+    """The user names a (possibly invalid) document's break-glass annotation names.
+
+    Read leniently (`user:default/frank`, `frank`): when an entity is refused, its
+    break-glass holders must still be protected by the guardrails.
+    """
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    notes = metadata.get("annotations") if isinstance(metadata, dict) else None
+    raw = notes.get(annotation.BREAK_GLASS) if isinstance(notes, dict) else None
+    if not isinstance(raw, str):
+        return ()
+    names = (item.rsplit(":", 1)[-1].rsplit("/", 1)[-1] for item in annotation.split_list(raw))
+    return tuple(name for name in names if name)
+
+
+def _written_ref(data: object, kind: models.EntityKind | None) -> models.EntityRef | None:
+    """The reference a (possibly invalid) document names itself by, when it can be told."""
+    if kind is None or not isinstance(data, dict):
+        return None
+    metadata = data.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    name, namespace = metadata.get("name"), metadata.get("namespace", models.DEFAULT_NAMESPACE)
+    if not isinstance(name, str) or not isinstance(namespace, str):
+        return None
+    try:
+        return models.EntityRef.parse(f"{kind.value}:{namespace}/{name}")
+    except errors.RefInvalid:
+        return None

@@ -1,10 +1,12 @@
-"""YAML documents with line marks: plain values plus where each value was written.
+"""Catalog documents with line marks: plain values plus where each value was written.
 
-Invariants: a `Document` keeps, for every path into its data, the 1-based line and
-column of the value (`marks`) and, for scalars, the text as written (`texts`), so
-later stages can report `file:line:column: field: message` and read annotation
-values exactly as typed. Duplicate mapping keys, merge keys and recursive aliases are
-problems, never silently resolved. Nothing is read until `read_documents` is called.
+Invariants: YAML is read only through `scenarios.reading` (the one bounded reader: core
+schema, nesting and value budgets, control characters and duplicate keys reported at
+their line and column); a `Document` keeps, for every path into its data, the 1-based
+line and column of the value (`marks`) and, for scalars, the text as written (`texts`),
+so later stages can report `file:line:column: field: message` and read annotation
+values exactly as typed. A document with a YAML problem is left out, the file's other
+documents are kept. Nothing is read until `read_documents` is called.
 """
 
 from __future__ import annotations
@@ -15,25 +17,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pydantic
-import yaml
-import yaml.constructor
-import yaml.nodes
 
 from scenarios import errors as scenario_errors
+from scenarios import reading
 
 PathPart = str | int
 FieldPath = tuple[PathPart, ...]
 
-_MAX_NODES = 200_000
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-
-@dataclasses.dataclass(frozen=True)
-class Mark:
-    """A 1-based line and column."""
-
-    line: int
-    column: int
+Mark = reading.Mark
+"""A 1-based line and column (the reader's)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,131 +108,29 @@ def format_path(path: FieldPath) -> str:
     return text
 
 
-def read_documents(
-    path: Path, *, display: str | None = None
-) -> tuple[list[Document], list[scenario_errors.Problem]]:
-    """Read every document of a YAML file; `display` is the file name used in problems."""
-    name = display if display is not None else str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problem = scenario_errors.Problem(
-            file=name, line=1, column=1, field="", message=f"cannot read the file: {exc}"
-        )
-        return [], [problem]
-    return parse_documents(text, file=name)
+def read_documents(path: Path) -> tuple[list[Document], list[scenario_errors.Problem]]:
+    """Read every document of a YAML file (an empty file holds none)."""
+    return _documents(reading.read_file(path, allow_empty=True))
 
 
 def parse_documents(
     text: str, *, file: str
 ) -> tuple[list[Document], list[scenario_errors.Problem]]:
     """Parse every document of a YAML text; empty documents are left out."""
-    documents: list[Document] = []
-    problems: list[scenario_errors.Problem] = []
-    try:
-        for index, node in enumerate(yaml.compose_all(text, Loader=yaml.SafeLoader)):
-            if node is None:
-                continue
-            converter = _Converter(file)
-            data = converter.convert(node, ())
-            problems.extend(converter.problems)
-            if data is None:
-                continue
-            documents.append(
-                Document(
-                    file=file,
-                    index=index,
-                    data=data,
-                    marks=converter.marks,
-                    texts=converter.texts,
-                )
-            )
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        message = f"not valid YAML: {exc.problem or exc.context}"
-        problems.append(
-            scenario_errors.Problem(file=file, line=line, column=column, field="", message=message)
+    return _documents(reading.read_bytes(text.encode("utf-8"), file=file, allow_empty=True))
+
+
+def _documents(
+    result: reading.ReadResult,
+) -> tuple[list[Document], list[scenario_errors.Problem]]:
+    documents = [
+        Document(
+            file=tree.file,
+            index=index,
+            data=tree.data,
+            marks=tree.values,
+            texts=tree.texts,
         )
-    except yaml.YAMLError as exc:
-        problems.append(
-            scenario_errors.Problem(
-                file=file, line=1, column=1, field="", message=f"not valid YAML: {exc}"
-            )
-        )
-    return documents, problems
-
-
-class _Converter:
-    """Turns a composed node tree into plain values, recording marks and problems."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.marks: dict[FieldPath, Mark] = {}
-        self.texts: dict[FieldPath, str] = {}
-        self.problems: list[scenario_errors.Problem] = []
-        self._constructor = yaml.constructor.SafeConstructor()
-        self._active: set[int] = set()
-        self._count = 0
-
-    def _problem(self, node: yaml.nodes.Node, path: FieldPath, message: str) -> None:
-        mark = node.start_mark
-        self.problems.append(
-            scenario_errors.Problem(
-                file=self.file,
-                line=mark.line + 1,
-                column=mark.column + 1,
-                field=format_path(path),
-                message=message,
-            )
-        )
-
-    def convert(self, node: yaml.nodes.Node, path: FieldPath) -> object:
-        self._count += 1
-        if self._count > _MAX_NODES:
-            if self._count == _MAX_NODES + 1:
-                self._problem(node, path, f"the document has more than {_MAX_NODES} values")
-            return None
-        self.marks[path] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
-        if id(node) in self._active:
-            self._problem(node, path, "a YAML alias refers to itself")
-            return None
-        if isinstance(node, yaml.nodes.ScalarNode):
-            self.texts[path] = str(node.value)
-            try:
-                return self._constructor.construct_object(node, deep=True)
-            except (yaml.YAMLError, ValueError) as exc:
-                self._problem(node, path, f"cannot read {node.value!r}: {exc}")
-                return str(node.value)
-        self._active.add(id(node))
-        try:
-            if isinstance(node, yaml.nodes.SequenceNode):
-                return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
-            if isinstance(node, yaml.nodes.MappingNode):
-                return self._mapping(node, path)
-        finally:
-            self._active.discard(id(node))
-        self._problem(node, path, "unsupported YAML node")
-        return None
-
-    def _mapping(self, node: yaml.nodes.MappingNode, path: FieldPath) -> dict[str, object]:
-        result: dict[str, object] = {}
-        first_line: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.nodes.ScalarNode):
-                self._problem(key_node, path, "mapping keys must be plain strings")
-                continue
-            key = str(key_node.value)
-            if key == "<<" and key_node.tag == "tag:yaml.org,2002:merge":
-                self._problem(key_node, path, "YAML merge keys ('<<') are not supported")
-                continue
-            if key in first_line:
-                self._problem(
-                    key_node,
-                    (*path, key),
-                    f"duplicate key {key!r} (first written on line {first_line[key]})",
-                )
-                continue
-            first_line[key] = key_node.start_mark.line + 1
-            result[key] = self.convert(value_node, (*path, key))
-        return result
+        for index, tree in enumerate(result.trees)
+    ]
+    return documents, list(result.problems)

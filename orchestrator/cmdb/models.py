@@ -3,7 +3,9 @@
 Invariants: every reference is an `EntityRef` in canonical form (kind, namespace and
 name lower-cased, so `Component:Default/Checkout` and `checkout` compare equal);
 a `Catalog` is built once by a loader and never changed afterwards; durations are
-`datetime.timedelta`; a `Service` is a Backstage Component or Resource.
+`datetime.timedelta`; a `Service` is a Backstage Component or Resource. A catalog may be
+partial: what the loader refused (an invalid entity, a missing Location target, a second
+definition) is listed in `Catalog.refused`, with its errors in `Catalog.problems`.
 """
 
 from __future__ import annotations
@@ -534,8 +536,27 @@ class Rotation:
 
 
 @dataclasses.dataclass(frozen=True)
+class Refused:
+    """Something the loader left out of the catalog, and where it is written.
+
+    `what` names it as a person would: `component:default/web`, `Location target
+    'teams/*.yaml'`, `documents of c.yaml that are not valid YAML`.
+    """
+
+    what: str
+    source: SourceLocation
+    break_glass: tuple[str, ...] = ()
+    """User names its `stormdrill.dev/break-glass` annotation names, read as written: a
+    refused entity's break-glass holders stay protected (guardrails fail safe)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Catalog:
-    """Everything the loader read. `problems` holds the warnings (errors raise instead)."""
+    """Everything the loader read.
+
+    `problems` holds the warnings and the errors of what was `refused` (Backstage's way:
+    one bad entity is marked, the rest is ingested); a strict load raises instead.
+    """
 
     services: Mapping[EntityRef, Service] = dataclasses.field(default_factory=dict)
     systems: Mapping[EntityRef, System] = dataclasses.field(default_factory=dict)
@@ -545,6 +566,12 @@ class Catalog:
     users: Mapping[EntityRef, User] = dataclasses.field(default_factory=dict)
     rotations: Mapping[RotationName, Rotation] = dataclasses.field(default_factory=dict)
     problems: tuple[scenario_errors.Problem, ...] = ()
+    refused: tuple[Refused, ...] = ()
+
+    @property
+    def errors(self) -> tuple[scenario_errors.Problem, ...]:
+        """The error-severity problems (each belongs to something refused)."""
+        return tuple(p for p in self.problems if p.severity == "error")
 
     def all_refs(self) -> list[EntityRef]:
         """Every entity reference in the catalog."""

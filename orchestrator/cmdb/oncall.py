@@ -2,13 +2,16 @@
 
 Invariants: the document is validated by pydantic with unknown fields rejected; every
 problem is placed at file:line:column and a field path; a rotation covers exactly one
-service or one team; override times are timezone-aware and end after they start.
+service or one team; override times are timezone-aware and end after they start. An
+error belongs to one rotation: that rotation is refused (as is a second rotation of a
+name already taken, the first one winning), the document's other rotations are kept.
 The format is described in docs/cmdb.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import pydantic
 
@@ -70,6 +73,7 @@ class Parsed:
 
     rotations: tuple[models.Rotation, ...]
     problems: tuple[scenario_errors.Problem, ...]
+    refused: tuple[models.Refused, ...] = ()
 
 
 def is_oncall(api_version: object, kind: object) -> bool:
@@ -77,58 +81,108 @@ def is_oncall(api_version: object, kind: object) -> bool:
     return api_version == API_VERSION and kind == KIND
 
 
-def parse_document(document: documents.Document, refs: references.RefReader) -> Parsed:
-    """Parse an OnCall document; references are read through `refs` for dangling checks."""
+def parse_document(
+    document: documents.Document,
+    refs: references.RefReader,
+    *,
+    taken: Mapping[models.RotationName, models.SourceLocation] | None = None,
+) -> Parsed:
+    """Parse an OnCall document; references are read through `refs` for dangling checks.
+
+    `taken` holds the rotations already read (name → where): a second one is refused.
+    """
+    source = models.SourceLocation(document.file, document.start.line, document.start.column)
     try:
         doc = _OnCallDoc.model_validate(document.data)
     except pydantic.ValidationError as exc:
-        return Parsed((), tuple(document.validation_problems(exc)))
+        whole = models.Refused(f"OnCall document at {source}", source)
+        return Parsed((), tuple(document.validation_problems(exc)), (whole,))
+    names = dict(taken or {})
     problems: list[scenario_errors.Problem] = []
-    rotations = []
-    source = models.SourceLocation(document.file, document.start.line, document.start.column)
+    rotations: list[models.Rotation] = []
+    refused: list[models.Refused] = []
     for r_index, rotation in enumerate(doc.spec.rotations):
         path: documents.FieldPath = ("spec", "rotations", r_index)
-        if (rotation.service is None) == (rotation.team is None):
-            problems.append(
+        mark = document.mark(path)
+        here = dataclasses.replace(source, line=mark.line, column=mark.column)
+        name = models.RotationName(rotation.name)
+        checkpoint = refs.checkpoint()
+        own: list[scenario_errors.Problem] = []
+        first = names.get(name)
+        if first is not None:
+            own.append(
                 document.problem(
-                    path,
-                    "a rotation covers exactly one service or one team",
-                    hint="set either 'service' or 'team'",
+                    (*path, "name"),
+                    f"rotation {rotation.name!r} is defined twice: first at {first} (kept),"
+                    f" again at {here} (refused)",
+                    hint=f"first defined at {first}",
                 )
             )
+            refused.append(models.Refused(f"rotation {rotation.name!r} (second definition)", here))
+            problems.extend(own)
             continue
-        service = team = None
-        if rotation.service is not None:
-            service = refs.read(
-                document,
-                (*path, "service"),
-                rotation.service,
-                default_kind=models.EntityKind.COMPONENT,
-                allowed=_SERVICE,
+        parsed = _rotation(document, path, rotation, refs, own, source=here)
+        problems.extend(own)
+        if (
+            parsed is None
+            or refs.errors_since(checkpoint)
+            or any(p.severity == "error" for p in own)
+        ):
+            refs.forget_sites_since(checkpoint)
+            refused.append(models.Refused(f"rotation {rotation.name!r}", here))
+            continue
+        names[name] = here
+        rotations.append(parsed)
+    return Parsed(tuple(rotations), tuple(problems), tuple(refused))
+
+
+def _rotation(
+    document: documents.Document,
+    path: documents.FieldPath,
+    rotation: _RotationDoc,
+    refs: references.RefReader,
+    problems: list[scenario_errors.Problem],
+    *,
+    source: models.SourceLocation,
+) -> models.Rotation | None:
+    """One rotation, or None (with a problem) when it is not usable."""
+    if (rotation.service is None) == (rotation.team is None):
+        problems.append(
+            document.problem(
+                path,
+                "a rotation covers exactly one service or one team",
+                hint="set either 'service' or 'team'",
             )
-        if rotation.team is not None:
-            team = refs.read(
-                document,
-                (*path, "team"),
-                rotation.team,
-                default_kind=models.EntityKind.GROUP,
-                allowed=_TEAM,
-            )
-        layers = tuple(
-            _layer(document, (*path, "layers", i), layer, refs, problems)
-            for i, layer in enumerate(rotation.layers)
         )
-        mark = document.mark(path)
-        rotations.append(
-            models.Rotation(
-                name=models.RotationName(rotation.name),
-                layers=layers,
-                source=dataclasses.replace(source, line=mark.line, column=mark.column),
-                service=service,
-                team=team,
-            )
+        return None
+    service = team = None
+    if rotation.service is not None:
+        service = refs.read(
+            document,
+            (*path, "service"),
+            rotation.service,
+            default_kind=models.EntityKind.COMPONENT,
+            allowed=_SERVICE,
         )
-    return Parsed(tuple(rotations), tuple(problems))
+    if rotation.team is not None:
+        team = refs.read(
+            document,
+            (*path, "team"),
+            rotation.team,
+            default_kind=models.EntityKind.GROUP,
+            allowed=_TEAM,
+        )
+    layers = tuple(
+        _layer(document, (*path, "layers", i), layer, refs, problems)
+        for i, layer in enumerate(rotation.layers)
+    )
+    return models.Rotation(
+        name=models.RotationName(rotation.name),
+        layers=layers,
+        source=source,
+        service=service,
+        team=team,
+    )
 
 
 def _layer(

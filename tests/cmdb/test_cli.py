@@ -101,13 +101,13 @@ def test_no_catalog_at_all_exits_1_saying_how_to_give_one() -> None:
     assert "pass --cmdb PATH or set STORMDRILL_CMDB" in result.stderr
 
 
-def test_an_invalid_catalog_exits_1_with_located_problems_and_no_traceback(
+def test_an_invalid_catalog_exits_1_under_strict_with_located_problems_and_no_traceback(
     tmp_path: Path,
 ) -> None:
     path = f.write(
         tmp_path, "c.yaml", f.group(), f.component("web", annotations={"stormdrill.dev/tier": "7"})
     )
-    result = _run("show", "--cmdb", str(path))
+    result = _run("show", "--cmdb", str(path), "--strict")
     assert result.exit_code == 1
     line = f.line_of(path, "stormdrill.dev/tier")
     column = path.read_text(encoding="utf-8").splitlines()[line - 1].index("'7'") + 1
