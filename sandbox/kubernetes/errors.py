@@ -27,6 +27,8 @@ class ApiError(SandboxKubeError):
         name: str = "",
         group: str = "",
         causes: tuple[tuple[str, str, str], ...] = (),
+        retry_after_s: int = 0,
+        list_continue: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -34,6 +36,8 @@ class ApiError(SandboxKubeError):
         self.name = name
         self.group = group
         self.causes = causes  # (reason, message, field)
+        self.retry_after_s = retry_after_s  # details.retryAfterSeconds and a Retry-After header
+        self.list_continue = list_continue  # the Status's metadata.continue (410 on a list)
 
 
 class BadRequest(ApiError):

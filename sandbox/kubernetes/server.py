@@ -8,15 +8,22 @@ error bodies. Plain HTTP, any bearer token accepted.
 Invariants: every request body is read in full before answering (keep-alive stays in sync);
 `FaultConfig` is read per request and applies only to resource requests (never discovery);
 counters are exact (`request_count`, `mutating_request_count`).
+
+Recording mode (`record_dir=`, or `$STORMDRILL_SANDBOX_RECORD_DIR` read at `start()`): every
+distinct JSON response body and watch event is appended to a JSONL file in that directory, so
+the test suite can hold what the sandbox sends to the real API's schemas
+(`tests/fixtures/kube_schema.py`). Recording never changes an answer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import http.server
 import json
 import logging
+import os
 import pathlib
 import random
 import socket
@@ -34,6 +41,7 @@ from sandbox.kubernetes import store as store_module
 
 log = logging.getLogger(__name__)
 
+RECORD_DIR_ENV = "STORMDRILL_SANDBOX_RECORD_DIR"
 _DISCOVERY_PREFIXES = ("/version", "/healthz", "/readyz", "/livez", "/openapi")
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 VERSION_INFO: dict[str, str] = {
@@ -62,6 +70,10 @@ class FaultConfig:
     error_rate: float = 0.0
     timeout_rate: float = 0.0
     conflict_rate: float = 0.0
+    throttle_rate: float = 0.0
+    """Requests answered 429 as API Priority and Fairness does: a plain-text body and a
+    `Retry-After: retry_after_s` header (not a `Status`)."""
+    retry_after_s: int = 1
     seed: int | None = None
     timeout_s: float = 0.0
     drop_connection_on_timeout: bool = False
@@ -94,10 +106,12 @@ def status_body(error: errors.ApiError) -> dict[str, Any]:
             {k: v for k, v in (("reason", r), ("message", m), ("field", f)) if v}
             for r, m, f in error.causes
         ]
+    if error.retry_after_s > 0:
+        details["retryAfterSeconds"] = error.retry_after_s
     body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
-        "metadata": {},
+        "metadata": {"continue": error.list_continue} if error.list_continue else {},
         "status": "Failure",
         "message": error.message,
         "reason": error.reason,
@@ -106,6 +120,36 @@ def status_body(error: errors.ApiError) -> dict[str, Any]:
     if details:
         body["details"] = details
     return body
+
+
+class ResponseRecorder:
+    """Appends each distinct response body to a JSONL file (thread-safe, line-buffered).
+
+    A line is `{"request": "GET /api/v1/pods", "code": 200, "watch": false, "body": …}`; a
+    watch event is recorded with `"watch": true` and the event (`{"type", "object"}`) as body.
+    Bodies already written (same bytes) are skipped, so a polled list costs one line.
+    """
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._seen: set[bytes] = set()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("ab", buffering=0)
+
+    def record(self, *, request: str, code: int, payload: bytes, watch: bool = False) -> None:
+        """Write one body (JSON bytes) unless the same bytes were written before."""
+        digest = hashlib.blake2b(payload, digest_size=16).digest()
+        head = json.dumps({"request": request, "code": code, "watch": watch})[:-1].encode()
+        with self._lock:
+            if digest in self._seen or self._file.closed:
+                return
+            self._seen.add(digest)
+            self._file.write(head + b', "body": ' + payload + b"}\n")
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -164,20 +208,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
-    def _send_json(self, code: int, body: Any) -> None:
+    def _record(self, code: int, payload: bytes, *, watch: bool = False) -> None:
+        recorder = self.server.api.recorder
+        if recorder is not None:
+            recorder.record(
+                request=f"{self.command} {self.path}", code=code, payload=payload, watch=watch
+            )
+
+    def _send_json(self, code: int, body: Any, *, headers: Mapping[str, str] | None = None) -> None:
         payload = json.dumps(body, separators=(",", ":")).encode()
+        self._record(code, payload)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Cache-Control", "no-cache, private")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 
-    def _send_text(self, code: int, text: str) -> None:
+    def _send_text(self, code: int, text: str, *, headers: Mapping[str, str] | None = None) -> None:
         payload = text.encode()
         self.send_response(code)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 
@@ -201,7 +257,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
             self._resource_request(method, path, query, body)
         except errors.ApiError as exc:
-            self._send_json(exc.code, status_body(exc))
+            retry = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s > 0 else None
+            self._send_json(exc.code, status_body(exc), headers=retry)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as exc:
@@ -325,6 +382,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not route.name:
             self._collection(method, route, query, body)
             return
+        dry_run = _dry_run(query)
         resource, namespace, name, sub = (
             route.resource,
             route.namespace,
@@ -352,8 +410,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if resource.namespaced:
                 sent["metadata"]["namespace"] = namespace
             self._send_json(
-                200, st.update(resource=resource, obj=sent, namespace=namespace, subresource=sub)
+                200,
+                st.update(
+                    resource=resource,
+                    obj=sent,
+                    namespace=namespace,
+                    subresource=sub,
+                    dry_run=dry_run,
+                ),
             )
+        elif (
+            method == "PATCH"
+            and _media(self.headers.get("Content-Type")) == patching.APPLY_PATCH
+            and not sub
+        ):
+            obj, created = st.apply(
+                resource=resource,
+                namespace=namespace,
+                name=name,
+                config=_yaml_body(body),
+                field_manager=query.get("fieldManager", ""),
+                dry_run=dry_run,
+            )
+            self._send_json(201 if created else 200, obj)
         elif method == "PATCH":
             self._send_json(
                 200,
@@ -364,23 +443,30 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     patch=self._json_body(body),
                     content_type=self.headers.get("Content-Type", ""),
                     subresource=sub,
+                    dry_run=dry_run,
                 ),
             )
         elif method == "DELETE":
             options = self._json_body(body) if body.strip() else {}
-            preconditions = (options if isinstance(options, dict) else {}).get(
-                "preconditions"
-            ) or {}
+            if not isinstance(options, dict):
+                options = {}
+            preconditions = options.get("preconditions") or {}
+            propagation = str(
+                query.get("propagationPolicy") or options.get("propagationPolicy") or "Background"
+            )
+            dry_run = dry_run or "All" in (options.get("dryRun") or [])
             gone = st.delete(
                 resource=resource,
                 namespace=namespace,
                 name=name,
                 uid=preconditions.get("uid"),
                 resource_version=preconditions.get("resourceVersion"),
+                propagation=propagation,
+                dry_run=dry_run,
             )
-            self._send_json(
-                200, gone if resource == resources.PODS else _deleted_status(gone, resource)
-            )
+            # The object while its deletion is pending (a pod's grace, a finalizer), else a Status.
+            pending = resource == resources.PODS or propagation == "Foreground"
+            self._send_json(200, gone if pending else _deleted_status(gone, resource))
         else:
             raise errors.MethodNotAllowed(f"{method} is not allowed on {path}")
 
@@ -391,7 +477,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             obj = self._json_body(body)
             if not isinstance(obj, dict):
                 raise errors.BadRequest("the body must be a JSON object")
-            self._send_json(201, st.create(resource=resource, obj=obj, namespace=route.namespace))
+            self._send_json(
+                201,
+                st.create(
+                    resource=resource,
+                    obj=obj,
+                    namespace=route.namespace,
+                    dry_run=_dry_run(query),
+                ),
+            )
             return
         if method not in ("GET", "DELETE"):
             raise errors.MethodNotAllowed(f"{method} is not allowed on a {resource} collection")
@@ -465,13 +559,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise errors.MethodNotAllowed(f"{method} is not allowed on the scale subresource")
         replicas = ((wanted or {}).get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise errors.Invalid(
-                f'Scale "{name}" is invalid: spec.replicas: Invalid value: {replicas!r}: must be'
-                " greater than or equal to 0",
-                kind="Scale",
-                name=name,
-                causes=(
-                    ("FieldValueInvalid", "must be greater than or equal to 0", "spec.replicas"),
+            raise store_module.invalid(
+                "Scale",
+                "autoscaling",
+                name,
+                (
+                    (
+                        "FieldValueInvalid",
+                        f"Invalid value: {json.dumps(replicas)}: must be greater than or equal"
+                        " to 0",
+                        "spec.replicas",
+                    ),
                 ),
             )
         patch: dict[str, Any] = {"spec": {"replicas": replicas}}
@@ -520,8 +618,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         api = self.server.api
 
         def emit(event_type: str, obj: Any) -> None:
-            line = json.dumps({"type": event_type, "object": obj}, separators=(",", ":")) + "\n"
-            data = line.encode()
+            data = json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode()
+            self._record(200, data, watch=True)
+            data += b"\n"
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
 
@@ -551,6 +650,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
+
+
+def _dry_run(query: Mapping[str, str]) -> bool:
+    """`?dryRun=All`: check and answer, store nothing; any other value is refused (as upstream)."""
+    value = query.get("dryRun", "")
+    if value not in ("", "All"):
+        raise errors.BadRequest(f'dryRun: Unsupported value: "{value}": supported values: "All"')
+    return value == "All"
+
+
+def _media(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _yaml_body(body: bytes) -> dict[str, Any]:
+    """An apply request's body: YAML (JSON is YAML too), which must be an object."""
+    try:
+        config = yaml.safe_load(body) if body.strip() else None
+    except yaml.YAMLError as exc:
+        raise errors.BadRequest(f"the apply body is not valid YAML: {exc}") from exc
+    if not isinstance(config, dict):
+        raise errors.BadRequest("the apply body must be a YAML or JSON object")
+    return config
 
 
 def _deleted_status(gone: Mapping[str, Any], resource: resources.ResourceType) -> dict[str, Any]:
@@ -638,8 +760,11 @@ class KubeApiServer:
         host: str = "127.0.0.1",
         port: int = 0,
         faults: FaultConfig | None = None,
+        record_dir: pathlib.Path | None = None,
     ) -> None:
         self.store = store if store is not None else store_module.ClusterStore()
+        self.record_dir = record_dir
+        self.recorder: ResponseRecorder | None = None
         self.faults = faults if faults is not None else FaultConfig()
         self.host = host
         self.port = port
@@ -665,6 +790,13 @@ class KubeApiServer:
         self._httpd = httpd
         self.port = int(httpd.server_address[1])
         self.url = f"http://{self.host}:{self.port}"
+        record_dir = self.record_dir or (
+            pathlib.Path(os.environ[RECORD_DIR_ENV]) if os.environ.get(RECORD_DIR_ENV) else None
+        )
+        if record_dir is not None:
+            self.recorder = ResponseRecorder(
+                record_dir / f"kube-responses-{os.getpid()}-{self.port}.jsonl"
+            )
         self._thread = threading.Thread(
             target=httpd.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -689,6 +821,9 @@ class KubeApiServer:
                 conn.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
         log.info("kube sandbox API server on %s stopped", self.url)
 
     def __enter__(self) -> KubeApiServer:
@@ -748,6 +883,7 @@ class KubeApiServer:
             if faults.seed != self._rng_seed:
                 self._rng, self._rng_seed = random.Random(faults.seed), faults.seed
             timeout_roll, error_roll, conflict_roll = (self._rng.random() for _ in range(3))
+            throttle_roll = self._rng.random() if faults.throttle_rate > 0 else 1.0
         if faults.latency_s > 0:
             time.sleep(faults.latency_s)
         if timeout_roll < faults.timeout_rate:
@@ -761,6 +897,16 @@ class KubeApiServer:
             raise errors.GatewayTimeout(
                 "the sandbox injected a timeout (FaultConfig.timeout_rate); retry the request"
             )
+        if throttle_roll < faults.throttle_rate:
+            handler._send_text(
+                429,
+                "Too many requests, please try again later.\n",
+                headers={
+                    "Retry-After": str(faults.retry_after_s),
+                    "X-Content-Type-Options": "nosniff",
+                },
+            )
+            return False
         if error_roll < faults.error_rate:
             raise errors.InternalError(
                 "the sandbox injected an internal error (FaultConfig.error_rate); retry the request"

@@ -37,6 +37,21 @@ _LABEL_KEY = re.compile(
 )
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# Upstream's DNS1123SubdomainErrorMsg with its RegexError suffix, word for word.
+_DNS1123_SUBDOMAIN_MESSAGE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or"
+    " '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex"
+    " used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+PROPAGATION_POLICIES = ("Orphan", "Background", "Foreground")
+_LATEST = -1  # a continue token's resourceVersion meaning "at the latest version"
+_INCONSISTENT_CONTINUE = (
+    "The provided continue parameter is too old to display a consistent list result. You can"
+    " start a new list without the continue parameter, or use the continue token in this"
+    " response to retrieve the remainder of the results. Continuing with the provided token"
+    " results in an inconsistent list - objects that were created, modified, or deleted"
+    " between the time the first chunk was returned and now may show up in the list."
+)
 
 
 def clone(value: Any) -> Any:
@@ -71,6 +86,13 @@ class ListPage:
     resource_version: str
     continue_token: str
     remaining: int | None
+
+
+def _drop_empty_meta(meta: dict[str, Any]) -> None:
+    """Drop empty metadata maps and lists: Go's `omitempty` never writes them on the wire."""
+    for field in ("labels", "annotations", "finalizers", "ownerReferences", "managedFields"):
+        if field in meta and not meta[field]:
+            del meta[field]
 
 
 def _meta(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -192,8 +214,16 @@ class ClusterStore:
         """One page (`limit` 0 = everything) starting after the position in `continue_token`."""
         start, list_rv = self._decode_continue(continue_token)
         with self._lock:
+            if continue_token and 0 < list_rv < self._log_floor:
+                # The list's snapshot is compacted away (the event log stands for etcd's
+                # history): 410 with a token that continues at the latest version, as upstream.
+                assert start is not None
+                raise errors.Gone(
+                    _INCONSISTENT_CONTINUE,
+                    list_continue=self._encode_continue(start, _LATEST),
+                )
             chosen = self._select(resource, namespace, label_selector, field_selector)
-            rv = list_rv or self._rv
+            rv = self._rv if list_rv in (0, _LATEST) else list_rv
             if start is not None:
                 chosen = [(key, obj) for key, obj in chosen if key > start]
             if limit <= 0 or len(chosen) <= limit:
@@ -249,8 +279,7 @@ class ClusterStore:
             causes.append(
                 (
                     "FieldValueInvalid",
-                    f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain must"
-                    " consist of lower case alphanumeric characters, '-' or '.'",
+                    f"Invalid value: {json.dumps(name)}: {_DNS1123_SUBDOMAIN_MESSAGE}",
                     "metadata.name",
                 )
             )
@@ -264,7 +293,7 @@ class ClusterStore:
                     causes.append(
                         (
                             "FieldValueInvalid",
-                            f"Invalid value: {key!r}: not a valid key",
+                            f"Invalid value: {json.dumps(key)}: not a valid key",
                             f"metadata.{field}",
                         )
                     )
@@ -272,7 +301,7 @@ class ClusterStore:
                     causes.append(
                         (
                             "FieldValueInvalid",
-                            f"Invalid value: {value!r}: must be a string",
+                            f"Invalid value: {json.dumps(value)}: must be a string",
                             f"metadata.{field}",
                         )
                     )
@@ -280,7 +309,7 @@ class ClusterStore:
                     causes.append(
                         (
                             "FieldValueInvalid",
-                            f"Invalid value: {value!r}: not a valid label value",
+                            f"Invalid value: {json.dumps(value)}: not a valid label value",
                             "metadata.labels",
                         )
                     )
@@ -293,19 +322,12 @@ class ClusterStore:
             causes.append(
                 (
                     "FieldValueInvalid",
-                    f"Invalid value: {replicas!r}: must be greater than or equal to 0",
+                    f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0",
                     "spec.replicas",
                 )
             )
         if causes:
-            raise errors.Invalid(
-                f'{resource.kind} "{name}" is invalid: '
-                + "; ".join(f"{c[2]}: {c[1]}" for c in causes),
-                kind=resource.kind,
-                name=name,
-                group=resource.group,
-                causes=tuple(causes),
-            )
+            raise invalid(resource.kind, resource.group, name, tuple(causes))
 
     def _check_envelope(self, resource: resources.ResourceType, obj: Mapping[str, Any]) -> None:
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
@@ -331,11 +353,13 @@ class ClusterStore:
         resource: resources.ResourceType,
         obj: Mapping[str, object],
         namespace: str | None = None,
+        dry_run: bool = False,
     ) -> KubeObject:
         """Store a new object (201 semantics): uid, creationTimestamp, generation, resourceVersion.
 
         `namespace` defaults to the object's own; namespaced objects need an existing namespace.
-        Raises `AlreadyExists`, `NotFound` (namespace), `Invalid`, `BadRequest`.
+        Raises `AlreadyExists`, `NotFound` (namespace), `Invalid`, `BadRequest`. With `dry_run`
+        (`?dryRun=All`) everything is checked and the answer built, but nothing is stored.
         """
         new: dict[str, Any] = clone(dict(obj))
         self._check_envelope(resource, new)
@@ -362,6 +386,7 @@ class ClusterStore:
                 meta["name"] = self._new_name(
                     str(meta["generateName"]), resource, meta.get("namespace", "")
                 )
+            _drop_empty_meta(meta)
             self._validate(resource, new)
             key = self._key(resource, meta.get("namespace"), meta["name"])
             if key in self._bucket(resource):
@@ -376,6 +401,8 @@ class ClusterStore:
             meta["generation"] = 1
             meta.pop("deletionTimestamp", None)
             self._defaults(resource, new)
+            if dry_run:
+                return clone(new)  # type: ignore[no-any-return]
             self._commit(resource, "ADDED", new)
             if resource == resources.CUSTOM_RESOURCE_DEFINITIONS:
                 self._register_crd(new)
@@ -422,6 +449,7 @@ class ClusterStore:
         *,
         subresource: str,
         check_resource_version: bool,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Replace `current` with `new` under the lock (the shared end of update and patch)."""
         self._check_envelope(resource, new)
@@ -459,7 +487,11 @@ class ClusterStore:
                 meta.pop(field, None)
         if new.get("spec") != current.get("spec"):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
+        _drop_empty_meta(meta)
         self._validate(resource, new)
+        if dry_run:
+            meta["resourceVersion"] = old_meta.get("resourceVersion")
+            return new
         return self._commit(resource, "MODIFIED", new)
 
     def update(
@@ -470,6 +502,7 @@ class ClusterStore:
         namespace: str | None = None,
         subresource: str = "",
         check_resource_version: bool = True,
+        dry_run: bool = False,
     ) -> KubeObject:
         """Replace (PUT) the object named in `obj`; a stale resourceVersion → `Conflict`."""
         new: dict[str, Any] = clone(dict(obj))
@@ -485,6 +518,7 @@ class ClusterStore:
                     new,
                     subresource=subresource,
                     check_resource_version=check_resource_version,
+                    dry_run=dry_run,
                 )
             )
 
@@ -497,6 +531,7 @@ class ClusterStore:
         patch: object,
         content_type: str = patching.MERGE_PATCH,
         subresource: str = "",
+        dry_run: bool = False,
     ) -> KubeObject:
         """Apply a merge, strategic-merge or JSON patch atomically.
 
@@ -509,9 +544,61 @@ class ClusterStore:
                 raise errors.BadRequest(f"the patch turned {resource} {name!r} into a non-object")
             return clone(  # type: ignore[no-any-return]
                 self._write(
-                    resource, current, new, subresource=subresource, check_resource_version=True
+                    resource,
+                    current,
+                    new,
+                    subresource=subresource,
+                    check_resource_version=True,
+                    dry_run=dry_run,
                 )
             )
+
+    def apply(
+        self,
+        *,
+        resource: resources.ResourceType,
+        namespace: str | None,
+        name: str,
+        config: Mapping[str, Any],
+        field_manager: str,
+        dry_run: bool = False,
+    ) -> tuple[KubeObject, bool]:
+        """Server-side apply, simplified: create when missing, else merge `config` into the
+        live object (strategic merge); returns (object, created).
+
+        Not modelled (see docs/sandbox-world.md): managedFields, field ownership and conflicts
+        between managers, and removing fields a manager stops applying.
+        """
+        where = f'{resource} "{name}"'
+        if not field_manager:
+            raise errors.BadRequest(f"{where}: fieldManager is required for apply requests")
+        for field in ("apiVersion", "kind"):
+            if not config.get(field):
+                raise errors.BadRequest(f"{where}: {field} must be set in an apply request")
+        sent_name = _meta(config).get("name")
+        if sent_name not in (None, name):
+            raise errors.BadRequest(
+                f"the name of the object ({sent_name}) does not match the name on the URL ({name})"
+            )
+        with self._lock:
+            if self._key(resource, namespace, name) not in self._bucket(resource):
+                new = clone(dict(config))
+                new.setdefault("metadata", {})["name"] = name
+                created = self.create(
+                    resource=resource, obj=new, namespace=namespace, dry_run=dry_run
+                )
+                return created, True
+            current = self._get_ref(resource, namespace, name)
+            merged = patching.strategic_merge_patch(current, clone(dict(config)))
+            written = self._write(
+                resource,
+                current,
+                merged,
+                subresource="",
+                check_resource_version=True,
+                dry_run=dry_run,
+            )
+            return clone(written), False
 
     def update_status(
         self,
@@ -539,8 +626,31 @@ class ClusterStore:
         name: str,
         uid: str | None = None,
         resource_version: str | None = None,
+        propagation: str = "Background",
+        dry_run: bool = False,
     ) -> KubeObject:
-        """Delete now (no grace period); `uid`/`resource_version` are preconditions (→ Conflict)."""
+        """Delete now (no grace period); `uid`/`resource_version` are preconditions (→ Conflict).
+
+        `propagation` is the DeleteOptions' propagationPolicy: `Background` leaves dependents
+        to the controller's garbage collection; `Foreground` first marks the object (a
+        deletionTimestamp and the `foregroundDeletion` finalizer), deletes its dependents
+        (by ownerReferences, depth first), then the object; `Orphan` strips the owner reference
+        from its dependents. Returns the object as it was last seen (marked, for Foreground).
+        """
+        if propagation not in PROPAGATION_POLICIES:
+            raise invalid(
+                "DeleteOptions",
+                "",
+                "",
+                (
+                    (
+                        "FieldValueNotSupported",
+                        f"Unsupported value: {json.dumps(propagation)}: supported values:"
+                        + ", ".join(f' "{p}"' for p in PROPAGATION_POLICIES),
+                        "propagationPolicy",
+                    ),
+                ),
+            )
         with self._lock:
             current = self._get_ref(resource, namespace, name)
             meta = _meta(current)
@@ -555,7 +665,35 @@ class ClusterStore:
                     )
             gone = clone(current)
             gone["metadata"]["deletionTimestamp"] = timestamp(self._clock())
-            self._commit(resource, "DELETED", gone)
+            if dry_run:
+                return gone  # type: ignore[no-any-return]
+            if propagation == "Foreground":
+                gone["metadata"]["deletionGracePeriodSeconds"] = 0
+                finalizers = gone["metadata"].setdefault("finalizers", [])
+                if "foregroundDeletion" not in finalizers:
+                    finalizers.append("foregroundDeletion")
+                marked = self._commit(resource, "MODIFIED", clone(gone))
+                for dependent_type, dependent in self._dependents(resource, current):
+                    dep_meta = _meta(dependent)
+                    self.delete(
+                        resource=dependent_type,
+                        namespace=dep_meta.get("namespace"),
+                        name=str(dep_meta.get("name")),
+                        propagation="Foreground",
+                    )
+                gone = clone(marked)
+            elif propagation == "Orphan":
+                for dependent_type, dependent in self._dependents(resource, current):
+                    freed = clone(dependent)
+                    freed["metadata"]["ownerReferences"] = [
+                        ref
+                        for ref in freed["metadata"].get("ownerReferences") or []
+                        if ref.get("uid") != meta.get("uid")
+                    ]
+                    if not freed["metadata"]["ownerReferences"]:
+                        del freed["metadata"]["ownerReferences"]
+                    self._commit(dependent_type, "MODIFIED", freed)
+            self._commit(resource, "DELETED", clone(gone))
             if resource == resources.NAMESPACES:
                 for other in self.registry.all():
                     if other.namespaced:
@@ -563,6 +701,22 @@ class ClusterStore:
                             dead = clone(self._bucket(other)[key])
                             self._commit(other, "DELETED", dead)
             return clone(gone)  # type: ignore[no-any-return]
+
+    def _dependents(
+        self, owner_type: resources.ResourceType, owner: Mapping[str, Any]
+    ) -> builtins.list[tuple[resources.ResourceType, dict[str, Any]]]:
+        """Stored objects with an ownerReference to `owner`'s uid (its namespace, or anywhere)."""
+        owner_meta = _meta(owner)
+        owner_uid = owner_meta.get("uid")
+        found = []
+        for other in self.registry.all():
+            for key, obj in list(self._bucket(other).items()):
+                if owner_type.namespaced and key[0] != owner_meta.get("namespace"):
+                    continue
+                refs = _meta(obj).get("ownerReferences") or []
+                if any(ref.get("uid") == owner_uid for ref in refs):
+                    found.append((other, obj))
+        return found
 
     # ----- policy ------------------------------------------------------------------------
     def _controller_scale(self, ref: Mapping[str, Any], namespace: str) -> int | None:
@@ -670,8 +824,7 @@ class ClusterStore:
         with self._lock:
             if resource_version < self._log_floor:
                 raise errors.Gone(
-                    f"too old resource version: {resource_version} ({self._log_floor});"
-                    " list again and watch from the list's resourceVersion"
+                    f"too old resource version: {resource_version} ({self._log_floor})"
                 )
             found: builtins.list[WatchEvent] = []
             for event in reversed(self._log):
@@ -708,6 +861,25 @@ class ClusterStore:
                     self._listeners.remove(listener)
 
         return unsubscribe
+
+
+def invalid(
+    kind: str, group: str, name: str, causes: tuple[tuple[str, str, str], ...]
+) -> errors.Invalid:
+    """A 422 shaped like the API server's `NewInvalid`: `Kind.group "name" is invalid: …`.
+
+    One cause reads `field: message`; several read `[field: message, field: message]`.
+    """
+    qualified = f"{kind}.{group}" if group else kind
+    listed = [f"{field}: {message}" for _, message, field in causes]
+    summary = listed[0] if len(listed) == 1 else "[" + ", ".join(listed) + "]"
+    return errors.Invalid(
+        f'{qualified} "{name}" is invalid: {summary}',
+        kind=kind,
+        name=name,
+        group=group,
+        causes=causes,
+    )
 
 
 def disruption_budgets_for(
