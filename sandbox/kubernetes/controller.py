@@ -105,6 +105,10 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._first_seen: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._passes = threading.Condition()
+        self._generation = 0
+        self._clean_at = -1
+        """The store's resourceVersion a pass started from and finished without error."""
 
     # ----- loop ----------------------------------------------------------------------
     def start(self) -> None:
@@ -134,17 +138,57 @@ class Controller:
         while not self._stop.is_set():
             current = self.store.resource_version
             if current != seen or self._waiting_for_ready():
+                clean = False
                 try:
                     self.reconcile_once()
+                    clean = True
                 except errors.ApiError as exc:
                     log.info("controller pass hit %s; retrying on the next pass", exc)
                 except Exception:
                     log.exception("controller pass failed; retrying in %.1fs", self.interval_s)
                 seen = current
+                with self._passes:
+                    self._generation += 1
+                    self._clean_at = current if clean else -1
+                    self._passes.notify_all()
             self.store.wait_for_change(seen, timeout_s=self.interval_s)
 
     def _waiting_for_ready(self) -> bool:
         return self.pod_ready_delay_s > 0 and bool(self._first_seen)
+
+    # ----- the idle signal -----------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        """How many passes the loop has finished (with or without error)."""
+        with self._passes:
+            return self._generation
+
+    def idle(self) -> bool:
+        """The loop has caught up: its last pass started from the store's current version,
+        ended without error and changed nothing (else the version would have moved on), and
+        no pod is waiting to turn Ready."""
+        with self._passes:
+            return self._is_idle()
+
+    def _is_idle(self) -> bool:
+        caught_up = self._clean_at == self.store.resource_version
+        return self._thread is not None and caught_up and not self._waiting_for_ready()
+
+    def wait_idle(self, *, timeout_s: float = 10.0) -> bool:
+        """Block until `idle()` (True) or `timeout_s` passes (False); the loop must be running.
+
+        A write made before the call is covered: it moved the store's version past the last
+        pass, so only a later pass that reconciles it (and writes nothing more) ends the wait.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._passes:
+            while not self._is_idle():
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None:
+                    return False
+                # A change with no pass after it yet (or a pod not yet Ready) re-checks soon.
+                self._passes.wait(timeout=min(left, max(self.interval_s, 0.01)))
+            return True
 
     # ----- one pass ------------------------------------------------------------------
     def reconcile_once(self) -> None:

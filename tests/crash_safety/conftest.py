@@ -1,4 +1,5 @@
-"""Crash-safety fixtures: the session's seed ($STORMDRILL_CRASH_SEED or fresh), shown at the end."""
+"""Crash-safety fixtures: the session's seed ($STORMDRILL_CRASH_SEED or fresh) and each
+campaign's results line (how many kill points were reached), shown at the end."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for key, line in getattr(report, "user_properties", ()):
+                if key == "crash-safety" and getattr(report, "when", "") == "call":
+                    terminalreporter.write_line(f"crash-safety: {line}")
     seed = config.stash.get(_SEED, None)
     if seed is not None:
         terminalreporter.write_line(

@@ -12,6 +12,13 @@ decide when the process dies (`SIGKILL`, no cleanup of any kind):
   or just after the Nth one answered (`aws-after`).
 (Kubernetes requests are killed server side by the test, see `harness.RequestKiller`.)
 
+Before it dies the child writes a kill record (`--record FILE`, JSON): the point, why it died
+(which instrument, which write or call) and its journal position (the run's state, its
+entries' states, its newest event), so the suite can check the kill landed where it was
+meant to. A point `pgterm-KIND:N` does not kill: after the Nth event of KIND it terminates
+the drill's own PostgreSQL backends from another connection (`pg_terminate_backend`) and
+carries on, so the run meets a dropped database connection mid-flight.
+
 Two ways to use it:
 - `python -m tests.crash_safety.driver drill --scenario F --env ENV --db URL [--kill KIND:N]`
   runs one drill in this process (it may die; exit status 137 means it was killed).
@@ -35,8 +42,11 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
+
+import psycopg
+import sqlalchemy as sa
 
 from drills import binding
 from orchestrator import engine, journal, mutations, states
@@ -66,24 +76,81 @@ class KillPoint:
         return f"{self.kind}:{self.n}"
 
 
-class Ticker:
-    """Counts events by kind; SIGKILLs this process when the kill point's count is reached."""
+PGTERM = "pgterm-"
+"""Prefix of the points that terminate the drill's database backends instead of killing it."""
 
-    def __init__(self, point: KillPoint | None) -> None:
+
+class Ticker:
+    """Counts events by kind; SIGKILLs this process when the kill point's count is reached.
+
+    It also keeps the journal position the drill has reached (fed by `KillingJournal`) and
+    writes it, with the reason, to `record` just before the kill.
+    """
+
+    def __init__(
+        self,
+        point: KillPoint | None,
+        *,
+        record: pathlib.Path | None = None,
+        terminate: Callable[[], list[int]] | None = None,
+    ) -> None:
         self.point = point
+        self.record = record
+        self.terminate = terminate
         self.counts: Counter[str] = Counter()
+        self.run_id: str | None = None
+        self.run_state: str | None = None
+        self.entries: dict[int, str] = {}
+        self.last_event = 0
         self._lock = threading.Lock()
 
-    def tick(self, kind: str) -> None:
+    def entry(self, entry: mutations.JournalEntry) -> None:
+        with self._lock:
+            self.run_id = str(entry.run_id)
+            self.entries[entry.seq] = entry.state.value
+
+    def event(self, seq: int) -> None:
+        with self._lock:
+            self.last_event = max(self.last_event, seq)
+
+    def run(self, run: states.Run) -> None:
+        with self._lock:
+            self.run_id, self.run_state = str(run.id), run.state.value
+
+    def position(self) -> dict[str, object]:
+        """What this process knows the journal holds (call with the lock held)."""
+        return {
+            "run": self.run_id,
+            "run_state": self.run_state,
+            "entries": {str(k): v for k, v in sorted(self.entries.items())},
+            "last_event": self.last_event,
+        }
+
+    def tick(self, kind: str, **wrote: object) -> None:
+        found: dict[str, object] = {}
         with self._lock:
             self.counts[kind] += 1
-            hit = (
-                self.point is not None
-                and self.point.kind == kind
-                and self.counts[kind] == self.point.n
-            )
-        if hit:
+            point = self.point
+            reached = point is not None and self.counts[kind] == point.n
+            hit = reached and point is not None and point.kind == kind
+            term = reached and point is not None and point.kind == PGTERM + kind
+            if hit or term:
+                found = {
+                    "point": str(point),
+                    "reason": f"{kind} #{self.counts[kind]}",
+                    "wrote": {"kind": kind, **wrote},
+                    "position": self.position(),
+                }
+        if term and self.terminate is not None:
+            found["terminated"] = self.terminate()
+            self._write(found)
+        elif hit:
+            self._write(found)
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def _write(self, found: Mapping[str, object]) -> None:
+        if self.record is not None:
+            self.record.write_text(json.dumps(found), encoding="utf-8")
 
 
 class KillingJournal:
@@ -93,23 +160,40 @@ class KillingJournal:
         self._inner = inner
         self._ticker = ticker
 
+    def _entry(self, kind: str, entry: mutations.JournalEntry) -> mutations.JournalEntry:
+        self._ticker.entry(entry)
+        self._ticker.tick(kind, seq=entry.seq, state=entry.state.value)
+        return entry
+
     def record_intent(
         self, run_id: states.RunId, mutation: mutations.PlannedMutation
     ) -> mutations.JournalEntry:
-        entry = self._inner.record_intent(run_id, mutation)
-        self._ticker.tick("intent")
-        return entry
+        return self._entry("intent", self._inner.record_intent(run_id, mutation))
 
     def mark_applied(
         self, seq: int, *, undo: mutations.UndoToken | None = None
     ) -> mutations.JournalEntry:
-        entry = self._inner.mark_applied(seq, undo=undo)
-        self._ticker.tick("applied")
-        return entry
+        return self._entry("applied", self._inner.mark_applied(seq, undo=undo))
 
     def mark_reverted(self, seq: int, *, attempts: int = 1) -> mutations.JournalEntry:
-        entry = self._inner.mark_reverted(seq, attempts=attempts)
-        self._ticker.tick("reverted")
+        return self._entry("reverted", self._inner.mark_reverted(seq, attempts=attempts))
+
+    # The other marks move the position but are no kill points.
+    def mark_apply_failed(self, seq: int, *, error: str) -> mutations.JournalEntry:
+        entry = self._inner.mark_apply_failed(seq, error=error)
+        self._ticker.entry(entry)
+        return entry
+
+    def mark_skipped(self, seq: int, *, reason: str) -> mutations.JournalEntry:
+        entry = self._inner.mark_skipped(seq, reason=reason)
+        self._ticker.entry(entry)
+        return entry
+
+    def mark_revert_failed(
+        self, seq: int, *, error: str, attempts: int = 1
+    ) -> mutations.JournalEntry:
+        entry = self._inner.mark_revert_failed(seq, error=error, attempts=attempts)
+        self._ticker.entry(entry)
         return entry
 
     def append_event(
@@ -121,12 +205,22 @@ class KillingJournal:
         data: Mapping[str, mutations.JsonValue] | None = None,
     ) -> journal.Event:
         event = self._inner.append_event(run_id, kind=kind, message=message, data=data)
-        self._ticker.tick("event")
+        self._ticker.event(event.seq)
+        self._ticker.tick("event", seq=event.seq, event_kind=kind)
         return event
+
+    def append_events(
+        self, run_id: states.RunId, events: Sequence[journal.NewEvent]
+    ) -> list[journal.Event]:
+        written = self._inner.append_events(run_id, events)
+        for event in written:
+            self._ticker.event(event.seq)
+        return written
 
     def save_run(self, run: states.Run, *, expected_state: states.RunState) -> states.Run:
         saved = self._inner.save_run(run, expected_state=expected_state)
-        self._ticker.tick(f"state:{run.state.value}")
+        self._ticker.run(saved)
+        self._ticker.tick(f"state:{run.state.value}", state=run.state.value)
         return saved
 
     def __getattr__(self, name: str) -> Any:
@@ -138,13 +232,15 @@ def instrument_aws(reg: Any, ticker: Ticker) -> None:
     connect = reg.connectors()[connecting.PROVIDER]
 
     def before(event_name: str, **_: Any) -> None:
-        if not event_name.rsplit(".", 1)[-1].startswith(_READ_PREFIXES):
-            ticker.tick("aws-before")
+        operation = event_name.rsplit(".", 1)[-1]
+        if not operation.startswith(_READ_PREFIXES):
+            ticker.tick("aws-before", operation=operation)
 
     def after(event_name: str, http_response: Any, **_: Any) -> None:
         ok = int(getattr(http_response, "status_code", 500)) < 300
-        if ok and not event_name.rsplit(".", 1)[-1].startswith(_READ_PREFIXES):
-            ticker.tick("aws-after")
+        operation = event_name.rsplit(".", 1)[-1]
+        if ok and not operation.startswith(_READ_PREFIXES):
+            ticker.tick("aws-after", operation=operation)
 
     def wrapped(environment: Any) -> object:
         conn = connect(environment)
@@ -156,6 +252,28 @@ def instrument_aws(reg: Any, ticker: Ticker) -> None:
     reg.register_connector(connecting.PROVIDER, wrapped)
 
 
+def _tagged(db: str) -> tuple[str, Callable[[], list[int]] | None]:
+    """`db` with an application_name naming this process (PostgreSQL), and a function that
+    terminates this process's backends from a connection of its own (None on SQLite)."""
+    url = sa.make_url(journal.normalise_url(db))
+    if url.get_backend_name() != "postgresql":
+        return db, None
+    name = f"stormdrill-crash-{os.getpid()}"
+    tagged = url.update_query_dict({"application_name": name})
+    admin = tagged.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+
+    def terminate() -> list[int]:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchall()
+        return [int(pid) for pid, done in rows if done]
+
+    return tagged.render_as_string(hide_password=False), terminate
+
+
 def run_drill(
     *,
     scenario: pathlib.Path,
@@ -163,9 +281,11 @@ def run_drill(
     db: str,
     point: KillPoint | None,
     counts: pathlib.Path | None,
+    record: pathlib.Path | None = None,
 ) -> int:
     """Run one drill (dying at `point`, if it is reached); the exit code of `stormdrill run`."""
-    ticker = Ticker(point)
+    db, terminate = _tagged(db)
+    ticker = Ticker(point, record=record, terminate=terminate)
     bound = binding.bind(str(scenario), env=str(env), sets=[])
     with journal.open_store(db) as store:
         eng = binding.make_engine(
@@ -207,12 +327,14 @@ def _child_drill(request: Mapping[str, Any], go: int) -> int:
     os.close(go)
     kill = request.get("kill")
     counts = request.get("counts")
+    record = request.get("record")
     return run_drill(
         scenario=pathlib.Path(request["scenario"]),
         env=pathlib.Path(request["env"]),
         db=str(request["db"]),
         point=KillPoint.parse(kill) if kill else None,
         counts=pathlib.Path(counts) if counts else None,
+        record=pathlib.Path(record) if record else None,
     )
 
 
@@ -289,14 +411,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     drill = sub.add_parser("drill", help="run one drill here, dying at --kill KIND:N")
     drill.add_argument("--scenario", type=pathlib.Path, required=True)
     drill.add_argument("--env", type=pathlib.Path, required=True)
-    drill.add_argument("--db", required=True, help="sqlite:///PATH")
+    drill.add_argument("--db", required=True, help="sqlite:///PATH or postgresql://...")
     drill.add_argument("--kill", type=KillPoint.parse, default=None)
     drill.add_argument("--counts", type=pathlib.Path, default=None)
+    drill.add_argument("--record", type=pathlib.Path, default=None, help="kill record (JSON)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve()
     return run_drill(
-        scenario=args.scenario, env=args.env, db=args.db, point=args.kill, counts=args.counts
+        scenario=args.scenario,
+        env=args.env,
+        db=args.db,
+        point=args.kill,
+        counts=args.counts,
+        record=args.record,
     )
 
 

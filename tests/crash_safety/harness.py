@@ -7,6 +7,10 @@
 - `choose_points` draws kill points with a seeded `random.Random` over (kind, N), N bounded by
   what a calibration run counted.
 - `kube_world` / `aws_world` are the comparable pre/post-drill states; `diff` names what differs.
+- `kill_problems` checks that a kill landed where it was meant to: the kill record (written by
+  the driver child, or by `RequestKiller`) names the point, and the store after the death holds
+  exactly the journal position the process had reached: the write that triggered the kill is
+  durable with its state, and nothing was journaled after it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SEED_ENV = "STORMDRILL_CRASH_SEED"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REQUEST_KINDS = ("request", "request-drop")
+AWS_KINDS = ("aws-before", "aws-after")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +100,7 @@ class Driver:
         db: str,
         kill: str | None,
         counts: pathlib.Path | None = None,
+        record: pathlib.Path | None = None,
         on_start: Callable[[int], None] = lambda _pid: None,
     ) -> Ended:
         log = self._log("drill")
@@ -106,6 +112,7 @@ class Driver:
                 "db": db,
                 "kill": kill,
                 "counts": str(counts) if counts else None,
+                "record": str(record) if record else None,
                 "log": str(log),
             }
         )
@@ -155,7 +162,11 @@ def cli_subprocess(args: Sequence[str], *, db: str) -> subprocess.CompletedProce
 
 
 class RequestKiller:
-    """`FaultConfig.on_request`: SIGKILL `pid` when the `n`th mutating request arrives."""
+    """`FaultConfig.on_request`: SIGKILL `pid` when the `n`th mutating request arrives.
+
+    Before the kill it notes the request and the journal position the drill had reached
+    (read from `db`, the drill's store) in `record`, the kill record of the case.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -163,17 +174,20 @@ class RequestKiller:
         self.n = 0
         self.drop = False
         self.count = 0
+        self.db: str | None = None
+        self.record: dict[str, Any] | None = None
 
-    def arm(self, pid: int, *, n: int, drop: bool) -> None:
+    def arm(self, pid: int, *, n: int, drop: bool, db: str | None = None) -> None:
         with self._lock:
             self.pid, self.n, self.drop, self.count = pid, n, drop, 0
+            self.db, self.record = db, None
 
     def disarm(self) -> int:
         with self._lock:
             self.pid = None
             return self.count
 
-    def __call__(self, method: str, _path: str) -> bool:
+    def __call__(self, method: str, path: str) -> bool:
         if method not in MUTATING:
             return False
         with self._lock:
@@ -182,8 +196,15 @@ class RequestKiller:
             self.count += 1
             if self.count != self.n:
                 return False
-            pid, drop = self.pid, self.drop
+            pid, drop, db, n = self.pid, self.drop, self.db, self.n
+        found: dict[str, Any] = {
+            "reason": f"{method} {path} (mutating request #{n}{', dropped' if drop else ''})",
+            "wrote": {"kind": "request-drop" if drop else "request", "method": method},
+            "position": position_of(db) if db is not None else None,
+        }
         os.kill(pid, signal.SIGKILL)
+        with self._lock:
+            self.record = found
         return drop
 
 
@@ -232,6 +253,97 @@ def store_problems(db: str) -> list[str]:
     return problems
 
 
+def position_of(db: str, run_id: str | None = None) -> dict[str, Any]:
+    """The journal position of run `run_id` (default: the newest run) as the driver records it."""
+    with journal.open_store(db) as store:
+        runs = (
+            [store.get_run(states.RunId(run_id))]
+            if run_id is not None
+            else store.list_runs(limit=1)
+        )
+        if not runs:
+            return {"run": None, "run_state": None, "entries": {}, "last_event": 0}
+        run = runs[0]
+        events = store.events(run.id)
+        return {
+            "run": str(run.id),
+            "run_state": run.state.value,
+            "entries": {str(e.seq): e.state.value for e in store.entries(run.id)},
+            "last_event": max((e.seq for e in events), default=0),
+        }
+
+
+_SETTLED_BY_ROLLBACK = frozenset({"reverted", "revert_failed"})
+
+
+def read_record(path: pathlib.Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    found: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+def kill_problems(db: str, point: str, found: Mapping[str, Any] | None) -> list[str]:
+    """Why the kill at `point` did not land where it was meant to (empty: it did).
+
+    `found` is the case's kill record. Checked against the store after the death: the
+    record names `point`; the write that triggered the kill is durable with its state; the
+    run's state and its entry count are what the process had reached (nothing journaled
+    after the kill); each entry is in the state the process last saw, or, in a rollback
+    (whose reverts run concurrently), already reverted.
+    """
+    kind = point.rpartition(":")[0]
+    if found is None:
+        return [f"{point}: the drill died but left no kill record: it was not killed at its point"]
+    problems: list[str] = []
+    if kind not in REQUEST_KINDS and found.get("point") != point:
+        problems.append(f"{point}: the kill record names {found.get('point')!r}")
+    wrote = dict(found.get("wrote") or {})
+    if wrote.get("kind") != kind:
+        problems.append(f"{point}: killed by {wrote.get('kind')!r}, not {kind!r}")
+    seen = found.get("position")
+    if not isinstance(seen, Mapping) or seen.get("run") is None:
+        return [*problems, f"{point}: the kill record has no journal position: {found}"]
+    now = position_of(db, str(seen["run"]))
+    if now["run_state"] != seen["run_state"]:
+        problems.append(
+            f"{point}: the run is {now['run_state']} after the kill, {seen['run_state']} at it"
+        )
+    if len(now["entries"]) != len(seen["entries"]):
+        problems.append(
+            f"{point}: {len(now['entries'])} journal entries after the kill, "
+            f"{len(seen['entries'])} at it: {now['entries']} vs {seen['entries']}"
+        )
+    for seq, state in dict(seen["entries"]).items():
+        after = now["entries"].get(seq)
+        moved_by_rollback = seen["run_state"] == "rolling_back" and after in _SETTLED_BY_ROLLBACK
+        if after != state and not moved_by_rollback:
+            problems.append(f"{point}: entry #{seq} was {state} at the kill, {after} after it")
+    if now["last_event"] < seen["last_event"]:
+        problems.append(
+            f"{point}: event #{seen['last_event']} was written before the kill but is not durable"
+        )
+    if kind in ("intent", "applied", "reverted"):
+        durable = now["entries"].get(str(wrote.get("seq")))
+        if durable != wrote.get("state"):
+            problems.append(f"{point}: the {kind} write #{wrote.get('seq')} is {durable} after it")
+    elif kind == "event" and now["last_event"] < int(wrote.get("seq") or 0):
+        problems.append(f"{point}: event #{wrote.get('seq')} is not durable")
+    elif kind.startswith("state:") and now["run_state"] != kind.partition(":")[2]:
+        problems.append(f"{point}: the run is {now['run_state']}, not {kind.partition(':')[2]}")
+    elif kind in AWS_KINDS and not str(wrote.get("operation") or ""):
+        problems.append(f"{point}: no AWS operation in the kill record")
+    elif kind in REQUEST_KINDS:
+        if wrote.get("method") not in MUTATING:
+            problems.append(f"{point}: killed on a {wrote.get('method')} request")
+        if seen["run_state"] not in ("injecting", "rolling_back") or not seen["entries"]:
+            problems.append(
+                f"{point}: a mutating request came with the run {seen['run_state']} and "
+                f"{len(seen['entries'])} journal entries: no durable intent before it"
+            )
+    return problems
+
+
 # ----- world snapshots -------------------------------------------------------------------
 
 
@@ -274,7 +386,13 @@ def kube_world(world: stack.Sandbox, *, settle: bool = True) -> dict[str, Any]:
     cluster = world.store
     assert cluster is not None
     if settle:
-        world.wait_settled(timeout_s=30)
+        assert world.wait_settled(timeout_s=30), (
+            "the sandbox's deployments did not settle within 30s: "
+            + ", ".join(
+                f"{_key(d)} {_replicas(d.get('status'))}"
+                for d in cluster.list(resource=resources.DEPLOYMENTS)
+            )
+        )
     return {
         "nodes": {_key(o): _object(o) for o in cluster.list(resource=resources.NODES)},
         "deployments": {

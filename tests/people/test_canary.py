@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.parse
 import uuid
@@ -16,8 +17,6 @@ import pytest
 
 from orchestrator import canary, context, journal, registry, states
 from scenarios import models
-
-POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _ctx(run_id: str) -> context.RunContext:
@@ -59,19 +58,30 @@ def _at(result: registry.ProbeResult, key: str) -> datetime:
 
 
 @pytest.fixture
-def table() -> Iterator[str]:
+def table(postgres_dsn: str) -> Iterator[str]:
     name = f"sd_canary_{uuid.uuid4().hex[:10]}"
     yield name
-    with psycopg.connect(POSTGRES_DSN) as conn:
+    with psycopg.connect(postgres_dsn) as conn:
         conn.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
-def test_postgres_canary_measures_the_records_lost_in_the_fault(table: str) -> None:
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound by the OS, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.postgres
+def test_postgres_canary_measures_the_records_lost_in_the_fault(
+    table: str, postgres_dsn: str
+) -> None:
     probe = canary.PostgresCanary()
-    params = probe.parse_params({"dsn": POSTGRES_DSN, "table": table})
+    params = probe.parse_params({"dsn": postgres_dsn, "table": table})
     ctx = _ctx(f"run-{uuid.uuid4().hex[:8]}")
     before = [probe.check(ctx, params=params) for _ in range(3)]
-    with psycopg.connect(POSTGRES_DSN) as conn:  # the failover loses the last two writes
+    with psycopg.connect(postgres_dsn) as conn:  # the failover loses the last two writes
         conn.execute(f'DELETE FROM "{table}" WHERE seq > 1')
     after = probe.check(ctx, params=params)
 
@@ -90,9 +100,12 @@ def test_postgres_canary_measures_the_records_lost_in_the_fault(table: str) -> N
     assert after.value["wrote"]["seq"] == 4  # type: ignore[index,call-overload]
 
 
-def test_postgres_canary_with_nothing_lost_has_an_rpo_of_zero(table: str) -> None:
+@pytest.mark.postgres
+def test_postgres_canary_with_nothing_lost_has_an_rpo_of_zero(
+    table: str, postgres_dsn: str
+) -> None:
     probe = canary.PostgresCanary()
-    params = probe.parse_params({"dsn": POSTGRES_DSN, "table": table, "stream": "s"})
+    params = probe.parse_params({"dsn": postgres_dsn, "table": table, "stream": "s"})
     ctx = _ctx(f"run-{uuid.uuid4().hex[:8]}")
     results = [probe.check(ctx, params=params) for _ in range(3)]
     events = [
@@ -106,12 +119,53 @@ def test_postgres_canary_with_nothing_lost_has_an_rpo_of_zero(table: str) -> Non
 
 
 def test_unreachable_postgres_is_a_failing_sample_not_an_exception() -> None:
+    port = _closed_port()
     probe = canary.PostgresCanary()
-    params = probe.parse_params({"dsn": "postgresql://postgres@127.0.0.1:1/test", "timeout": "1s"})
+    params = probe.parse_params(
+        {"dsn": f"postgresql://postgres@127.0.0.1:{port}/test", "timeout": "1s"}
+    )
 
     result = probe.check(_ctx("run-x"), params=params)
 
-    assert not result.ok and "canary" in result.message
+    assert result.ok is False
+    assert result.value == {"read": False, "newest": None, "wrote": None, "error": result.message}
+    assert result.message.startswith(
+        "canary stormdrill_canary/default: OperationalError: connection failed: "
+        f'connection to server at "127.0.0.1", port {port} failed: Connection refused'
+    ), result.message
+
+
+@pytest.mark.postgres
+def test_a_canary_that_reads_but_cannot_write_fails_naming_the_table_and_the_cause(
+    table: str, postgres_dsn: str
+) -> None:
+    probe = canary.PostgresCanary()
+    params = probe.parse_params({"dsn": postgres_dsn, "table": table})
+    ctx = _ctx(f"run-{uuid.uuid4().hex[:8]}")
+    first = probe.check(ctx, params=params)
+    with psycopg.connect(postgres_dsn) as conn:  # the database turns read-only for the table
+        conn.execute(
+            f'CREATE FUNCTION "{table}_ro"() RETURNS trigger LANGUAGE plpgsql AS '
+            "$$ BEGIN RAISE EXCEPTION 'read-only replica'; END $$"
+        )
+        conn.execute(
+            f'CREATE TRIGGER "{table}_ro" BEFORE INSERT ON "{table}" '
+            f'FOR EACH ROW EXECUTE FUNCTION "{table}_ro"()'
+        )
+    try:
+        second = probe.check(ctx, params=params)
+    finally:
+        with psycopg.connect(postgres_dsn) as conn:
+            conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+            conn.execute(f'DROP FUNCTION IF EXISTS "{table}_ro"()')
+
+    assert first.ok
+    assert second.ok is False
+    assert second.message.startswith(
+        f"canary {table}/default: RaiseException: read-only replica"
+    ), second.message
+    newest = first.value["wrote"]  # type: ignore[index,call-overload]
+    assert second.value == {"read": True, "newest": newest, "wrote": None, "error": second.message}
 
 
 class _Store:

@@ -39,18 +39,12 @@ def _inject_everything(ctx: context.RunContext) -> None:
         factories.apply_all(action, ctx, factories.plan(action, ctx, refs, params))
 
 
-def _settled(ctx: context.RunContext) -> None:
-    """Wait until two snapshots in a row agree (the controller has caught up)."""
-    last: list[dict[str, Any]] = [factories.states_of(ctx, TOUCHED)]
-
-    def unchanged() -> bool:
-        now = factories.states_of(ctx, TOUCHED)
-        status = (now[INVENTORY.key] or {}).get("status") or {}
-        steady = now == last[0] and not status.get("replicas")
-        last[0] = now
-        return steady
-
-    kube.eventually(unchanged, timeout_s=10, what="the controller settling after the faults")
+def _settled(sandbox: kube.KubeSandbox) -> None:
+    """Wait for the controller's own idle signal: a clean pass over the store as it is now."""
+    assert sandbox.controller.wait_idle(timeout_s=10), (
+        f"the controller did not settle after the faults (generation "
+        f"{sandbox.controller.generation}, store version {sandbox.store.resource_version})"
+    )
 
 
 def _policies(ctx: context.RunContext) -> list[dict[str, Any]]:
@@ -78,18 +72,17 @@ def test_sweep_heals_every_fault_of_an_orphaned_run_from_its_annotations(
     assert len(findings) == 6  # two nodes, a deployment, a policy, two bindings
     assert {run for run, _ in asked} == {factories.RUN_ID}
     assert _policies(ctx) == []
-    kube.eventually(
-        lambda: factories.states_of(ctx, TOUCHED) == before,
-        what="every touched object equal to its state before the drill",
-    )
+    _settled(fresh_kube)
+    assert factories.states_of(ctx, TOUCHED) == before
 
 
 def test_sweep_leaves_a_live_runs_markers_alone_and_dry_run_changes_nothing(
     fresh_kube: kube.KubeSandbox, ctx: context.RunContext
 ) -> None:
     _inject_everything(ctx)
-    _settled(ctx)  # the controller reports inventory's new status asynchronously
+    _settled(fresh_kube)  # the controller reports inventory's new status asynchronously
     during = factories.states_of(ctx, TOUCHED)
+    assert not (during[INVENTORY.key] or {}).get("status", {}).get("replicas"), during
     writes = fresh_kube.server.mutating_request_count
     sweeper = sweeping.KubernetesSweeper()
 

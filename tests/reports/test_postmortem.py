@@ -6,12 +6,15 @@ import html.parser
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from reports import evidence, linting, postmortem, rendering
-from tests.reports import factories
+from tests.reports import factories, update_golden
 
-GOLDEN = Path(__file__).parent / "golden" / "postmortem.md"
+UPDATE_ENV = "STORMDRILL_UPDATE_GOLDEN"
+UPDATE_COMMAND = "python -m tests.reports.update_golden"
 
 
 def _report(tmp_path: Path, **kwargs: object) -> tuple[postmortem.PostMortem, object]:
@@ -25,11 +28,49 @@ def _report(tmp_path: Path, **kwargs: object) -> tuple[postmortem.PostMortem, ob
 
 
 def test_markdown_of_a_fixed_run_matches_the_golden_file(tmp_path: Path) -> None:
-    report, _ = _report(tmp_path)
-    markdown = rendering.to_markdown(report)
-    if os.environ.get("STORMDRILL_UPDATE_GOLDEN"):
-        GOLDEN.write_text(markdown, encoding="utf-8")
-    assert markdown == GOLDEN.read_text(encoding="utf-8")
+    assert not (os.environ.get(UPDATE_ENV) and os.environ.get("CI")), (
+        f"{UPDATE_ENV} is set under CI: a pipeline must never bless its own output. Unset "
+        f"it; update the golden file by hand with `{UPDATE_COMMAND}` and commit the diff."
+    )
+    golden = update_golden.GOLDEN.read_bytes()
+
+    markdown = update_golden.fixed_run_markdown(tmp_path)
+
+    assert update_golden.GOLDEN.read_bytes() == golden  # the test never writes it
+    assert markdown == golden.decode("utf-8"), (
+        f"the post-mortem differs from {update_golden.GOLDEN}; if the change is intended, "
+        f"run `{UPDATE_COMMAND}` and review the diff"
+    )
+
+
+def test_golden_file_is_refused_when_the_update_variable_is_set_under_ci() -> None:
+    environ = {**os.environ, UPDATE_ENV: "1", "CI": "true"}
+    before = update_golden.GOLDEN.read_bytes()
+
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            f"{Path(__file__)}::test_markdown_of_a_fixed_run_matches_the_golden_file",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert f"{UPDATE_ENV} is set under CI" in ran.stdout
+    assert "1 failed" in ran.stdout
+    assert update_golden.GOLDEN.read_bytes() == before
 
 
 def test_generated_report_lints_clean_with_the_cmdb_people(tmp_path: Path) -> None:
@@ -80,17 +121,15 @@ def test_timeline_rows_are_in_time_order_and_each_has_evidence(tmp_path: Path) -
     assert all(re.search(r"#\d+", row.evidence) for row in report.timeline)
 
 
-def test_impact_walks_through_a_dependency_cycle_once(tmp_path: Path) -> None:
+def test_impact_paths_not_recorded_come_from_a_walk_through_a_dependency_cycle(
+    tmp_path: Path,
+) -> None:
     store = factories.open_store(tmp_path)
     run = factories.record_run(
         store,
-        impact=[
-            {
-                "ref": "component:default/alpha",
-                "tier": 1,
-                "owner": "group:default/team-x",
-                "distance": 0,
-            }
+        impact=[  # as recorded before paths were: the set and distances, no path
+            {"ref": f"component:default/{name}", "tier": 1, "distance": distance}
+            for name, distance in (("alpha", 0), ("beta", 1), ("gamma", 2))
         ],
     )
     catalog = factories.write_catalog(tmp_path / "cmdb", factories.CYCLE_CATALOG)
