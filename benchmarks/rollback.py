@@ -323,7 +323,9 @@ def cluster(
         seed.ensure_namespace(
             cluster_store, BENCH_NAMESPACE, labels={seed.ALLOW_DRILLS_LABEL: "true"}
         )
-        seed.seed_pods(cluster_store, namespace=BENCH_NAMESPACE, count=pods, labels=BENCH_LABELS)
+        seed.seed_pods(
+            cluster_store, namespace=BENCH_NAMESPACE, count=pods, labels=BENCH_LABELS, owned=True
+        )
     api = server.KubeApiServer(store=cluster_store, faults=server.FaultConfig())
     api.start()
     try:

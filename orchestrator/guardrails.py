@@ -5,6 +5,11 @@ Each rule is a small function of the facts it needs that returns `GuardrailVerdi
 that is not `ok` is a refusal; the engine refuses to start a plan with any refusal and
 aborts a running drill on one. `evaluate_plan` runs every plan-time rule over `PlanFacts`.
 
+Rules judge what the plan will really change, not only what its targets name: the planned
+mutations' objects (a subject revoke's RoleBindings, a drain's node) and what they touch on
+the way (`pre_state["touches"]`: the pods a drain evicts). An action that finds a reason to
+refuse while planning lists it in `pre_state["refusals"]` (`{rule, subject, message}`).
+
 Invariants:
 - Rules fail closed: a fact that cannot be established (a namespace whose labels cannot be
   read, a target without a selection, a protected environment without a CMDB) refuses.
@@ -54,6 +59,9 @@ class Rule(enum.StrEnum):
     KILLSWITCH = "killswitch"
     MAX_DURATION = "max-duration"
     OVERLAP = "overlap"
+    CLUSTER_SCOPE = "cluster-scope"
+    PROTECTED_PRINCIPAL = "protected-principal"
+    UNOWNED_PODS = "unowned-pods"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,18 +188,82 @@ def check_approvals(
 # ---- kubernetes namespace opt-in -------------------------------------------------------------
 
 
-def namespaces_of(selections: Iterable[targets.Selection]) -> list[str]:
-    """The Kubernetes namespaces a plan touches: its refs' namespaces and namespace targets."""
-    found: set[str] = set()
+CLUSTER_RBAC_KINDS = frozenset({"clusterrolebinding", "clusterrole"})
+"""Cluster-wide objects a drill may change only where the Environment allows cluster scope."""
+
+_KUBE = models.Provider.KUBERNETES.value
+
+
+def touched_refs(mutation: mutations.PlannedMutation) -> list[mutations.TargetRef]:
+    """What `mutation` changes besides its target (`pre_state["touches"]`: evicted pods)."""
+    raw = mutation.pre_state.get("touches")
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        return []
+    found = []
+    for item in raw:
+        if isinstance(item, Mapping) and "provider" in item and "kind" in item and "name" in item:
+            found.append(mutations.TargetRef.from_json(item))
+    return found
+
+
+def _namespace_of(ref: mutations.TargetRef) -> str | None:
+    if ref.provider != _KUBE:
+        return None
+    if ref.kind == "namespace":
+        return ref.name
+    return ref.namespace or None
+
+
+def namespaces_of(
+    selections: Iterable[targets.Selection],
+    planned: Iterable[mutations.PlannedMutation] = (),
+    *,
+    evictable: Collection[str] = (),
+) -> list[str]:
+    """The Kubernetes namespaces a plan touches (see `namespace_reasons`)."""
+    return sorted(namespace_reasons(selections, planned, evictable=evictable))
+
+
+def namespace_reasons(
+    selections: Iterable[targets.Selection],
+    planned: Iterable[mutations.PlannedMutation] = (),
+    *,
+    evictable: Collection[str] = (),
+) -> dict[str, list[str]]:
+    """Each touched Kubernetes namespace and what touches it, for a person to read.
+
+    Touched: the namespaces of the selections' refs (and namespace targets), of every
+    planned mutation's object, and of the pods a mutation evicts on the way, except the
+    pods a drain evicts (touched, or deleted as unowned: `pre_state["drainedFrom"]`) in
+    namespaces of `evictable` (the Environment's `kubernetes.allowEvictionIn`).
+    """
+    found: dict[str, list[str]] = {}
     for selection in selections:
         for ref in selection.refs:
-            if ref.provider != models.Provider.KUBERNETES.value:
+            ns = _namespace_of(ref)
+            if ns is not None:
+                found.setdefault(ns, []).append(f"target {selection.name}: {ref.kind} {ref.name}")
+    for mutation in planned:
+        ns = _namespace_of(mutation.target)
+        drained = mutation.target.kind == "pod" and bool(mutation.pre_state.get("drainedFrom"))
+        if ns is not None and not (drained and ns in evictable):
+            found.setdefault(ns, []).append(
+                f"{mutation.action} changes {mutation.target.kind} {ns}/{mutation.target.name}"
+            )
+        for ref in touched_refs(mutation):
+            ns = _namespace_of(ref)
+            if ns is None or (ref.kind == "pod" and ns in evictable):
                 continue
-            if ref.kind == "namespace":
-                found.add(ref.name)
-            elif ref.namespace:
-                found.add(ref.namespace)
-    return sorted(found)
+            found.setdefault(ns, []).append(
+                f"{mutation.action} on {mutation.target.kind} {mutation.target.name} evicts"
+                f" {ref.kind} {ns}/{ref.name}"
+            )
+    return {ns: list(dict.fromkeys(why)) for ns, why in found.items()}
+
+
+def _listed(items: Sequence[str], *, limit: int = 8) -> str:
+    shown = "; ".join(items[:limit])
+    return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def check_namespace_opt_in(
@@ -199,9 +271,18 @@ def check_namespace_opt_in(
     *,
     namespaces: Iterable[str],
     opted_in: OptedIn | None,
+    reasons: Mapping[str, Sequence[str]] | None = None,
 ) -> list[GuardrailVerdict]:
-    """Every touched namespace is labelled `stormdrill.dev/allow-drills=true` (unless waived)."""
+    """Every touched namespace is labelled `stormdrill.dev/allow-drills=true` (unless waived).
+
+    `reasons` (namespace → what the plan does there) is named in each refusal.
+    """
     wanted = sorted(set(namespaces))
+
+    def why(ns: str) -> str:
+        listed = (reasons or {}).get(ns) or []
+        return f" (the plan: {_listed(listed)})" if listed else ""
+
     access = environment.spec.kubernetes
     if not wanted:
         return [_ok(Rule.NAMESPACE_OPT_IN, "no Kubernetes namespace is touched")]
@@ -226,6 +307,8 @@ def check_namespace_opt_in(
     try:
         allowed = set(opted_in(wanted))
     except errors.ProviderError as exc:
+        if errors.is_infrastructure(exc):
+            raise  # the API could not be read: "unreachable" (exit 5), not "refused" (exit 3)
         return [
             _refuse(
                 Rule.NAMESPACE_OPT_IN,
@@ -239,8 +322,9 @@ def check_namespace_opt_in(
         if ns in allowed
         else _refuse(
             Rule.NAMESPACE_OPT_IN,
-            f"namespace {ns} has not opted in to drills; label it with "
-            f"`kubectl label namespace {ns} {OPT_IN_LABEL}=true` if drills are welcome there",
+            f"namespace {ns} has not opted in to drills{why(ns)}; label it with "
+            f"`kubectl label namespace {ns} {OPT_IN_LABEL}=true` if drills are welcome there,"
+            " or narrow the target (a subject target takes `namespaces:`)",
             ns,
         )
         for ns in wanted
@@ -403,6 +487,209 @@ def check_not_orchestrator(
         )
         for ref, why in hits
     ]
+
+
+def check_mutations_not_orchestrator(
+    planned: Iterable[mutations.PlannedMutation], environment: models.Environment
+) -> list[GuardrailVerdict]:
+    """No planned mutation changes (or evicts) Stormdrill's pod, node or namespace."""
+    identity = environment.spec.orchestrator
+    if identity is None:
+        return []
+    verdicts = []
+    for mutation in planned:
+        for ref in (mutation.target, *touched_refs(mutation)):
+            why = _is_orchestrator(ref, identity)
+            if why is None:
+                continue
+            verdicts.append(
+                _refuse(
+                    Rule.ORCHESTRATOR,
+                    f"{mutation.action} on {mutation.target.kind} {mutation.target.name} would"
+                    f" change {why}; a drill never touches its own orchestrator (narrow the"
+                    " target; a subject target takes `namespaces:`)",
+                    ref.key,
+                )
+            )
+    return verdicts
+
+
+def check_cluster_scope(
+    environment: models.Environment, planned: Iterable[mutations.PlannedMutation]
+) -> list[GuardrailVerdict]:
+    """Cluster-wide RBAC objects change only where `kubernetes.allowClusterScope: true`."""
+    found = [
+        m for m in planned if m.target.provider == _KUBE and m.target.kind in CLUSTER_RBAC_KINDS
+    ]
+    if not found:
+        return []
+    access = environment.spec.kubernetes
+    name = environment.metadata.name
+    if access is not None and access.allow_cluster_scope:
+        return [
+            _ok(
+                Rule.CLUSTER_SCOPE,
+                f"environment {name} allows cluster-wide changes ({m.target.kind} {m.target.name})",
+                m.target.key,
+            )
+            for m in found
+        ]
+    return [
+        _refuse(
+            Rule.CLUSTER_SCOPE,
+            f"{m.action} would change {m.target.kind} {m.target.name}, which is cluster-wide;"
+            f" environment {name} does not allow cluster scope (set"
+            " spec.kubernetes.allowClusterScope: true if it is meant to, or narrow the target"
+            " to namespaces with `namespaces:`)",
+            m.target.key,
+        )
+        for m in found
+    ]
+
+
+def check_action_refusals(planned: Iterable[mutations.PlannedMutation]) -> list[GuardrailVerdict]:
+    """The refusals actions found while planning (`pre_state["refusals"]`), as verdicts."""
+    verdicts = []
+    for mutation in planned:
+        raw = mutation.pre_state.get("refusals")
+        if not isinstance(raw, Sequence) or isinstance(raw, str):
+            continue
+        for item in raw:
+            if not isinstance(item, Mapping):
+                continue
+            rule = str(item.get("rule") or Rule.BLAST_RADIUS)
+            verdicts.append(
+                GuardrailVerdict(
+                    rule=rule,
+                    ok=False,
+                    message=str(item.get("message") or f"{mutation.action} refused"),
+                    subject=str(item.get("subject") or mutation.target.key),
+                )
+            )
+    return verdicts
+
+
+# ---- protected principals --------------------------------------------------------------------
+
+_SUBJECT_KINDS = {"user": "User", "group": "Group", "serviceaccount": "ServiceAccount"}
+SYSTEM_SERVICE_ACCOUNT_NAMESPACES = ("kube-system",)
+
+
+def _subject(text: str) -> tuple[str, str | None, str]:
+    """`User:alice` → (User, None, alice); `ServiceAccount:ns/name` → (ServiceAccount, ns, name)."""
+    kind_text, sep, rest = text.strip().partition(":")
+    if not sep:
+        return "User", None, text.strip()
+    kind = _SUBJECT_KINDS.get(kind_text.strip().lower(), kind_text.strip())
+    if kind == "ServiceAccount":
+        namespace, slash, name = rest.partition("/")
+        return (kind, namespace, name) if slash else (kind, None, rest)
+    return kind, None, rest.strip()
+
+
+def _subject_text(kind: str, namespace: str | None, name: str) -> str:
+    return f"{kind}:{namespace}/{name}" if namespace else f"{kind}:{name}"
+
+
+def kubernetes_protection(
+    subject: str,
+    environment: models.Environment,
+    *,
+    break_glass: Mapping[str, Sequence[str]],
+) -> str | None:
+    """Why the RBAC subject `subject` must never be revoked, or None."""
+    kind, namespace, name = _subject(subject)
+    if name.startswith("system:"):
+        return "a system subject (system:*) the cluster itself relies on"
+    identity = environment.spec.orchestrator
+    own = identity.namespace if identity is not None else None
+    if kind == "ServiceAccount" and namespace is not None:
+        if namespace in SYSTEM_SERVICE_ACCOUNT_NAMESPACES:
+            return f"a ServiceAccount of {namespace}"
+        if own and namespace == own:
+            return f"a ServiceAccount of Stormdrill's own namespace {own}"
+    if kind == "User" and name in break_glass:
+        return f"a break-glass holder in the CMDB (for {', '.join(break_glass[name])})"
+    access = environment.spec.kubernetes
+    listed = {_subject_text(*_subject(p)) for p in (access.protected_principals if access else ())}
+    if _subject_text(kind, namespace, name) in listed:
+        return "listed in the Environment's spec.kubernetes.protectedPrincipals"
+    return None
+
+
+def aws_protection(
+    user: str, environment: models.Environment, *, break_glass: Mapping[str, Sequence[str]]
+) -> str | None:
+    """Why the IAM user `user` must never lose access, or None (tags are the provider's)."""
+    if user in break_glass:
+        return f"a break-glass holder in the CMDB (for {', '.join(break_glass[user])})"
+    access = environment.spec.aws
+    for listed in access.protected_principals if access else ():
+        if listed == user or listed.endswith(f":user/{user}") or listed.endswith(f"/{user}"):
+            return "listed in the Environment's spec.aws.protectedPrincipals"
+    return None
+
+
+def _principals(
+    selections: Iterable[targets.Selection], planned: Iterable[mutations.PlannedMutation]
+) -> list[tuple[str, str, str]]:
+    """(provider, principal, where) for every principal the plan takes access from."""
+    found: list[tuple[str, str, str]] = []
+    for selection in selections:
+        for ref in selection.refs:
+            if ref.provider == _KUBE and ref.kind == "subject":
+                found.append((_KUBE, ref.name, f"target {selection.name}"))
+            elif ref.provider == models.Provider.AWS.value and ref.kind == "iam-user":
+                found.append((ref.provider, ref.name, f"target {selection.name}"))
+    for mutation in planned:
+        subject = mutation.pre_state.get("subject")
+        if mutation.target.provider == _KUBE and isinstance(subject, str):
+            where = f"{mutation.action} on {mutation.target.kind} {mutation.target.name}"
+            found.append((_KUBE, subject, where))
+        elif mutation.target.provider == models.Provider.AWS.value and (
+            mutation.target.kind == "iam-user"
+        ):
+            found.append((mutation.target.provider, mutation.target.name, mutation.action))
+    return found
+
+
+def check_protected_principals(
+    environment: models.Environment,
+    *,
+    selections: Iterable[targets.Selection],
+    planned: Iterable[mutations.PlannedMutation],
+    break_glass: Mapping[str, Sequence[str]],
+) -> list[GuardrailVerdict]:
+    """No plan takes access from a protected principal, on Kubernetes or AWS.
+
+    Protected: the CMDB's break-glass holders (by user name) on both providers; the
+    Environment's `spec.kubernetes.protectedPrincipals` and `spec.aws.protectedPrincipals`;
+    always, system subjects (`system:*`) and ServiceAccounts of kube-system and of
+    Stormdrill's own namespace.
+    """
+    seen: dict[tuple[str, str], list[str]] = {}
+    for provider, principal, where in _principals(selections, planned):
+        seen.setdefault((provider, principal), []).append(where)
+    verdicts = []
+    for (provider, principal), places in sorted(seen.items()):
+        why = (
+            kubernetes_protection(principal, environment, break_glass=break_glass)
+            if provider == _KUBE
+            else aws_protection(principal, environment, break_glass=break_glass)
+        )
+        subject = f"{provider} {principal}"
+        if why is None:
+            verdicts.append(_ok(Rule.PROTECTED_PRINCIPAL, f"{principal} is not protected", subject))
+            continue
+        verdicts.append(
+            _refuse(
+                Rule.PROTECTED_PRINCIPAL,
+                f"{principal} ({provider}) is {why}; a drill never takes its access away"
+                f" ({_listed(list(dict.fromkeys(places)))}); pick another principal",
+                subject,
+            )
+        )
+    return verdicts
 
 
 # ---- time: windows, freezes, deadline --------------------------------------------------------
@@ -579,6 +866,11 @@ class PlanFacts:
     """Names of targets a destructive action acts on (they need a blast radius)."""
     impacted: Sequence[cmdb_impact.ImpactedService] | None = ()
     """Targeted services and their dependents; None when the environment has no CMDB."""
+    planned: tuple[mutations.PlannedMutation, ...] = ()
+    """Every mutation the plan would make (what the namespace, orchestrator, cluster-scope
+    and protected-principal rules judge, with the selections)."""
+    break_glass: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """CMDB break-glass holders: user name → the services they hold it for."""
 
 
 def evaluate_plan(facts: PlanFacts) -> list[GuardrailVerdict]:
@@ -608,13 +900,31 @@ def evaluate_plan(facts: PlanFacts) -> list[GuardrailVerdict]:
         verdicts.append(
             _refuse(Rule.BLAST_RADIUS, f"target {name} was not resolved (a planning bug)", name)
         )
+    verdicts.extend(check_mutations_not_orchestrator(facts.planned, environment))
+    access = environment.spec.kubernetes
+    reasons = namespace_reasons(
+        facts.selections.values(),
+        facts.planned,
+        evictable=access.allow_eviction_in if access is not None else (),
+    )
     verdicts.extend(
         check_namespace_opt_in(
             environment,
-            namespaces=namespaces_of(facts.selections.values()),
+            namespaces=reasons,
             opted_in=runtime.opted_in,
+            reasons=reasons,
         )
     )
+    verdicts.extend(check_cluster_scope(environment, facts.planned))
+    verdicts.extend(
+        check_protected_principals(
+            environment,
+            selections=facts.selections.values(),
+            planned=facts.planned,
+            break_glass=facts.break_glass,
+        )
+    )
+    verdicts.extend(check_action_refusals(facts.planned))
     verdicts.extend(
         check_services(spec.guardrails, facts.impacted, protected=environment.spec.protected)
     )

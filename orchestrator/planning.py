@@ -5,6 +5,11 @@ Invariants:
   tokens, and nothing in the world changes (a test proves it against the sandbox).
 - Targets are resolved exactly once; the frozen selections are what the run touches.
 - A plan carries every guardrail verdict; a plan with a refusal must not be run.
+- Guardrails judge the planned mutations themselves (the bindings a revoke edits, the pods a
+  drain evicts), and the judged plan's Kubernetes scope is frozen on its selections
+  (`Selection.approved`): the re-plan of a step at run time that would reach another
+  namespace or cluster-wide object stops the step (`GuardrailTripped`) instead.
+- A selection narrowed to `namespaces` keeps only its mutations inside them (on purpose).
 """
 
 from __future__ import annotations
@@ -92,7 +97,8 @@ def make_plan(
     """Resolve, plan and judge `drill`; provider errors mean the world is unreachable."""
     selections = resolve_targets(drill.scenario, reg=reg, ctx=ctx)
     steps = plan_steps(drill.scenario, reg=reg, ctx=ctx, selections=selections)
-    impacted = map_impact(drill.scenario, selections=selections, catalog=catalog)
+    planned = tuple(m for step in steps for m in step.mutations)
+    impacted = map_impact(drill.scenario, selections=selections, catalog=catalog, planned=planned)
     verdicts = guardrails.evaluate_plan(
         guardrails.PlanFacts(
             scenario=drill.scenario,
@@ -102,15 +108,123 @@ def make_plan(
             destructive_targets=_destructive_targets(drill.scenario, reg),
             impacted=impacted.services if impacted is not None else (),
             runtime=facts,
+            planned=planned,
+            break_glass=break_glass_holders(catalog),
         )
     )
     return Plan(
         drill=drill,
-        selections=selections,
+        selections=approve(selections, steps),
         steps=steps,
         impact=impacted,
         verdicts=tuple(verdicts),
     )
+
+
+def break_glass_holders(catalog: cmdb_models.Catalog | None) -> dict[str, tuple[str, ...]]:
+    """The CMDB's break-glass holders: user name → the services they hold it for.
+
+    Entities the loader refused count too (their annotation read as written), so a
+    leniently loaded catalog never drops a break-glass holder's protection.
+    """
+    found: dict[str, list[str]] = {}
+    for service in catalog.services.values() if catalog is not None else ():
+        for person in service.people.break_glass:
+            found.setdefault(person.name, []).append(service.ref.short)
+    for refused in catalog.refused if catalog is not None else ():
+        for name in refused.break_glass:
+            found.setdefault(name, []).append(f"{refused.what} (refused by the CMDB loader)")
+    return {name: tuple(sorted(set(services))) for name, services in sorted(found.items())}
+
+
+def _scope_of(mutation: mutations.PlannedMutation) -> tuple[set[str], set[str]]:
+    """(Kubernetes namespaces, cluster-wide RBAC keys) a mutation reaches."""
+    namespaces: set[str] = set()
+    cluster: set[str] = set()
+    for ref in (mutation.target, *guardrails.touched_refs(mutation)):
+        if ref.provider != models.Provider.KUBERNETES.value:
+            continue
+        if ref.kind in guardrails.CLUSTER_RBAC_KINDS:
+            cluster.add(ref.key)
+        elif ref.namespace:
+            namespaces.add(ref.namespace)
+    return namespaces, cluster
+
+
+def approve(
+    selections: Mapping[str, targets.Selection], steps: Sequence[StepPlan]
+) -> dict[str, targets.Selection]:
+    """`selections` with the Kubernetes scope their planned mutations reach frozen on them."""
+    approved: dict[str, targets.Selection] = {}
+    for name, selection in selections.items():
+        namespaces: set[str] = set()
+        cluster: set[str] = set()
+        for step in steps:
+            if step.selection != name:
+                continue
+            for mutation in step.mutations:
+                more_ns, more_cluster = _scope_of(mutation)
+                namespaces |= more_ns
+                cluster |= more_cluster
+        approved[name] = dataclasses.replace(
+            selection,
+            approved=targets.Approved(
+                namespaces=frozenset(namespaces), cluster_keys=frozenset(cluster)
+            ),
+        )
+    return approved
+
+
+def _narrowed(
+    found: Sequence[mutations.PlannedMutation], selection: targets.Selection, *, step: str
+) -> list[mutations.PlannedMutation]:
+    """Of `found`, those inside the selection's `namespaces` (all when it names none)."""
+    if not selection.namespaces:
+        return list(found)
+    wanted = set(selection.namespaces)
+    kept = []
+    for mutation in found:
+        ref = mutation.target
+        namespaced = ref.provider == models.Provider.KUBERNETES.value and ref.kind not in (
+            "node",
+            "namespace",
+        )
+        if namespaced and ref.namespace not in wanted:
+            log.info(
+                "step %s leaves %s alone: target %s is narrowed to namespaces %s",
+                step,
+                ref,
+                selection.name,
+                ", ".join(sorted(wanted)),
+            )
+            continue
+        kept.append(mutation)
+    return kept
+
+
+def _check_approved(
+    found: Sequence[mutations.PlannedMutation], selection: targets.Selection, *, step: str
+) -> None:
+    """Raise `GuardrailTripped` if a re-planned mutation reaches beyond the judged plan."""
+    approved = selection.approved
+    if approved is None:
+        return
+    beyond: list[str] = []
+    for mutation in found:
+        namespaces, cluster = _scope_of(mutation)
+        beyond.extend(
+            f"{mutation.action} on {mutation.target} reaches namespace {ns}"
+            for ns in sorted(namespaces - approved.namespaces)
+        )
+        beyond.extend(
+            f"{mutation.action} changes {key}" for key in sorted(cluster - approved.cluster_keys)
+        )
+    if beyond:
+        raise errors.GuardrailTripped(
+            guardrails.Rule.NAMESPACE_OPT_IN,
+            f"step {step}: the world changed since the plan was judged and the step would now"
+            f" go beyond it ({'; '.join(beyond)}); nothing of that was touched — plan again",
+        )
 
 
 def resolve_targets(
@@ -166,6 +280,7 @@ def plan_action(
     assert step.action is not None
     action = reg.get_action(step.action)()
     refs: tuple[mutations.TargetRef, ...] = ()
+    selection: targets.Selection | None = None
     if step.target is not None:
         selection = selections.get(step.target)
         if selection is None:
@@ -173,7 +288,22 @@ def plan_action(
         refs = selection.refs
     params = action.parse_params(dict(step.params))
     found = action.plan(ctx, targets=refs, params=params)
+    if selection is not None:
+        found = _narrowed(found, selection, step=step.name)
+        _check_approved(found, selection, step=step.name)
     return [dataclasses.replace(m, step=step.name) for m in found]
+
+
+def describe_mutation(mutation: mutations.PlannedMutation) -> str:
+    """`action target`, and what it touches on the way (the pods a drain evicts)."""
+    touched = guardrails.touched_refs(mutation)
+    shown = f"{mutation.action} {mutation.target}"
+    if touched:
+        pods = ", ".join(
+            f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name for ref in touched
+        )
+        shown += f" (evicts {pods})"
+    return shown
 
 
 def map_impact(
@@ -181,8 +311,10 @@ def map_impact(
     *,
     selections: Mapping[str, targets.Selection],
     catalog: cmdb_models.Catalog | None,
+    planned: Sequence[mutations.PlannedMutation] = (),
 ) -> cmdb_impact.Impact | None:
-    """The CMDB services the selections (and the scenario's refs) touch, with dependents."""
+    """The CMDB services the selections, the pods the mutations evict on the way (and the
+    scenario's refs) touch, with dependents."""
     if catalog is None:
         return None
     touched: dict[str, cmdb_models.EntityRef] = {}
@@ -193,11 +325,40 @@ def map_impact(
             log.warning("scenario service %s is not in the CMDB: %s", raw, exc)
             continue
         touched[str(ref)] = ref
-    for selection in selections.values():
-        for hint in selection.hints:
-            for service in services_for_hint(catalog, hint):
-                touched[str(service.ref)] = service.ref
+    hints = [hint for selection in selections.values() for hint in selection.hints]
+    for hint in (*hints, *_touched_hints(planned)):
+        for service in services_for_hint(catalog, hint):
+            touched[str(service.ref)] = service.ref
+    for step in scenario.spec.steps:  # a network fault reaches the vendors at its addresses
+        cidrs, ports = cmdb_impact.addresses_in(step.params) if step.action else ((), ())
+        for service in cmdb_impact.services_for_addresses(catalog, cidrs=cidrs, ports=ports):
+            touched[str(service.ref)] = service.ref
     return cmdb_impact.impact(catalog, list(touched.values()))
+
+
+def _touched_hints(planned: Sequence[mutations.PlannedMutation]) -> list[targets.ServiceHint]:
+    """Service hints for the Kubernetes objects mutations touch on the way (evicted pods)."""
+    found: list[targets.ServiceHint] = []
+    for mutation in planned:
+        raw = mutation.pre_state.get("touches")
+        if not isinstance(raw, Sequence) or isinstance(raw, str):
+            continue
+        for item in raw:
+            if not isinstance(item, Mapping) or item.get("provider") != "kubernetes":
+                continue
+            labels = item.get("labels")
+            found.append(
+                targets.ServiceHint.of(
+                    provider="kubernetes",
+                    namespace=str(item.get("namespace") or "") or None,
+                    labels=(
+                        {str(k): str(v) for k, v in labels.items()}
+                        if isinstance(labels, Mapping)
+                        else None
+                    ),
+                )
+            )
+    return list(dict.fromkeys(found))
 
 
 def services_for_hint(

@@ -50,6 +50,14 @@ class ServiceHint:
 
 
 @dataclasses.dataclass(frozen=True)
+class Approved:
+    """The Kubernetes scope a judged plan reached: namespaces and cluster-wide object keys."""
+
+    namespaces: frozenset[str] = frozenset()
+    cluster_keys: frozenset[str] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
 class Selection:
     """A target resolved: the things it names, the pool they came from, the services behind."""
 
@@ -61,6 +69,12 @@ class Selection:
     hints: tuple[ServiceHint, ...] = ()
     excluded: tuple[tuple[mutations.TargetRef, str], ...] = ()
     """Matched but left out on purpose (the orchestrator's own node, a protected principal)."""
+    namespaces: tuple[str, ...] = ()
+    """Kubernetes namespaces the target is narrowed to (`namespaces:` of a subject target):
+    its mutations leave objects elsewhere, cluster-wide ones included, alone. Empty: any."""
+    approved: Approved | None = None
+    """What the judged plan lets this selection's mutations touch (set by planning); a
+    re-plan at run time that reaches beyond it stops the step."""
 
     @property
     def count(self) -> int:

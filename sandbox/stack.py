@@ -104,6 +104,7 @@ def environment_document(info: SandboxInfo) -> dict[str, Any]:
                 "kubeconfig": KUBECONFIG_FILE,
                 "context": CONTEXT,
                 "requireNamespaceOptIn": True,
+                "allowClusterScope": True,
             },
             "aws": {
                 "region": info.region,

@@ -199,13 +199,19 @@ class FailureMode(enum.StrEnum):
 
 
 class Parameter(Model):
-    """A declared scenario parameter: `{type, default?, description?, enum?, items?}`."""
+    """A declared scenario parameter: `{type, default?, description?, enum?, items?, secret?}`.
+
+    `secret: true` marks the value as a credential: it is masked in the run record, the
+    journal, every report and log line, including where it was substituted into longer text
+    (names that look secret, such as `apiToken`, are masked without it).
+    """
 
     type: parameters.ParamType
     default: ParamLiteralValue | None = None
     description: str = ""
     enum: tuple[str | int | float | bool, ...] | None = None
     items: parameters.ParamType = parameters.ParamType.STRING
+    secret: bool = False
 
     @pydantic.model_validator(mode="after")
     def _check_default_and_enum(self) -> Parameter:
@@ -310,6 +316,9 @@ class Target(Model):
     kind: str
     selector: Selector
     namespace: str | None = None
+    namespaces: tuple[str, ...] = ()
+    """Subject targets only: the namespaces whose RoleBindings the drill may edit (none:
+    every binding naming the subject, each judged by the guardrails)."""
     blast_radius: BlastRadius | None = None
 
     @pydantic.model_validator(mode="after")
@@ -332,6 +341,11 @@ class Target(Model):
             raise ValueError("the selector is empty; an empty selector would match everything")
         if self.namespace is not None and self.provider is not Provider.KUBERNETES:
             raise ValueError("'namespace' applies only to kubernetes targets")
+        if self.namespaces and (self.provider is not Provider.KUBERNETES or self.kind != "subject"):
+            raise ValueError(
+                "'namespaces' applies only to kubernetes subject targets (use 'namespace'"
+                " for the other kinds)"
+            )
         return self
 
 
@@ -651,6 +665,13 @@ class KubernetesAccess(Model):
     context: str | None = None
     in_cluster: bool = False
     require_namespace_opt_in: bool = True
+    allow_cluster_scope: bool = False
+    """Drills may edit cluster-wide RBAC (ClusterRoleBindings); off unless said so."""
+    allow_eviction_in: tuple[str, ...] = ()
+    """Namespaces whose pods a node drain may evict though they have not opted in."""
+    protected_principals: tuple[str, ...] = ()
+    """RBAC subjects never revoked (`User:frank`, `Group:admins`, `ServiceAccount:ns/name`,
+    or a bare user name)."""
 
     @pydantic.model_validator(mode="after")
     def _exactly_one(self) -> KubernetesAccess:

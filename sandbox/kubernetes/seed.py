@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sandbox.kubernetes import controller, errors, resources
 from sandbox.kubernetes import store as store_module
@@ -172,21 +172,55 @@ def seed_pods(
     count: int,
     labels: Mapping[str, str],
     name_prefix: str = "bench",
+    owned: bool = False,
 ) -> None:
-    """`count` Running, Ready bare pods `<prefix>-00000…` spread round-robin over existing nodes."""
+    """`count` Running, Ready pods `<prefix>-00000…` spread round-robin over existing nodes.
+
+    Bare pods by default; with `owned`, pods of a ReplicaSet `<prefix>` (created here, with
+    no controller running it), as a real drain finds them.
+    """
     ensure_namespace(store, namespace)
     nodes = [str(n["metadata"]["name"]) for n in store.list(resource=resources.NODES)]  # type: ignore[index]
     containers = [_container("main", "registry.example/bench:1")]
+    owners: list[dict[str, Any]] = []
+    if owned:
+        replica_set = store.create(
+            resource=resources.REPLICA_SETS,
+            obj={
+                "metadata": {"name": name_prefix, "namespace": namespace, "labels": dict(labels)},
+                "spec": {
+                    "replicas": count,
+                    "selector": {"matchLabels": dict(labels)},
+                    "template": {
+                        "metadata": {"labels": dict(labels)},
+                        "spec": {"containers": containers},
+                    },
+                },
+            },
+        )
+        owners = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "name": name_prefix,
+                "uid": str(cast(Mapping[str, object], replica_set["metadata"])["uid"]),
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
     for i in range(count):
         spec: dict[str, Any] = {"containers": containers}
         if nodes:
             spec["nodeName"] = nodes[i % len(nodes)]
+        metadata: dict[str, Any] = {
+            "name": f"{name_prefix}-{i:05d}",
+            "namespace": namespace,
+            "labels": dict(labels),
+        }
+        if owners:
+            metadata["ownerReferences"] = [dict(ref) for ref in owners]
         pod = {
-            "metadata": {
-                "name": f"{name_prefix}-{i:05d}",
-                "namespace": namespace,
-                "labels": dict(labels),
-            },
+            "metadata": metadata,
             "spec": spec,
             "status": _ready_status(
                 "10.0.9.1", f"10.250.{i // 250 % 250}.{i % 250 + 1}", containers

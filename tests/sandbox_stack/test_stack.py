@@ -45,6 +45,7 @@ def test_state_dir_holds_kubeconfig_environment_and_sandbox_json(
         "kubeconfig": "kubeconfig",
         "context": "sandbox",
         "requireNamespaceOptIn": True,
+        "allowClusterScope": True,
     }
     assert spec["aws"] == {
         "region": "us-east-1",

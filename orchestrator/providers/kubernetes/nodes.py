@@ -7,6 +7,12 @@ Invariants:
   evictions until `timeout` x time scale; DaemonSet-owned, mirror, finished and the
   orchestrator's own pods are skipped. If the drain gives up it uncordons what it cordoned
   before raising `DrainFailed` (evicted pods are recreated by their controllers).
+- The plan names every pod a drain evicts (`pre_state["touches"]`, read by the guardrails:
+  namespace opt-in, orchestrator-self, services). A pod no controller owns would be lost for
+  good: the plan refuses it (`pre_state["refusals"]`) unless the step says
+  `deleteUnownedPods: true`; then each one is its own mutation, journaled with its manifest
+  before it is deleted, and its undo recreates it. The node's own drain never evicts an
+  unowned pod, nor a pod in a namespace its plan did not name (both are logged).
 - Plans read each node and list its pods in bulk over many nodes (`listing`: nodes once,
   pods once, grouped by node), one by one over a few.
 """
@@ -145,6 +151,8 @@ class DrainParams(acting.Params):
     respect_pod_disruption_budgets: bool = True
     ignore_daemon_sets: bool = True
     grace_period: quantities.Duration | None = None
+    delete_unowned_pods: bool = False
+    """Delete pods no controller owns (each journaled with its manifest; undo recreates it)."""
 
 
 def _owner_kind(pod: Mapping[str, Any]) -> str | None:
@@ -215,6 +223,51 @@ def evictable(
     return chosen
 
 
+MANIFEST_METADATA = ("name", "namespace", "labels", "annotations")
+"""What of a pod's metadata its recreation keeps (uid, resourceVersion… are the server's)."""
+
+
+def _touch(pod: Mapping[str, Any]) -> dict[str, mutations.JsonValue]:
+    """A pod the drain evicts, as the guardrails read it: its ref, labels and owner."""
+    touched: dict[str, mutations.JsonValue] = {
+        **_pod_ref(pod).to_json(),
+        "labels": {str(k): str(v) for k, v in objects.labels_of(pod).items()},
+        "owner": _owner_kind(pod),
+    }
+    return touched
+
+
+def manifest_of(pod: Mapping[str, Any]) -> dict[str, mutations.JsonValue]:
+    """What recreating `pod` needs: its metadata that is ours to give, and its spec."""
+    meta = pod.get("metadata") or {}
+    kept: dict[str, Any] = {key: meta[key] for key in MANIFEST_METADATA if meta.get(key)}
+    annotations = {
+        k: v for k, v in (kept.get("annotations") or {}).items() if not k.startswith("stormdrill.")
+    }
+    if annotations:
+        kept["annotations"] = annotations
+    else:
+        kept.pop("annotations", None)
+    return mutations.freeze_json(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": kept, "spec": pod.get("spec") or {}},
+        what=f"manifest of pod {meta.get('namespace')}/{meta.get('name')}",
+    )
+
+
+def _unowned_refusal(node: str, pod: Mapping[str, Any]) -> dict[str, mutations.JsonValue]:
+    where = "/".join(str(p) for p in (_pod_ref(pod).namespace, _pod_ref(pod).name))
+    return {
+        "rule": "unowned-pods",
+        "subject": f"pod {where}",
+        "message": (
+            f"draining node {node} would delete pod {where}, which no controller owns: it"
+            " would be lost for good (kubectl drain refuses it too); move it first, or set"
+            " 'deleteUnownedPods: true' on the step to delete it (journaled with its manifest"
+            " and recreated by the undo)"
+        ),
+    }
+
+
 def _pod_names(pods: Sequence[Mapping[str, Any]]) -> list[mutations.JsonValue]:
     return [
         f"{(p.get('metadata') or {}).get('namespace')}/{(p.get('metadata') or {}).get('name')}"
@@ -251,22 +304,50 @@ def _evict(conn: connection.KubeConnection, pod: Mapping[str, Any], *, params: D
         return
 
 
+def _planned_only(
+    pods: Sequence[connection.KubeObject], node: str, *, namespaces: frozenset[str] | None
+) -> list[connection.KubeObject]:
+    """Of `pods`, those the node's drain itself may evict: owned, in a planned namespace."""
+    chosen = []
+    for pod in pods:
+        ref = _pod_ref(pod)
+        if _owner_kind(pod) is None:
+            log.info(
+                "drain of %s does not evict pod %s/%s: no controller owns it (only a planned"
+                " 'deleteUnownedPods' mutation may delete it)",
+                node,
+                ref.namespace,
+                ref.name,
+            )
+            continue
+        if namespaces is not None and ref.namespace not in namespaces:
+            log.warning(
+                "drain of %s does not evict pod %s/%s: its namespace was not in the plan",
+                node,
+                ref.namespace,
+                ref.name,
+            )
+            continue
+        chosen.append(pod)
+    return chosen
+
+
 def drain(
     conn: connection.KubeConnection,
     node: str,
     *,
     ctx: registry.ProviderContext,
     params: DrainParams,
+    namespaces: frozenset[str] | None = None,
 ) -> list[mutations.JsonValue]:
-    """Evict every pod `pods_to_evict` names and wait until they are gone; the evicted pods.
+    """Evict every owned pod `pods_to_evict` names (in `namespaces`, when given) and wait
+    until they are gone; the evicted pods.
 
     Raises `DrainFailed` when the (scaled) timeout passes first.
     """
     deadline = time.monotonic() + params.timeout.seconds * ctx.time_scale
-    pending = {
-        str(_pod_ref(p).uid): p
-        for p in pods_to_evict(conn, node, ctx=ctx, ignore_daemon_sets=params.ignore_daemon_sets)
-    }
+    found = pods_to_evict(conn, node, ctx=ctx, ignore_daemon_sets=params.ignore_daemon_sets)
+    pending = {str(_pod_ref(p).uid): p for p in _planned_only(found, node, namespaces=namespaces)}
     evicted: list[connection.KubeObject] = []
     refusals: dict[str, str] = {}
     delay = POLL_MIN_S
@@ -334,8 +415,10 @@ class DrainAction(acting.MarkedAction[DrainParams]):
     target_kinds: ClassVar[frozenset[str]] = NODE_KINDS
     description: ClassVar[str] = (
         "Cordon nodes and evict their pods through the eviction API (PodDisruptionBudgets"
-        " respected, DaemonSet and mirror pods skipped). Undo: uncordon what this step"
-        " cordoned; evicted pods are recreated elsewhere by their controllers."
+        " respected, DaemonSet and mirror pods skipped). Pods no controller owns are refused"
+        " unless 'deleteUnownedPods: true' (then journaled with their manifest). Undo:"
+        " uncordon what this step cordoned and recreate deleted unowned pods; evicted owned"
+        " pods are recreated elsewhere by their controllers."
     )
     destructive: ClassVar[bool] = True
 
@@ -351,18 +434,27 @@ class DrainAction(acting.MarkedAction[DrainParams]):
         nodes = listing.nodes_named(ctx, conn, refs)
         on_node = listing.pods_on_nodes(ctx, conn, [ref.name for ref in refs])
         planned = []
+        unowned: list[mutations.PlannedMutation] = []
         for ref in refs:
             before = _unschedulable(nodes[ref.name])
             pods = evictable(
                 on_node[ref.name], ref.name, ctx=ctx, ignore_daemon_sets=params.ignore_daemon_sets
             )
+            bare = [p for p in pods if _owner_kind(p) is None]
+            pre_state: dict[str, mutations.JsonValue] = {
+                "unschedulable": before,
+                "pods": _pod_names(pods),
+                "touches": [_touch(p) for p in pods],
+            }
+            if bare and not params.delete_unowned_pods:
+                pre_state["refusals"] = [_unowned_refusal(ref.name, p) for p in bare]
             planned.append(
                 mutations.PlannedMutation(
                     step="",
                     target=ref,
                     action=self.name,
                     params=acting.params_json(params),
-                    pre_state={"unschedulable": before, "pods": _pod_names(pods)},
+                    pre_state=pre_state,
                     undo=acting.token(
                         self.name,
                         target=ref,
@@ -373,16 +465,65 @@ class DrainAction(acting.MarkedAction[DrainParams]):
                     ),
                 )
             )
-        return planned
+            if params.delete_unowned_pods:
+                unowned.extend(self._plan_unowned(ctx, ref.name, bare, params=params))
+        return [*planned, *unowned]
+
+    def _plan_unowned(
+        self,
+        ctx: registry.ProviderContext,
+        node: str,
+        pods: Sequence[connection.KubeObject],
+        *,
+        params: DrainParams,
+    ) -> list[mutations.PlannedMutation]:
+        """One mutation per unowned pod: delete it; the undo holds its whole manifest."""
+        found = []
+        for pod in pods:
+            ref = _pod_ref(pod)
+            found.append(
+                mutations.PlannedMutation(
+                    step="",
+                    target=ref,
+                    action=self.name,
+                    params=acting.params_json(params),
+                    pre_state={"drainedFrom": node, "unowned": True},
+                    undo=acting.token(
+                        self.name,
+                        target=ref,
+                        run_id=str(ctx.run_id),
+                        step="",
+                        entry=None,
+                        manifest=manifest_of(pod),
+                    ),
+                )
+            )
+        return found
+
+    def revert(self, ctx: registry.ProviderContext, *, undo: mutations.UndoToken) -> None:
+        manifest = undo.data.get("manifest")
+        if isinstance(manifest, Mapping):
+            recreate_pod(connection.from_context(ctx), manifest)
+            return
+        super().revert(ctx, undo=undo)
 
     def apply(
         self, ctx: registry.ProviderContext, *, mutation: mutations.PlannedMutation
     ) -> mutations.UndoToken | None:
         conn = connection.from_context(ctx)
         params = self.parse_params(mutation.params)
+        if mutation.target.kind == "pod":
+            delete_unowned(conn, mutation.target, ctx=ctx, params=params)
+            return _stepped(mutation)
         ours = cordon(conn, mutation.target, ctx=ctx, step=mutation.step)
         try:
-            evicted = drain(conn, mutation.target.name, ctx=ctx, params=params)
+            evicted = drain(
+                conn,
+                mutation.target.name,
+                ctx=ctx,
+                params=params,
+                namespaces=_planned_namespaces(mutation),
+            )
         except errors.ProviderPermanent:
             if ours:
                 log.warning(
@@ -399,6 +540,73 @@ class DrainAction(acting.MarkedAction[DrainParams]):
         return acting.refined(
             _stepped(mutation), entry=healing.CORDON if ours else None, evicted=evicted
         )
+
+
+def _planned_namespaces(mutation: mutations.PlannedMutation) -> frozenset[str] | None:
+    touches = mutation.pre_state.get("touches")
+    if not isinstance(touches, Sequence):
+        return None
+    return frozenset(
+        str(t.get("namespace")) for t in touches if isinstance(t, Mapping) and t.get("namespace")
+    )
+
+
+def delete_unowned(
+    conn: connection.KubeConnection,
+    ref: mutations.TargetRef,
+    *,
+    ctx: registry.ProviderContext,
+    params: DrainParams,
+) -> None:
+    """Evict the unowned pod `ref` (the very incarnation planned) and wait until it is gone."""
+    current = objects.read(conn, ref)
+    if current is None:
+        log.info("%s is already gone; nothing to delete", ref)
+        return
+    if ref.uid and (current.get("metadata") or {}).get("uid") != ref.uid:
+        log.warning("%s was replaced since the plan; the new pod is left alone", ref)
+        return
+    deadline = time.monotonic() + params.timeout.seconds * ctx.time_scale
+    delay = POLL_MIN_S
+    while True:
+        try:
+            _evict(conn, current, params=params)
+            break
+        except kube_errors.TooManyRequests as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise kube_errors.DrainFailed(
+                    f"{ref}: could not be evicted within {params.timeout}: {exc}"
+                ) from exc
+            time.sleep(min(delay, remaining))
+            delay = min(POLL_MAX_S, delay * 2)
+    node = str((current.get("spec") or {}).get("nodeName") or "")
+    _wait_gone(conn, node, [current], deadline=deadline)
+
+
+def recreate_pod(conn: connection.KubeConnection, manifest: Mapping[str, Any]) -> None:
+    """Create the pod `manifest` describes unless a pod of that name exists (idempotent)."""
+    meta = manifest.get("metadata") or {}
+    ref = mutations.TargetRef(
+        provider=connection.PROVIDER,
+        kind="pod",
+        name=str(meta.get("name")),
+        namespace=str(meta.get("namespace")),
+    )
+    if objects.read(conn, ref) is not None:
+        log.info("%s exists; not recreated", ref)
+        return
+    try:
+        conn.call(
+            f"re-creation of {ref}",
+            conn.core.create_namespaced_pod,
+            ref.namespace,
+            dict(manifest),
+        )
+    except kube_errors.AlreadyExists:
+        log.info("%s was recreated meanwhile", ref)
+        return
+    log.info("recreated %s from its journaled manifest", ref)
 
 
 class TaintEffect(enum.StrEnum):

@@ -13,6 +13,8 @@ Invariants:
   dry-run planning pass and lists all pods at most once for node hints.
 - Namespace opt-in: a namespace takes drills only when labelled
   `stormdrill.dev/allow-drills=true` (`opted_out_namespaces` lists the others).
+- A subject target's `namespaces:` is carried on its selection (`Selection.namespaces`):
+  planning leaves the subject's bindings elsewhere alone, on purpose and said so.
 """
 
 from __future__ import annotations
@@ -227,6 +229,7 @@ class KubernetesResolver(registry.TargetResolver):
             population=population,
             hints=unique,
             excluded=tuple(excluded),
+            namespaces=tuple(sorted(set(target.namespaces))),
         )
 
     # ----- kinds -----------------------------------------------------------------------
@@ -416,9 +419,11 @@ class KubernetesResolver(registry.TargetResolver):
             for subject in wanted
             if subject in everyone
         ]
+        narrowed = set(target.namespaces)
         hints = [
             selections.ServiceHint.of(provider=connection.PROVIDER, namespace=namespace)
             for subject in wanted
             for namespace in sorted(namespaces.get(subject, set()), key=lambda n: n or "")
+            if not narrowed or namespace in narrowed
         ]
         return self._selection(name, target, refs, population=len(everyone), hints=hints)
