@@ -8,6 +8,9 @@ Invariants:
   expected previous state, so two writers cannot both move a run.
 - Aborts come from one place (`_Abort`): the first reason wins; every waiting phase wakes
   on it at once, so the first revert follows a breach within a probe interval + 0.2 s.
+- A run's secret values (parameters declared `secret: true` or named like a secret, and the
+  Environment's secret-looking parameters) are named to the store before the run is
+  created, so the record, timeline, live view and log lines never carry them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from secrets import token_hex
 
 from orchestrator import (
     canary,
@@ -38,7 +42,7 @@ from orchestrator import (
 from orchestrator.cmdb import models as cmdb_models
 from orchestrator.providers.people import absence as people_absence
 from orchestrator.providers.people import assignees
-from scenarios import models
+from scenarios import models, secrets
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +50,28 @@ _S = states.RunState
 
 
 class ExitCode:
-    """Exit codes for CI (`stormdrill run`)."""
+    """Exit codes for CI (`stormdrill run`, `plan`, and every command that opens the store)."""
 
     HELD = 0
     DEVIATED = 1
     ABORTED = 2
     INVALID = 3
     ROLLBACK_FAILED = 4
+    UNREACHABLE = 5
+    """Could not plan or run because a system was unreachable or refused us (Kubernetes or
+    AWS API: connection refused, timeouts, 5xx, 401/403; the run store)."""
+
+
+INFRASTRUCTURE_ERROR = "infrastructure_error"
+"""Run-record key: True when the run stopped because a system was unreachable or refused us."""
 
 
 def exit_code(run: states.Run) -> int:
-    """The CI exit code of a finished run."""
+    """The CI exit code of a finished run (a leftover fault outranks everything)."""
     if run.state is _S.ROLLBACK_FAILED or run.state in states.IN_FLIGHT:
         return ExitCode.ROLLBACK_FAILED
+    if run.record.get(INFRASTRUCTURE_ERROR) is True and run.state in (_S.ABORTED, _S.FAILED):
+        return ExitCode.UNREACHABLE
     if run.state is _S.ABORTED:
         refused = isinstance(run.record.get("refused"), bool) and bool(run.record.get("refused"))
         return ExitCode.INVALID if refused else ExitCode.ABORTED
@@ -193,6 +206,8 @@ class Engine:
         run_id: states.RunId | None = None,
     ) -> RunOutcome:
         """Run `drill` to a final state. `stop` set from outside (a signal) aborts it."""
+        values, keys = secret_values(drill)
+        self.store.mask_secrets(values, keys=keys)
         now = datetime.now(UTC)
         run = states.new_run(
             id=run_id or states.new_run_id(now),
@@ -207,11 +222,34 @@ class Engine:
                 "parameters": dict(drill.parameters),
                 "time_scale": drill.time_scale,
                 "approvals": list(drill.approvals),
+                **fingerprinted(values),
             },
         )
         self.store.create_run(run)
         driver = _Driver(self, drill=drill, run=run, listener=listener, stop=stop)
         return driver.execute()
+
+
+def fingerprinted(values: frozenset[str]) -> dict[str, mutations.JsonValue]:
+    """The record's `redaction` field: salted digests of the run's secrets, never the secrets.
+
+    Another process writing about the run (an `ack` with evidence, an abort reason) masks
+    them with it although it never saw them in clear.
+    """
+    if not values:
+        return {}
+    prints = secrets.Fingerprints.of(values, salt=token_hex(16))
+    raw: dict[str, mutations.JsonValue] = dict(prints.to_json())
+    return {journal.REDACTION_KEY: raw}
+
+
+def secret_values(drill: planning.DrillInput) -> tuple[frozenset[str], frozenset[str]]:
+    """The drill's secret values and the names of its parameters declared `secret: true`."""
+    return secrets.secret_values(
+        declared={name: p.secret for name, p in drill.scenario.spec.parameters.items()},
+        bound=drill.parameters,
+        environment=drill.environment.spec.parameters,
+    )
 
 
 def _opted_in(engine: Engine, ctx: context.RunContext) -> guardrails.OptedIn | None:
@@ -258,8 +296,8 @@ class _Driver:
     # -- plumbing --------------------------------------------------------------------
 
     def event(self, kind: str, message: str, **data: mutations.JsonValue) -> None:
-        self.store.append_event(self.run.id, kind=kind, message=message, data=data)
-        self.listener(kind, message, data)
+        written = self.store.append_event(self.run.id, kind=kind, message=message, data=data)
+        self.listener(kind, written.message, written.data)  # as stored: secrets masked
 
     def move(
         self,
@@ -284,6 +322,10 @@ class _Driver:
     # -- the run ---------------------------------------------------------------------
 
     def execute(self) -> RunOutcome:
+        with secrets.masking_logs(lambda: self.store.redactor):
+            return self._execute()
+
+    def _execute(self) -> RunOutcome:
         watchdog = threading.Thread(target=self._watchdog, name=f"watchdog-{self.run.id}")
         watchdog.daemon = True
         watchdog.start()
@@ -317,6 +359,10 @@ class _Driver:
                 locks = guardrails.acquire_targets(self.store, self.run.id, self.plan.target_keys())
                 self.plan = dataclasses.replace(self.plan, verdicts=(*self.plan.verdicts, *locks))
         except errors.StormdrillError as exc:
+            if errors.is_infrastructure(exc):
+                self._record[INFRASTRUCTURE_ERROR] = True
+                self.move(_S.ABORTED, reason=f"planning failed, a system is unreachable: {exc}")
+                return False
             self._record["refused"] = True
             self.move(_S.ABORTED, reason=f"planning failed: {exc}")
             return False
@@ -368,6 +414,8 @@ class _Driver:
                 self._run_step(step_plan.step)
         except errors.StormdrillError as exc:
             self.failure = str(exc)
+            if errors.is_infrastructure(exc):
+                self._record[INFRASTRUCTURE_ERROR] = True
             self.event("error", f"step failed: {exc}")
             return states.Ending.FAILED
         except KeyboardInterrupt:
@@ -403,16 +451,18 @@ class _Driver:
             listed = "; ".join(
                 f"{entry.action} on {entry.target}: {error}" for entry, error in leftovers
             )
-            self._record["leftovers"] = [
-                {
-                    "seq": entry.seq,
-                    "action": entry.action,
-                    "target": str(entry.target),
-                    "error": error,
-                }
-                for entry, error in leftovers
+            described: list[mutations.JsonValue] = [
+                rollback.leftover_json(entry, error) for entry, error in leftovers
             ]
+            self._record["leftovers"] = described
             self.move(_S.ROLLBACK_FAILED, reason=f"faults may remain: {listed}")
+            self.event(
+                rollback.ROLLBACK_FAILED_EVENT,
+                f"rollback failed: {len(leftovers)} fault(s) may remain; fix the cause, then"
+                " run `stormdrill recover`",
+                leftovers=described,
+                by="engine",
+            )
         return leftovers
 
     def _explicit_rollback_steps(self) -> tuple[tuple[mutations.JournalEntry, str], ...]:
@@ -794,6 +844,7 @@ def _plan_record(plan: planning.Plan) -> dict[str, mutations.JsonValue]:
                     "tier": item.service.tier,
                     "owner": str(item.service.owner) if item.service.owner else None,
                     "distance": item.distance,
+                    "path": [str(ref) for ref in item.path],
                 }
             )
     return {

@@ -16,17 +16,27 @@ Invariants:
   front (BEGIN IMMEDIATE) and wait on it (busy_timeout); target locks are rows with
   a unique key, acquired all-or-nothing in sorted order (no deadlocks).
 - All timestamps are timezone-aware UTC.
+- Nothing a person reads is written with a secret in it: run records, reasons, event
+  messages and data, entry params, pre-states and errors pass through the store's
+  `secrets.Redactor` first (credential-looking text always; the secret values a run bound,
+  once `mask_secrets` names them). Undo tokens are kept exactly as the provider gave them
+  (rollback and recovery need them; nothing shows them).
+- A SQLite store is private: its file (and so its -wal/-shm, which SQLite creates with the
+  database file's mode) is created 0600; an existing one readable by others is warned about.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -34,12 +44,18 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine, Row
 
 from orchestrator import errors, mutations, states
+from scenarios import secrets
 
 log = logging.getLogger(__name__)
+
+REDACTION_KEY = "redaction"
+"""The run-record field holding the salted digests of the run's secrets (never the secrets)."""
 
 Clock = Callable[[], datetime]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+POSTGRES_CONNECT_TIMEOUT_S = 10
+"""A PostgreSQL host that never answers is reported after this long (unless the URL says)."""
 _SCHEMA_LOCK_ID = 0x5707_D111  # pg_advisory_xact_lock key serialising table creation
 
 
@@ -235,17 +251,18 @@ def open_store(url: str, *, clock: Clock | None = None) -> Journal:
         engine = _create_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise errors.JournalError(
-            f"journal URL {url!r} is not usable: {exc} "
-            "(use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)"
+            secrets.redact(
+                f"journal URL {url!r} is not usable: {exc} "
+                "(use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)"
+            )
         ) from exc
     store = Journal(engine, clock=clock or _utcnow)
     try:
         store.create_tables()
     except sa.exc.OperationalError as exc:
         engine.dispose()
-        raise errors.JournalError(
-            f"cannot open the journal at {engine.url!r}: {exc.orig} "
-            "(is the database running and the URL right?)"
+        raise errors.StoreUnreachable(
+            url=engine.url.render_as_string(hide_password=True), reason=str(exc.orig)
         ) from exc
     return store
 
@@ -255,9 +272,13 @@ def _create_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             raise errors.JournalError(
-                f"journal URL {url!r}: an in-memory SQLite journal is not durable; "
-                "use sqlite:///PATH"
+                secrets.redact(
+                    f"journal URL {url!r}: an in-memory SQLite journal is not durable; "
+                    "use sqlite:///PATH"
+                )
             )
+        if not parsed.database.startswith("file:"):
+            _private_sqlite_file(Path(parsed.database))
         engine = sa.create_engine(
             parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -266,7 +287,35 @@ def _create_engine(url: str) -> Engine:
         )
         _install_sqlite_pragmas(engine)
         return engine
-    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=24)
+    connect_args: dict[str, object] = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+    return sa.create_engine(
+        parsed, pool_pre_ping=True, pool_size=8, max_overflow=24, connect_args=connect_args
+    )
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 if missing; warn if an existing one is open to others.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so those follow.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "the run store %s is readable or writable by others (mode %04o): it holds "
+                "run records and journals; make it private with `chmod 600 %s`",
+                path,
+                mode,
+                path,
+            )
+        return
+    except OSError:
+        return  # the folder is missing or read-only: SQLite reports it when it connects
+    os.close(fd)
 
 
 def _install_sqlite_pragmas(engine: Engine) -> None:
@@ -295,6 +344,8 @@ class Journal:
     def __init__(self, engine: Engine, *, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
+        self._redactor = secrets.Redactor()
+        self._fingerprints: dict[states.RunId, secrets.Fingerprints | None] = {}
         self._marks: list[_Mark] = []
         self._marks_lock = threading.Lock()
         self._commit_lock = threading.Lock()
@@ -308,6 +359,58 @@ class Journal:
     @property
     def dialect(self) -> str:
         return self._engine.dialect.name
+
+    @property
+    def redactor(self) -> secrets.Redactor:
+        """What this store masks before writing (pattern rules and the secrets named so far)."""
+        return self._redactor
+
+    def mask_secrets(self, values: Iterable[str], *, keys: Iterable[str] = ()) -> None:
+        """From now on, mask `values` (and the values under `keys`) in everything written."""
+        self._redactor = self._redactor.with_secrets(values, keys=keys)
+
+    def _text(self, text: str, *, run_id: states.RunId | None = None) -> str:
+        return self._redactor_for(run_id).text(text)
+
+    def _data(
+        self, data: Mapping[str, mutations.JsonValue], *, run_id: states.RunId | None = None
+    ) -> dict[str, mutations.JsonValue]:
+        return cast(dict[str, mutations.JsonValue], self._redactor_for(run_id).json(data))
+
+    def _redactor_for(self, run_id: states.RunId | None) -> secrets.Redactor:
+        """This store's redactor plus the secret fingerprints `run_id`'s record holds.
+
+        A process that did not bind the run (an `ack`, an `abort` from another shell) knows
+        its secrets only by their digests; they are read once per run and kept.
+        """
+        if run_id is None:
+            return self._redactor
+        with self._marks_lock:
+            known = run_id in self._fingerprints
+            prints = self._fingerprints.get(run_id)
+        if not known:
+            with self._reading() as conn:
+                record = conn.execute(
+                    sa.select(runs_table.c.record).where(runs_table.c.id == run_id)
+                ).scalar()
+            raw = record.get(REDACTION_KEY) if isinstance(record, Mapping) else None
+            prints = secrets.Fingerprints.from_json(raw)
+            with self._marks_lock:
+                self._fingerprints[run_id] = prints
+        return self._redactor.with_fingerprints(prints)
+
+    def _readable_run(self, run: states.Run) -> states.Run:
+        """`run` as it may be stored: record, reason and abort reason redacted."""
+        redactor = self._redactor.with_fingerprints(
+            secrets.Fingerprints.from_json(run.record.get(REDACTION_KEY))
+        )
+        record = mutations.freeze_json(run.record, what=f"run {run.id} record")
+        return replace(
+            run,
+            record=cast(dict[str, mutations.JsonValue], redactor.json(record)),
+            reason=redactor.text(run.reason),
+            abort_reason=redactor.text(run.abort_reason) if run.abort_reason else run.abort_reason,
+        )
 
     def create_tables(self) -> None:
         """Create the tables if missing (safe when several processes start at once)."""
@@ -344,6 +447,7 @@ class Journal:
 
     def create_run(self, run: states.Run) -> states.Run:
         """Store a new run; `JournalError` if its id is taken."""
+        run = self._readable_run(run)
         try:
             with self._writing() as conn:
                 conn.execute(runs_table.insert().values(**_run_values(run), id=run.id))
@@ -390,6 +494,7 @@ class Journal:
 
         Call after `states.transition(old, ...)` with `expected_state=old.state`.
         """
+        run = self._readable_run(run)
         with self._writing() as conn:
             result = conn.execute(
                 runs_table.update()
@@ -430,15 +535,16 @@ class Journal:
     ) -> mutations.JournalEntry:
         """Durably record that `mutation` is about to be made. Call BEFORE applying it."""
         now = self._now()
+        params, pre_state = self._data(mutation.params), self._data(mutation.pre_state)
         values = {
             "run_id": run_id,
             "step": mutation.step,
             "target_key": mutation.target.key,
             "target": mutation.target.to_json(),
             "action": mutation.action,
-            "params": dict(mutation.params),
-            "pre_state": dict(mutation.pre_state),
-            "undo": mutation.undo.to_json(),
+            "params": params,
+            "pre_state": pre_state,
+            "undo": mutation.undo.to_json(),  # intact: rollback and recovery need it
             "state": _E.INTENDED.value,
             "error": None,
             "attempts": 0,
@@ -461,8 +567,8 @@ class Journal:
             step=mutation.step,
             target=mutation.target,
             action=mutation.action,
-            params=mutation.params,
-            pre_state=mutation.pre_state,
+            params=params,
+            pre_state=pre_state,
             undo=mutation.undo,
             state=_E.INTENDED,
             error=None,
@@ -506,6 +612,8 @@ class Journal:
         **extra: Any,
     ) -> mutations.JournalEntry:
         allowed = _ENTRY_MOVES[to]
+        if error is not None:
+            error = self._text(error)
         mark = _Mark(seq=seq, to=to, error=error, add_attempts=add_attempts, extra=extra)
         with self._marks_lock:
             self._marks.append(mark)
@@ -530,36 +638,56 @@ class Journal:
         return entry
 
     def _commit_marks(self, batch: Sequence[_Mark]) -> None:
-        """Write `batch` in one transaction; every mark ends done (with its row or failure)."""
+        """Write `batch` in one transaction; every mark ends done (with its row or failure).
+
+        A batch whose connection was cut (the server restarted, `pg_terminate_backend`) is
+        written once more on a fresh connection when every mark in it is idempotent (marking
+        reverted twice is harmless), so one dropped connection does not page a human.
+        """
         try:
-            now = self._now()
-            with self._writing() as conn:
-                for mark in batch:
-                    allowed = _ENTRY_MOVES[mark.to]
-                    result = conn.execute(
-                        journal_table.update()
-                        .where(
-                            journal_table.c.seq == mark.seq,
-                            journal_table.c.state.in_([s.value for s in allowed]),
-                        )
-                        .values(
-                            state=mark.to.value,
-                            error=mark.error,
-                            attempts=journal_table.c.attempts + mark.add_attempts,
-                            updated_at=now,
-                            **mark.extra,
-                        )
-                    )
-                    mark.rowcount = result.rowcount
-                    mark.row = conn.execute(
-                        journal_table.select().where(journal_table.c.seq == mark.seq)
-                    ).first()
+            try:
+                self._write_marks(batch)
+            except sa.exc.DBAPIError as exc:
+                if not (
+                    exc.connection_invalidated and all(m.to in _ENTRY_MOVES[m.to] for m in batch)
+                ):
+                    raise
+                log.warning(
+                    "the journal connection was cut (%s); writing %d mark(s) again",
+                    exc.orig,
+                    len(batch),
+                )
+                self._write_marks(batch)
         except Exception as exc:  # nothing of the batch is on disk: each caller raises it
             for mark in batch:
                 mark.failure = exc
         finally:
             for mark in batch:
                 mark.done = True
+
+    def _write_marks(self, batch: Sequence[_Mark]) -> None:
+        now = self._now()
+        with self._writing() as conn:
+            for mark in batch:
+                allowed = _ENTRY_MOVES[mark.to]
+                result = conn.execute(
+                    journal_table.update()
+                    .where(
+                        journal_table.c.seq == mark.seq,
+                        journal_table.c.state.in_([s.value for s in allowed]),
+                    )
+                    .values(
+                        state=mark.to.value,
+                        error=mark.error,
+                        attempts=journal_table.c.attempts + mark.add_attempts,
+                        updated_at=now,
+                        **mark.extra,
+                    )
+                )
+                mark.rowcount = result.rowcount
+                mark.row = conn.execute(
+                    journal_table.select().where(journal_table.c.seq == mark.seq)
+                ).first()
 
     def entries(self, run_id: states.RunId) -> list[mutations.JournalEntry]:
         """All of a run's entries, oldest first."""
@@ -607,7 +735,9 @@ class Journal:
         data: Mapping[str, mutations.JsonValue] | None = None,
     ) -> Event:
         at = self._now()
-        payload = mutations.freeze_json(data or {}, what=f"event {kind} data")
+        frozen = mutations.freeze_json(data or {}, what=f"event {kind} data")
+        payload = self._data(frozen, run_id=run_id)
+        message = self._text(message, run_id=run_id)
         with self._writing() as conn:
             seq = conn.execute(
                 events_table.insert()
@@ -627,9 +757,12 @@ class Journal:
         now = self._now()
         rows = [
             (
-                event,
+                replace(event, message=self._text(event.message, run_id=run_id)),
                 now if event.at is None else _aware(event.at, what=f"event {event.kind} time"),
-                mutations.freeze_json(event.data, what=f"event {event.kind} data"),
+                self._data(
+                    mutations.freeze_json(event.data, what=f"event {event.kind} data"),
+                    run_id=run_id,
+                ),
             )
             for event in events
         ]
@@ -685,6 +818,7 @@ class Journal:
 
     def set_killswitch(self, *, engaged: bool, by: str, reason: str) -> Killswitch:
         at = self._now()
+        reason = self._text(reason)
         values = {"engaged": engaged, "engaged_by": by, "reason": reason, "at": at}
         with self._writing() as conn:
             updated = conn.execute(

@@ -21,8 +21,10 @@ Achieved RPO comes from the run record's objectives (a canary probe's measuremen
 
 Invariants: text is written about systems and signals, never about people as the subject
 of a failure; anything recorded verbatim (event messages, errors, evidence) is kept apart
-as `quoted` text; every string is passed through `redaction.redact` before it is
-returned, so no secret reaches any rendering.
+as `quoted` text; every string is passed through the run's redactor before it is
+returned (a parameter whose name looks secret or was declared `secret: true` is masked
+under its name, and the secret values the run bound wherever they appear), so no secret
+reaches any rendering.
 
 This module assembles the report and words the prose sections (metadata, summary,
 result, detection, recovery, what went well / wrong / lucky, appendix). The model is in
@@ -99,8 +101,13 @@ def build_postmortem(
     cmdb: cmdb_models.Catalog | None = None,
     kind: ReportKind = ReportKind.DRILL,
     status: ReviewStatus = ReviewStatus.DRAFT,
+    redactor: redaction.Redactor | None = None,
 ) -> PostMortem:
-    """The post-mortem of `run` (its record, timeline and journal), redacted."""
+    """The post-mortem of `run` (its record, timeline and journal), redacted.
+
+    `redactor` (the store's, in the process that ran the drill) also masks the secret values
+    that run bound; without one the pattern and secret-key rules still apply.
+    """
     facts = Facts.of(run, scenario)
     manual_steps = manual_steps_of(facts)
     findings = finding_rows(facts, manual_steps)
@@ -127,17 +134,20 @@ def build_postmortem(
         findings=findings,
         manual_steps=manual_steps,
     )
-    return _redacted(report)
+    return _redacted(report, redactor or redaction.Redactor())
 
 
-def _redacted(report: PostMortem) -> PostMortem:
-    def walk(value: Any) -> Any:
+def _redacted(report: PostMortem, redactor: redaction.Redactor) -> PostMortem:
+    """Every string masked; the value under a secret-looking key (a parameter) too."""
+
+    def walk(value: Any, key: str | None = None) -> Any:
         if isinstance(value, str):
-            return redaction.redact(value)
+            masked = redactor.json(value, key=key)
+            return masked if isinstance(masked, str) else redaction.MASK
         if isinstance(value, list):
-            return [walk(v) for v in value]
+            return [walk(v, key) for v in value]
         if isinstance(value, dict):
-            return {k: walk(v) for k, v in value.items()}
+            return {k: walk(v, str(k)) for k, v in value.items()}
         return value
 
     raw = report.model_dump(

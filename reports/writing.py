@@ -5,7 +5,9 @@ reports): it records the run's coverage facts once (failure mode and a content h
 every impacted CMDB service, as a `report-facts` event in the run's timeline, so
 coverage can tell later whether a service changed since), then writes
 `<reports_dir>/<run id>/postmortem.{md,html,json}` and `junit.xml`, and lints the
-Markdown (a generated report that does not lint clean is a bug: it is logged).
+Markdown (a generated report that does not lint clean is a bug: it is logged). The
+folders are created 0700 and the files 0600 (reports are private, whatever the umask), and
+the post-mortem is masked with the store's redactor (the secrets the run bound).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from orchestrator import journal, mutations, states
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import models as cmdb_models
-from reports import evidence, fingerprints, junit, linting, postmortem, rendering
+from reports import evidence, fingerprints, junit, linting, postmortem, redaction, rendering
 from scenarios import models
 
 log = logging.getLogger(__name__)
@@ -82,13 +84,14 @@ def write_for_run(
     scenario = evidence.scenario_for(run)
     record_facts(store, run, scenario=scenario, catalog=catalog)
     run_evidence = evidence.load(store, run.id)
-    report = postmortem.build_postmortem(run_evidence, scenario, cmdb=catalog)
-    folder = reports_dir / run.id
-    folder.mkdir(parents=True, exist_ok=True)
+    report = postmortem.build_postmortem(
+        run_evidence, scenario, cmdb=catalog, redactor=store.redactor
+    )
+    folder = redaction.private_folder(reports_dir / run.id)
     paths = {}
     for fmt in rendering.Format:
         path = folder / f"postmortem{fmt.suffix}"
-        path.write_text(rendering.render(report, fmt), encoding="utf-8")
+        redaction.write_private(path, rendering.render(report, fmt))
         paths[fmt] = path
     junit_path: Path | None = None
     if scenario is not None:

@@ -8,9 +8,14 @@ import sys
 import threading
 from pathlib import Path
 
+import psycopg
+import pytest
+import sqlalchemy as sa
+
 from orchestrator import journal as journaling
 from orchestrator import mutations, states
 from tests.engine_core import factories
+from tests.fixtures import stores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,3 +103,37 @@ def test_two_processes_opening_a_fresh_store_at_once_both_succeed(store_url: str
     outputs = [child.communicate()[0] for child in children]
     assert [child.returncode for child in children] == [0, 0, 0]
     assert outputs == ["ok\n"] * 3
+
+
+@pytest.mark.postgres
+def test_a_revert_mark_whose_connection_is_terminated_is_written_again_on_a_fresh_one(
+    postgres_url: str,
+) -> None:
+    # The server ends the backend (pg_terminate_backend) right as the "reverted" UPDATE is
+    # sent: the mark must still land, once, instead of reporting a done revert as failed.
+    store = journaling.open_store(postgres_url)
+    store.create_run(factories.make_run())
+    entry = store.record_intent(
+        states.RunId("run-1"), factories.set_value(name="web", previous=3, value=0)
+    )
+    store.mark_applied(entry.seq)
+    admin = stores.postgres_dsn_of(postgres_url).split("?")[0]
+    terminated: list[int] = []
+
+    def cut(conn: sa.Connection, _c: object, statement: str, *_a: object) -> None:
+        if not terminated and statement.lstrip().upper().startswith("UPDATE JOURNAL"):
+            pid = conn.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+            with psycopg.connect(admin, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            terminated.append(pid)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", cut)
+    try:
+        marked = store.mark_reverted(entry.seq)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", cut)
+
+    assert len(terminated) == 1
+    assert marked.state is mutations.EntryState.REVERTED
+    assert store.entry(entry.seq).state is mutations.EntryState.REVERTED
+    store.close()
