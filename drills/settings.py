@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import urllib.parse
 from collections.abc import Mapping
 
 import platformdirs
@@ -44,3 +45,20 @@ class Settings:
             cmdb_paths=cmdb,
             killswitch_file=pathlib.Path(killswitch) if killswitch else None,
         )
+
+
+def mask_url_password(url: str, text: str | None = None) -> str:
+    """`text` (default: `url` itself) with the password of `url` replaced by `***`.
+
+    For messages that name the database: `postgresql://user:***@host/db`.
+    """
+    shown = url if text is None else text
+    try:
+        password = urllib.parse.urlsplit(url).password
+    except ValueError:
+        return shown
+    if not password:
+        return shown
+    for form in {password, urllib.parse.unquote(password)}:
+        shown = shown.replace(f":{form}@", ":***@").replace(form, "***")
+    return shown

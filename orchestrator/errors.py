@@ -76,8 +76,52 @@ class ProviderPermanent(ProviderError):
     """A provider failure that retrying will not fix (forbidden, invalid, gone for good)."""
 
 
+class ProviderDenied(ProviderPermanent):
+    """The system answered but would not let us: not authenticated (401) or not allowed (403).
+
+    Permanent (retrying with the same credentials will not help), yet not the user's input
+    being wrong: like an outage, it means a system could not be used (exit code 5).
+    """
+
+
+class TargetReplaced(ProviderPermanent):
+    """The object a fault was made on was deleted and recreated by someone else mid-drill.
+
+    The new incarnation is not ours: its state may be deliberate, so it is never changed,
+    and the fault is never reported undone. A person must look at it.
+    """
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """Whether `exc` (or an error it was raised from) means a system was unreachable or refused us.
+
+    True for transient provider failures (connection refused, timeouts, 5xx, throttling) and
+    for `ProviderDenied` (401/403); False for everything else, invalid input included.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ProviderRetryable | ProviderDenied | StoreUnreachable):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class JournalError(OrchestratorError):
     """The journal could not be read or written, or an entry is not in the expected state."""
+
+
+class StoreUnreachable(JournalError):
+    """The run store could not be reached or opened; `url` has its password masked."""
+
+    def __init__(self, *, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = " ".join(reason.split())
+        super().__init__(
+            f"cannot open the journal (the run store) at {url}: {self.reason} (is the database"
+            " running, and is STORMDRILL_DATABASE_URL right?)"
+        )
 
 
 class StaleRun(JournalError):

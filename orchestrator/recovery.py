@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from orchestrator import context, engine, errors, journal, registry, states
+from orchestrator import context, engine, errors, journal, mutations, registry, rollback, states
 from scenarios import models
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,16 @@ def _recover_one(
 ) -> RecoveredRun:
     found = run.state
 
-    def move(current: states.Run, to: states.RunState, reason: str) -> states.Run:
+    def move(
+        current: states.Run,
+        to: states.RunState,
+        reason: str,
+        *,
+        leftovers: list[mutations.JsonValue] | None = None,
+    ) -> states.Run:
         moved = states.transition(current, to, reason=reason, at=datetime.now(UTC))
+        if leftovers is not None:
+            moved = dataclasses.replace(moved, record={**moved.record, "leftovers": leftovers})
         saved = store.save_run(moved, expected_state=current.state)
         store.append_event(
             run.id, kind="state", message=f"{to.value}: {reason}", data={"state": to.value}
@@ -132,10 +140,24 @@ def _recover_one(
     outcome = engine.revert_run(store=store, reg=reg, ctx=ctx, run_id=run.id, config=config)
     store.release_targets(run.id)
     if not outcome.ok:
-        failed = tuple(f"#{e.seq} {e.action} on {e.target}: {why}" for e, why in outcome.failed)
-        run = move(run, _S.ROLLBACK_FAILED, "recovery could not undo: " + "; ".join(failed))
+        failed = tuple(rollback.describe_leftover(e, why) for e, why in outcome.failed)
+        described: list[mutations.JsonValue] = [
+            rollback.leftover_json(e, why) for e, why in outcome.failed
+        ]
+        run = move(
+            run,
+            _S.ROLLBACK_FAILED,
+            "recovery could not undo: " + "; ".join(failed),
+            leftovers=described,
+        )
+        store.append_event(
+            run.id,
+            kind=rollback.ROLLBACK_FAILED_EVENT,
+            message=f"recovery could not undo {len(failed)} fault(s); they may remain",
+            data={"leftovers": described, "by": "recovery"},
+        )
         return RecoveredRun(run.id, found, run.state, len(outcome.reverted), failed, run.reason)
-    run = move(run, _S.VERIFYING, "recovery: every journaled fault undone")
+    run = move(run, _S.VERIFYING, "recovery: every journaled fault undone", leftovers=[])
     # A retried ROLLBACK_FAILED run ends as it meant to; a crashed run did not finish: FAILED.
     retried = found is _S.ROLLBACK_FAILED and run.ending is not None
     final = run.ending.state if retried and run.ending is not None else _S.FAILED

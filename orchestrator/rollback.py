@@ -16,6 +16,7 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -31,6 +32,63 @@ from orchestrator import errors, mutations, retrying
 log = logging.getLogger(__name__)
 
 Revert = Callable[[mutations.JournalEntry], None]
+
+ROLLBACK_FAILED_EVENT = "rollback-failed"
+"""Timeline event kind appended whenever a rollback (the engine's or recovery's) leaves faults
+behind; its data holds `leftovers` (see `leftover_json`). The hook point for notifications:
+a notifier watches the journal for this kind (none is wired yet)."""
+
+
+def _where(target: mutations.TargetRef) -> str:
+    parts = [
+        f"namespace {target.namespace}" if target.namespace else "",
+        f"region {target.region}" if target.region else "",
+    ]
+    shown = ", ".join(p for p in parts if p)
+    if shown:
+        return shown
+    return "cluster-scoped" if target.provider == "kubernetes" else "no region recorded"
+
+
+def _fault(entry: mutations.JournalEntry) -> str:
+    pairs = []
+    for key, value in sorted(entry.params.items()):
+        shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        pairs.append(f"{key}={shown}")
+    text = ", ".join(pairs)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def describe_leftover(entry: mutations.JournalEntry, error: str) -> str:
+    """One line for a person: which fault, on what, where, and why it is still there.
+
+    `#3 kubernetes.nodes.taint (effect=NoExecute, key=k) on kubernetes node n1
+    [cluster-scoped]: <why the undo failed>`
+    """
+    fault = _fault(entry)
+    return (
+        f"#{entry.seq} {entry.action}{f' ({fault})' if fault else ''} on"
+        f" {entry.target.provider} {entry.target.kind} {entry.target.name}"
+        f" [{_where(entry.target)}] (step {entry.step or '-'}): {error}"
+    )
+
+
+def leftover_json(entry: mutations.JournalEntry, error: str) -> dict[str, mutations.JsonValue]:
+    """A leftover for the run record and the `rollback-failed` event."""
+    return {
+        "seq": entry.seq,
+        "step": entry.step,
+        "action": entry.action,
+        "target": str(entry.target),
+        "provider": entry.target.provider,
+        "kind": entry.target.kind,
+        "name": entry.target.name,
+        "namespace": entry.target.namespace,
+        "region": entry.target.region,
+        "params": dict(entry.params),
+        "error": error,
+        "summary": describe_leftover(entry, error),
+    }
 
 
 class RevertRecorder(Protocol):

@@ -29,12 +29,12 @@ from orchestrator.cmdb import backstage
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import models as cmdb_models
 from reports import coverage as coverage_mod
-from reports import coverage_rendering, evidence, linting, policy, postmortem, rendering
-from scenarios import errors, library, loading
+from reports import coverage_rendering, evidence, linting, policy, postmortem, redaction, rendering
+from scenarios import errors, library, loading, secrets
 
 app = typer.Typer(help="Post-mortems, the blameless lint and drill coverage.", no_args_is_help=True)
 
-_err = rich.console.Console(stderr=True, highlight=False)
+_err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
 
 _CMDB_HELP = f"CMDB catalog file or folder (repeatable); defaults to ${backstage.ENV_VAR}."
 
@@ -52,28 +52,34 @@ def _user_errors() -> Iterator[None]:
             _err.print(str(problem), markup=False)
         raise typer.Exit(engine.ExitCode.INVALID) from None
     except errors.StormdrillError as exc:
-        _err.print(f"error: {exc}", markup=False)
+        _err.print(f"error: {secrets.redact(str(exc))}", markup=False)
         raise typer.Exit(engine.ExitCode.INVALID) from None
 
 
 def _catalog(
-    explicit: Sequence[Path], *, run: states.Run | None = None
+    explicit: Sequence[Path], *, run: states.Run | None = None, strict: bool = False
 ) -> cmdb_models.Catalog | None:
     paths = backstage.resolve_catalog_paths(list(explicit), os.environ)
+    catalog: cmdb_models.Catalog | None = None
     if paths:
-        return backstage.load_catalog(paths)
-    if run is not None and Path(run.environment_source).is_file():
+        catalog = backstage.load_catalog(paths, strict=strict)
+    elif run is not None and Path(run.environment_source).is_file():
         environment = loading.load_environment(Path(run.environment_source)).model
-        return binding.load_catalog(environment, explicit=[], env_vars=os.environ)
-    return None
+        catalog = binding.load_catalog(environment, explicit=[], env_vars=os.environ)
+    for line in backstage.refusal_lines(catalog, strict=strict):
+        _err.print(line, markup=False, soft_wrap=True)
+    return catalog
+
+
+_STRICT_HELP = "Fail (exit 3) if any CMDB catalog entity has an error, instead of leaving it out."
 
 
 def _emit(text: str, output: Path | None) -> None:
     if output is None:
         typer.echo(text, nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    redaction.private_folder(output.parent)
+    redaction.write_private(output, text)  # reports are private: 0600 (folders 0700)
     _err.print(f"wrote {output}", markup=False)
 
 
@@ -84,12 +90,13 @@ def report(
     ),
     output: Path | None = typer.Option(None, "-o", "--output", help="Write here, not stdout."),
     cmdb: list[Path] = typer.Option([], "--cmdb", help=_CMDB_HELP),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
 ) -> None:
     """Render a run's blameless post-mortem (JSON includes achieved_rto and target_rto, s)."""
     config = settings.Settings.from_env(os.environ)
     with _user_errors(), running.open_journal(config) as store:
         run_evidence = evidence.load(store, states.RunId(run_id))
-        catalog = _catalog(cmdb, run=run_evidence.run)
+        catalog = _catalog(cmdb, run=run_evidence.run, strict=strict)
         scenario = evidence.scenario_for(run_evidence.run)
         built = postmortem.build_postmortem(run_evidence, scenario, cmdb=catalog)
     _emit(rendering.render(built, output_format), output)
@@ -117,6 +124,7 @@ def lint_report(
 
 def coverage(
     cmdb: list[Path] = typer.Option([], "--cmdb", help=_CMDB_HELP),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     policy_path: Path | None = typer.Option(
         None, "--policy", help="Coverage policy YAML (default: the shipped policy)."
     ),
@@ -128,7 +136,7 @@ def coverage(
     """Which services are drilled for which failure modes, how recently, and how well."""
     config = settings.Settings.from_env(os.environ)
     with _user_errors():
-        catalog = _catalog(cmdb)
+        catalog = _catalog(cmdb, strict=strict)
         if catalog is None:
             raise binding.BindingError(f"no catalog: pass --cmdb PATH or set {backstage.ENV_VAR}")
         rules = policy.load(policy_path)

@@ -3,7 +3,9 @@
 Exit codes of `run` (for CI): 0 completed and the hypothesis held; 1 the hypothesis
 deviated (everything rolled back); 2 aborted (guardrail, probe, kill switch, operator);
 3 invalid input or refused by guardrails at plan time; 4 rollback failed (faults may
-remain — they are printed). User mistakes print `file:line:column: field: message`.
+remain — they are printed); 5 a system was unreachable or refused us (Kubernetes or AWS API,
+the run store), so the drill could not be planned or run. User mistakes print
+`file:line:column: field: message`.
 """
 
 from __future__ import annotations
@@ -26,18 +28,20 @@ import rich.text
 import typer
 
 from drills import binding, settings
-from orchestrator import engine, journal, mutations, planning, recovery, states
+from orchestrator import engine, journal, mutations, planning, recovery, rollback, states
+from orchestrator import errors as orchestrator_errors
+from orchestrator.cmdb import backstage
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import models as cmdb_models
 from orchestrator.providers.people import assignees
-from reports import junit, writing
-from scenarios import errors, loading, quantities
+from reports import coverage, junit, writing
+from scenarios import errors, loading, quantities, secrets
 
 app_runs = typer.Typer(help="List and show drill runs (newest first).", no_args_is_help=True)
 app_killswitch = typer.Typer(help="Engage or release the global kill switch.", no_args_is_help=True)
 
 _console = rich.console.Console(highlight=False)
-_err = rich.console.Console(stderr=True, highlight=False)
+_err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class OutputFormat(enum.StrEnum):
@@ -50,17 +54,39 @@ def _settings() -> settings.Settings:
 
 
 def open_journal(config: settings.Settings) -> journal.Journal:
-    """The run store named by settings (a SQLite file by default)."""
-    if config.database_url.startswith("sqlite:///"):
-        Path(config.database_url.removeprefix("sqlite:///")).parent.mkdir(
-            parents=True, exist_ok=True
+    """The run store named by settings (a SQLite file by default).
+
+    Every command opens the store here. A store that cannot be reached ends the command
+    with one line naming it (password masked) and why, and exit code 5; a URL that is not
+    usable at all is invalid input (exit 3).
+    """
+    url = config.database_url
+    try:
+        if url.startswith("sqlite:///"):
+            folder = Path(url.removeprefix("sqlite:///")).parent
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # the store is private
+        return journal.open_store(url)
+    except OSError as exc:
+        reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+        failure: orchestrator_errors.JournalError = orchestrator_errors.StoreUnreachable(
+            url=settings.mask_url_password(url), reason=reason
         )
-    return journal.open_store(config.database_url)
+        code = engine.ExitCode.UNREACHABLE
+    except orchestrator_errors.StoreUnreachable as exc:
+        failure, code = exc, engine.ExitCode.UNREACHABLE
+    except orchestrator_errors.JournalError as exc:
+        failure, code = exc, engine.ExitCode.INVALID
+    message = settings.mask_url_password(url, " ".join(str(failure).split()))
+    _err.print(f"error: {message}", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
 
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Print a user mistake plainly and exit 3 (invalid input), never with a traceback."""
+    """Print a user mistake plainly and exit 3 (invalid input), never with a traceback.
+
+    A system that could not be reached or refused us (Kubernetes, AWS, the store) exits 5.
+    """
     try:
         yield
     except errors.ScenarioInvalid as exc:
@@ -68,11 +94,22 @@ def _user_errors() -> Iterator[None]:
             _err.print(str(problem), markup=False, soft_wrap=True)
         raise typer.Exit(engine.ExitCode.INVALID) from None
     except (errors.StormdrillError, cmdb_errors.CmdbError) as exc:
-        _err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        _err.print(f"error: {secrets.redact(str(exc))}", markup=False, soft_wrap=True)
+        if orchestrator_errors.is_infrastructure(exc):
+            raise typer.Exit(engine.ExitCode.UNREACHABLE) from None
         raise typer.Exit(engine.ExitCode.INVALID) from None
 
 
 _ENV_HELP = "Environment name or file (e.g. staging, ./sandbox/environment.yaml)."
+_STRICT_HELP = "Refuse (exit 3) if any CMDB catalog entity has an error, instead of leaving it out."
+
+
+def _report_catalog(catalog: cmdb_models.Catalog | None, *, strict: bool) -> None:
+    """Say on stderr what the CMDB refused; with `strict`, raise `CatalogInvalid` instead."""
+    for line in backstage.refusal_lines(catalog, strict=strict):
+        _err.print(line, markup=False, soft_wrap=True)
+
+
 _SET_HELP = "Set a scenario parameter: --set zone=us-east-1b (repeatable)."
 
 
@@ -85,15 +122,18 @@ def plan(
     approved_by: list[str] = typer.Option([], "--approved-by", help="An approver (user ref)."),
     cmdb: list[Path] = typer.Option([], "--cmdb", help="CMDB catalog file or folder."),
     output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format"),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
 ) -> None:
     """Dry run: targets, counts vs limits, affected services, guardrail verdicts, rollback plan.
 
-    Touches nothing. Exits 0 when the drill may run, 3 when guardrails refuse it.
+    Touches nothing. Exits 0 when the drill may run, 3 when guardrails refuse it, 5 when a
+    system it must read (Kubernetes, AWS) is unreachable or refuses us.
     """
     config = _settings()
     with _user_errors():
         bound = binding.bind(target, env=env, sets=sets, approvals=approved_by)
         catalog = binding.load_catalog(bound.drill.environment, explicit=cmdb, env_vars=os.environ)
+        _report_catalog(catalog, strict=strict)
         with open_journal(config) as store:
             eng = binding.make_engine(
                 store=store,
@@ -102,11 +142,37 @@ def plan(
                 killswitch_file=config.killswitch_file,
             )
             drill_plan = eng.plan(bound.drill)
+    cells = coverage.plan_cells(drill_plan, catalog)
+    warning = coverage.reach_warning(drill_plan, catalog)
+    if warning is not None:
+        _err.print(f"warning: {warning}", markup=False)
+    values, keys = engine.secret_values(bound.drill)
+    masking = secrets.Redactor().with_secrets(values, keys=keys)
     if output_format is OutputFormat.JSON:
-        typer.echo(json.dumps(plan_json(drill_plan), indent=2))
+        body = plan_json(drill_plan)
+        body["coverage"] = None if cells is None else [dataclasses.asdict(c) for c in cells]
+        typer.echo(json.dumps(masking.json(body), indent=2))
     else:
-        show_plan(drill_plan)
+        with _console.capture() as shown:
+            show_plan(drill_plan)
+            _show_cells(cells)
+        typer.echo(masking.text(shown.get()), nl=False)
     raise typer.Exit(engine.ExitCode.INVALID if drill_plan.refused else 0)
+
+
+def _show_cells(cells: list[coverage.CountedCell] | None) -> None:
+    """Which coverage cells (service and failure mode) a run of this plan will count for."""
+    if cells is None:
+        return
+    if not cells:
+        _console.print("[bold]Coverage[/bold]: a run of this plan counts for no cell.")
+        return
+    table = rich.table.Table(title="Coverage cells a run will count for (service, mode)")
+    for column in ("service", "mode", "distance"):
+        table.add_column(column)
+    for cell in cells:
+        table.add_row(cell.service, cell.mode, str(cell.distance))
+    _console.print(table)
 
 
 def plan_json(drill_plan: planning.Plan) -> dict[str, mutations.JsonValue]:
@@ -193,7 +259,7 @@ def show_plan(drill_plan: planning.Plan) -> None:
         steps.add_row(
             sp.step.name,
             sp.step.kind.value,
-            "; ".join(f"{m.action} {m.target}" for m in sp.mutations),
+            "; ".join(planning.describe_mutation(m) for m in sp.mutations),
         )
     _console.print(steps)
     rollback = drill_plan.rollback_plan()
@@ -212,6 +278,7 @@ def run(
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
     approved_by: list[str] = typer.Option([], "--approved-by", help="An approver (user ref)."),
     cmdb: list[Path] = typer.Option([], "--cmdb", help="CMDB catalog file or folder."),
+    strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
     junit_path: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
     auto_ack: str | None = typer.Option(
         None, "--auto-ack", help="Acknowledge manual steps automatically after DURATION (e.g. 2s)."
@@ -227,6 +294,7 @@ def run(
     with _user_errors():
         bound = binding.bind(target, env=env, sets=sets, approvals=approved_by)
         catalog = binding.load_catalog(bound.drill.environment, explicit=cmdb, env_vars=os.environ)
+        _report_catalog(catalog, strict=strict)
         engine_config = engine.EngineConfig(auto_ack_s=_seconds(auto_ack, "--auto-ack"))
         if stability is not None:
             engine_config = dataclasses.replace(
@@ -346,7 +414,12 @@ def summarise(outcome: engine.RunOutcome, store: journal.Journal) -> None:
         )
     for entry, error in outcome.leftovers:
         _err.print(
-            f"LEFTOVER: #{entry.seq} {entry.action} on {entry.target}: {error}",
+            f"LEFTOVER: {rollback.describe_leftover(entry, error)}", markup=False, soft_wrap=True
+        )
+    if outcome.leftovers:
+        _err.print(
+            f"{len(outcome.leftovers)} fault(s) may still be in effect; they stay in the journal."
+            f" Fix the cause, then run `stormdrill recover --run {run_.id}`.",
             markup=False,
             soft_wrap=True,
         )
@@ -457,7 +530,7 @@ def recover(
                 markup=False,
             )
             for failure in item.failed:
-                _err.print(f"LEFTOVER: {failure}", markup=False)
+                _err.print(f"LEFTOVER: {failure}", markup=False, soft_wrap=True)
             if item.failed:
                 exit_code = engine.ExitCode.ROLLBACK_FAILED
             _write_recovered_reports(store, item.run_id, reports_dir=config.reports_dir)

@@ -3,7 +3,8 @@
 Invariants:
 - Throttling (`Throttling`, `ThrottlingException`, `RequestLimitExceeded`,
   `TooManyRequestsException`), any 5xx answer and connection failures become
-  `errors.ProviderRetryable`; every other SDK error becomes
+  `errors.ProviderRetryable`; permission and credential refusals (`DENIED_CODES`, 401/403)
+  become `errors.ProviderDenied`; every other SDK error becomes
   `errors.ProviderPermanent(f"{target}: {message}")`.
 - Code that expects a particular AWS error (NotFound while undoing, Duplicate while
   re-authorising) catches `ClientError` *inside* `edge(...)` and checks `code(exc)`;
@@ -35,6 +36,21 @@ SERVER_CODES: Final = frozenset(
     {"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable"}
 )
 
+DENIED_CODES: Final = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "AuthFailure",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "SignatureDoesNotMatch",
+    }
+)
+"""Not allowed or not authenticated: `ProviderDenied` (a system refused us, exit code 5)."""
+
 ClientError = botocore_errors.ClientError
 
 
@@ -59,6 +75,8 @@ def wrap(exc: Exception, target: object) -> errors.ProviderError:
     if isinstance(exc, botocore_errors.ClientError):
         if code(exc) in THROTTLING_CODES or code(exc) in SERVER_CODES or _status(exc) >= 500:
             return errors.ProviderRetryable(f"{target}: {_message(exc)} (transient; retrying)")
+        if code(exc) in DENIED_CODES or _status(exc) in (401, 403):
+            return errors.ProviderDenied(f"{target}: {_message(exc)}")
         return errors.ProviderPermanent(f"{target}: {_message(exc)}")
     if isinstance(exc, botocore_errors.ConnectionError | botocore_errors.HTTPClientError):
         return errors.ProviderRetryable(f"{target}: cannot reach AWS: {exc}")

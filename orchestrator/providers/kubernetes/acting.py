@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import pydantic
 
 from orchestrator import errors, mutations, registry
-from orchestrator.providers.kubernetes import connection, healing
+from orchestrator.providers.kubernetes import connection, healing, objects
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,10 @@ class MarkedAction(registry.Action[P], Generic[P]):
             log.info("%s on %s changed nothing; nothing to undo", undo.action, target)
             return
         run_id = token_str(undo, "runId") or str(ctx.run_id)
+        conn = connection.from_context(ctx)
+        _refuse_replaced(conn, target)
         healed = healing.heal(
-            connection.from_context(ctx),
+            conn,
             target,
             run_id=run_id,
             keys={entry},
@@ -110,3 +112,22 @@ class MarkedAction(registry.Action[P], Generic[P]):
         )
         if not healed:
             log.info("%s on %s: already undone or never applied", undo.action, target)
+
+
+def _refuse_replaced(conn: connection.KubeConnection, target: mutations.TargetRef) -> None:
+    """`errors.TargetReplaced` if the object now under `target`'s name is another incarnation.
+
+    Someone deleted and recreated it during the drill: whatever it carries now was put there
+    by them (even a copy of our fault), so it is neither touched nor reported undone.
+    """
+    if not target.uid:
+        return
+    current = objects.read(conn, target)
+    found = str((current or {}).get("metadata", {}).get("uid") or "")
+    if current is None or found == target.uid:
+        return
+    raise errors.TargetReplaced(
+        f"{target}: deleted and recreated by someone else during the drill (uid {target.uid}"
+        f" is now {found}); the fault may no longer be ours, so the new object was not touched."
+        " A person must check it (and remove the fault by hand if it is still there)"
+    )

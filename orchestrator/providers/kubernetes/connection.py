@@ -7,7 +7,8 @@ Invariants:
 - Every API call goes through `KubeConnection.call`, which asks for the raw JSON answer (no
   model round-trip on reads), applies the request timeout, and maps SDK errors: 409, 429, 5xx,
   timeouts and connection errors to `ProviderRetryable` (subclasses in `kube_errors`), 404 to
-  `kube_errors.NotFound`, other 4xx to `ProviderPermanent` naming the object and the reason.
+  `kube_errors.NotFound`, 401/403 to `ProviderDenied`, other 4xx to `ProviderPermanent` naming
+  the object and the reason.
 - Objects travel inside this package as `KubeObject`: the API's own JSON, never modified in place.
 """
 
@@ -162,6 +163,8 @@ def translate(exc: Any, *, what: str) -> errors.ProviderError:
         return kube_errors.TooManyRequests(detail, delay=_retry_after(exc))
     if status == 0 or status >= 500:
         return errors.ProviderRetryable(detail, delay=_retry_after(exc))
+    if status in (401, 403):
+        return errors.ProviderDenied(detail)
     return errors.ProviderPermanent(detail)
 
 
