@@ -4,25 +4,37 @@ The matrix has a row per CMDB service (grouped by system, sorted by tier then na
 column per failure mode: `availability-zone`, `region`, `third-party:<vendor>` for each
 vendor in the catalog, `dependency`, `key-person`, plus any mode a scenario declares.
 
-A cell's state, from the latest finished run that covers it (refused runs touched
-nothing and do not count):
+A run's outcome (`outcome_of`) is PASSED (completed, hypothesis held), FAILED (the
+hypothesis deviated — a probe breached its tolerance, even in a run that later crashed —
+or the rollback failed and faults may remain) or INCONCLUSIVE: the run says nothing about
+the service because it was refused at plan time (guardrails, or planning could not
+reach a system), the orchestrator crashed and recovery ended it, a step failed on an
+error (an API that answered 500, a timeout), or it was aborted (operator, kill switch,
+deadline, a steady state already broken before the drill) before a probe breached.
+
+A cell's state, from the latest *conclusive* covering run (an inconclusive run neither
+erases an earlier pass nor counts as a failure; it is counted beside the cell):
 - NOT_APPLICABLE: the mode cannot hit the service (a vendor has no zones; a service with
   no dependency has no dependency to lose; `third-party:V` only where V is reached).
 - NOT_RUN: no run covers it.
-- FAILED: the latest covering run did not pass (hypothesis deviated, aborted, failed,
-  rollback failed) or it missed the service's RTO for that mode (achieved RTO divided by
-  the run's time scale, against the CMDB objective).
+- INCONCLUSIVE: runs cover it, but none was conclusive.
+- FAILED: the latest conclusive covering run failed, or it missed the service's RTO for
+  that mode (achieved RTO divided by the run's time scale, against the CMDB objective).
 - EXPIRED: the latest covering run passed, but longer ago than the policy window for the
   service's tier ("by time"), or the service's CMDB entry changed since ("by change": its
   `fingerprints.of_service` hash differs from the one recorded with the run; a run with
   no recorded hash is judged by time only).
 - PASSED: otherwise.
-A run covers (service, mode) when its failure mode is the mode's and the service is in
-the run's impact; for `dependency` the service must be downstream of the target (it is
-the one losing a dependency); for `third-party:V` the vendor V must be in the impact too.
+A run covers (service, mode) when its failure mode is the mode's and the service is among
+the services the run reached (`reports.impact.reached`: recorded at plan time from its
+targets' CMDB links and `spec.services`, the same set its post-mortem's impact table
+shows); for `dependency` the service must be downstream of the target (it is the one
+losing a dependency); for `third-party:V` the vendor V must have been reached too.
+`counted_cells` answers, for a plan, which cells its run will count for.
 
 Roll-ups count required cells only: the share with a fresh pass, and a score averaging
-PASSED 100, EXPIRED 75, FAILED 50, NOT_RUN 0 (Gremlin's reliability-score weighting).
+PASSED 100, EXPIRED 75, FAILED 50, INCONCLUSIVE 0, NOT_RUN 0 (Gremlin's reliability-score
+weighting; an inconclusive run proved nothing about the service).
 Pure functions: the clock, catalog, policy and run summaries are passed in.
 """
 
@@ -35,9 +47,9 @@ import enum
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
-from orchestrator import journal, states
+from orchestrator import journal, planning, states
 from orchestrator.cmdb import models as cmdb_models
-from reports import evidence, fingerprints, policy, postmortem
+from reports import evidence, fingerprints, impact, policy, postmortem
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +61,7 @@ class CellState(enum.StrEnum):
     PASSED = "PASSED"
     EXPIRED = "EXPIRED"
     FAILED = "FAILED"
+    INCONCLUSIVE = "INCONCLUSIVE"
     NOT_RUN = "NOT_RUN"
     NOT_APPLICABLE = "NOT_APPLICABLE"
 
@@ -57,6 +70,7 @@ WEIGHTS: Mapping[CellState, int] = {
     CellState.PASSED: 100,
     CellState.EXPIRED: 75,
     CellState.FAILED: 50,
+    CellState.INCONCLUSIVE: 0,
     CellState.NOT_RUN: 0,
 }
 """Score weights of required cells (Gremlin's reliability-score weighting)."""
@@ -79,6 +93,8 @@ class RunSummary:
     """Real-world seconds (measured RTO divided by the run's time scale)."""
     open_actions: Mapping[str, int] = dataclasses.field(default_factory=dict)
     """Service short name -> action items the run's post-mortem gives it."""
+    inconclusive: str | None = None
+    """Why the run says nothing about the services it reached; None: it is conclusive."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +113,9 @@ class Cell:
     target_rto_s: float | None
     why: str
     open_actions: int
+    inconclusive_runs: int = 0
+    """Covering runs that were inconclusive and newer than the run the state comes from
+    (all covering runs when the state is INCONCLUSIVE)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,28 +155,62 @@ class Matrix:
 # -- from the store ----------------------------------------------------------------------
 
 
+def outcome_of(run_evidence: evidence.RunEvidence) -> tuple[bool, str | None]:
+    """(passed, why inconclusive) of a finished run, by the rules in the module docstring."""
+    run = run_evidence.run
+    if run.record.get("refused") is True:
+        return False, f"refused at plan time, nothing was touched ({run.reason})"
+    if _breached(run_evidence) or run.state is states.RunState.ROLLBACK_FAILED:
+        return False, None
+    if run.state is states.RunState.COMPLETED and run.verdict is states.Verdict.HELD:
+        return True, None
+    crashed = any(
+        e.kind == "state" and e.data.get("state") == "crashed" for e in run_evidence.events
+    )
+    if crashed:
+        return False, f"the orchestrator crashed; recovery ended the run {run.state.value}"
+    if run.state is states.RunState.FAILED:
+        return False, f"the drill failed on an error, not a probe ({run.reason})"
+    return False, f"ended {run.state.value} before the hypothesis was judged ({run.reason})"
+
+
+def _breached(run_evidence: evidence.RunEvidence) -> bool:
+    """Whether the hypothesis deviated: the verdict says so, a probe step failed, or a
+    probe went past its tolerance during the drill (seen even when no verdict was given)."""
+    if run_evidence.run.verdict is states.Verdict.DEVIATED:
+        return True
+    for event in run_evidence.events:
+        if event.kind == "deviation":
+            return True
+        if event.kind == "probe" and event.data.get("phase") == "during":
+            streak, tolerance = event.data.get("streak"), event.data.get("tolerance")
+            if isinstance(streak, int) and isinstance(tolerance, int) and streak > tolerance:
+                return True
+    return False
+
+
 def summarise(
     run_evidence: evidence.RunEvidence,
     *,
     failure_mode: str,
     catalog: cmdb_models.Catalog | None,
 ) -> RunSummary | None:
-    """The coverage view of one run; None for runs that never touched anything."""
+    """The coverage view of one finished run; None for a run not finished yet."""
     run = run_evidence.run
-    if not run.terminal or run.finished_at is None or run.record.get("refused") is True:
+    if not run.terminal or run.finished_at is None:
         return None
-    impacted: dict[str, int] = {}
-    for row in evidence.record_list(run.record, "impact"):
-        if isinstance(row, Mapping) and isinstance(row.get("ref"), str):
-            distance = row.get("distance")
-            impacted[str(row["ref"])] = distance if isinstance(distance, int) else 0
+    recorded = bool(evidence.record_list(run.record, "impact"))
+    scenario = None if recorded else evidence.scenario_for(run)
+    impacted = {r.ref: r.distance for r in impact.reached(run, scenario, catalog)}
     facts = evidence.facts(run_evidence)
-    recorded = facts.get("fingerprints")
-    hashes = {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, Mapping) else {}
+    hashes_raw = facts.get("fingerprints")
+    hashes = (
+        {str(k): str(v) for k, v in hashes_raw.items()} if isinstance(hashes_raw, Mapping) else {}
+    )
     objectives = evidence.record_object(run.record, "objectives")
     achieved = evidence.record_number(objectives, "achieved_rto_s")
     scale = evidence.record_number(run.record, "time_scale") or 1.0
-    passed = run.state is states.RunState.COMPLETED and run.verdict is states.Verdict.HELD
+    passed, inconclusive = outcome_of(run_evidence)
     open_actions: dict[str, int] = {}
     if not passed:
         report = postmortem.build_postmortem(run_evidence, evidence.scenario_for(run), cmdb=catalog)
@@ -171,22 +224,21 @@ def summarise(
         failure_mode=failure_mode,
         finished_at=run.finished_at,
         passed=passed,
-        result=f"{run.state.value}/{verdict}",
+        result=f"{run.state.value}/{verdict}" + ("/refused" if run.record.get("refused") else ""),
         impacted=impacted,
         fingerprints=hashes,
         achieved_rto_s=None if achieved is None else achieved / scale,
         open_actions=open_actions,
+        inconclusive=inconclusive,
     )
 
 
 def load_summaries(
     store: journal.Journal, *, catalog: cmdb_models.Catalog | None, limit: int | None = 1000
 ) -> list[RunSummary]:
-    """Summaries of the finished runs in `store` (newest first)."""
+    """Summaries of the finished runs in `store` (newest first), refused ones included."""
     found: list[RunSummary] = []
     for run in store.list_runs(states_in=states.TERMINAL, limit=limit):
-        if run.record.get("refused") is True:
-            continue
         run_evidence = evidence.load(store, run.id)
         mode = evidence.facts(run_evidence).get("failure_mode")
         if not isinstance(mode, str):
@@ -265,6 +317,62 @@ def _covers(run: RunSummary, service: cmdb_models.Service, mode: str) -> bool:
     return True
 
 
+@dataclasses.dataclass(frozen=True)
+class CountedCell:
+    """A (service, mode) cell a planned drill will count for, and how it reaches it."""
+
+    service: str
+    mode: str
+    distance: int
+
+
+def counted_cells(
+    catalog: cmdb_models.Catalog, *, failure_mode: str, impacted: Mapping[str, int]
+) -> list[CountedCell]:
+    """The cells a run of `failure_mode` that reaches `impacted` (ref -> distance) counts for."""
+    probe = RunSummary(
+        run_id="plan",
+        scenario="",
+        failure_mode=failure_mode,
+        finished_at=dt.datetime.min.replace(tzinfo=dt.UTC),
+        passed=True,
+        result="",
+        impacted=impacted,
+        fingerprints={},
+        achieved_rto_s=None,
+    )
+    found = []
+    for service in sorted(catalog.services.values(), key=lambda s: (s.tier, s.ref)):
+        for mode in modes_for(catalog, [failure_mode]):
+            if _applicable(catalog, service, mode)[0] and _covers(probe, service, mode):
+                found.append(CountedCell(str(service.ref), mode, impacted.get(str(service.ref), 0)))
+    return found
+
+
+def plan_cells(
+    drill_plan: planning.Plan, catalog: cmdb_models.Catalog | None
+) -> list[CountedCell] | None:
+    """The cells `drill_plan`'s run will count for; None without a CMDB (nothing to say)."""
+    if catalog is None or drill_plan.impact is None:
+        return None
+    impacted = {str(item.ref): item.distance for item in drill_plan.impact.services}
+    mode = drill_plan.drill.scenario.spec.failure_mode.value
+    return counted_cells(catalog, failure_mode=mode, impacted=impacted)
+
+
+def reach_warning(drill_plan: planning.Plan, catalog: cmdb_models.Catalog | None) -> str | None:
+    """A warning when the drill reaches no CMDB service (so no coverage cell will count it)."""
+    if catalog is None or drill_plan.impact is None or drill_plan.impact.services:
+        return None
+    drill = drill_plan.drill
+    return (
+        f"{drill.scenario_source}: spec.targets: scenario {drill.scenario.metadata.name} reaches"
+        " no CMDB service, so coverage will not count its runs; list them in spec.services,"
+        " or link the targets in the CMDB (backstage.io/kubernetes-label-selector or"
+        " kubernetes-id, stormdrill.dev/aws-tags or aws-resources, stormdrill.dev/vendor-cidrs)"
+    )
+
+
 def _cell(
     *,
     catalog: cmdb_models.Catalog,
@@ -309,8 +417,26 @@ def _cell(
     )
     if not covering:
         return base
-    latest = covering[0]
+    conclusive = [r for r in covering if r.inconclusive is None]
+    if not conclusive:
+        latest = covering[0]
+        return dataclasses.replace(
+            base,
+            state=CellState.INCONCLUSIVE,
+            why=f"{len(covering)} covering run(s), none conclusive; the latest was "
+            f"{latest.inconclusive}",
+            last_run=latest.run_id,
+            last_run_at=latest.finished_at,
+            last_result=latest.result,
+            inconclusive_runs=len(covering),
+        )
+    latest = conclusive[0]
+    later = sum(
+        1 for r in covering if r.inconclusive is not None and r.finished_at > latest.finished_at
+    )
     state, why = _judge(latest, service, target_s=target_s, window=need.window, now=now)
+    if later:
+        why += f"; {later} later run(s) inconclusive"
     return dataclasses.replace(
         base,
         state=state,
@@ -322,6 +448,7 @@ def _cell(
         open_actions=0
         if state is CellState.PASSED
         else latest.open_actions.get(service.ref.short, 0),
+        inconclusive_runs=later,
     )
 
 

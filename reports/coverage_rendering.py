@@ -1,8 +1,10 @@
 """Coverage rendering: the matrix as a terminal table (rich), Markdown, HTML, JSON and CSV.
 
-The terminal table fits 100 columns: one short code per cell (PASS, EXPD, FAIL, ----,
-n/a; a `*` marks cells the policy requires) and abbreviated mode headers, with a legend
-and the roll-ups below. The other formats carry every field of every cell.
+The terminal table fits 100 columns: one short code per cell (PASS, EXPD, FAIL, INCL,
+----, n/a; a `?` marks a cell with inconclusive runs newer than the one it is judged by,
+a `*` cells the policy requires) and abbreviated mode headers, with a legend and the
+roll-ups below. The other formats carry every field of every cell, including
+`inconclusive_runs`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ SHORT: Mapping[coverage.CellState, str] = {
     coverage.CellState.PASSED: "PASS",
     coverage.CellState.EXPIRED: "EXPD",
     coverage.CellState.FAILED: "FAIL",
+    coverage.CellState.INCONCLUSIVE: "INCL",
     coverage.CellState.NOT_RUN: "----",
     coverage.CellState.NOT_APPLICABLE: "n/a",
 }
@@ -41,6 +44,7 @@ STYLE: Mapping[coverage.CellState, str] = {
     coverage.CellState.PASSED: "green",
     coverage.CellState.EXPIRED: "yellow",
     coverage.CellState.FAILED: "bold red",
+    coverage.CellState.INCONCLUSIVE: "magenta",
     coverage.CellState.NOT_RUN: "red",
     coverage.CellState.NOT_APPLICABLE: "dim",
 }
@@ -61,7 +65,8 @@ def header(mode: str) -> str:
 
 
 def cell_code(cell: coverage.Cell) -> str:
-    return SHORT[cell.state] + ("*" if cell.required else "")
+    later = cell.inconclusive_runs and cell.state is not coverage.CellState.INCONCLUSIVE
+    return SHORT[cell.state] + ("?" if later else "") + ("*" if cell.required else "")
 
 
 def _percent(rollup: coverage.Rollup) -> str:
@@ -96,7 +101,9 @@ def table(matrix: coverage.Matrix) -> list[rich.console.RenderableType]:
         previous = system
     legend = rich.text.Text(
         "PASS fresh pass · EXPD stale (time or CMDB change) · FAIL latest run failed · "
-        "---- not run · n/a not applicable · * required by policy · acts: open action items",
+        "INCL only inconclusive runs (refused, crashed, failed on an error) · ? later runs "
+        "inconclusive · ---- not run · n/a not applicable · * required by policy · "
+        "acts: open action items",
         style="dim",
     )
     rollups = rich.table.Table(title="Roll-ups (required cells with a fresh pass; score)")
@@ -130,6 +137,7 @@ def to_json(matrix: coverage.Matrix) -> str:
             "target_rto_s": c.target_rto_s,
             "why": c.why,
             "open_actions": c.open_actions,
+            "inconclusive_runs": c.inconclusive_runs,
         }
 
     def rollup(r: coverage.Rollup) -> dict[str, object]:
@@ -186,6 +194,7 @@ def to_csv(matrix: coverage.Matrix) -> str:
             "achieved_rto_s",
             "target_rto_s",
             "open_actions",
+            "inconclusive_runs",
             "why",
         ]
     )
@@ -208,6 +217,7 @@ def to_csv(matrix: coverage.Matrix) -> str:
                     "" if c.achieved_rto_s is None else f"{c.achieved_rto_s:.3f}",
                     "" if c.target_rto_s is None else f"{c.target_rto_s:g}",
                     c.open_actions,
+                    c.inconclusive_runs,
                     c.why,
                 ]
             )
@@ -219,7 +229,9 @@ def to_markdown(matrix: coverage.Matrix) -> str:
         f"# Drill coverage (policy {matrix.policy})",
         "",
         f"Generated {rendering.utc(matrix.generated_at)}. Cells: PASS fresh pass, EXPD stale,"
-        " FAIL latest run failed, ---- not run, n/a not applicable; `*` required by policy.",
+        " FAIL latest run failed, INCL only inconclusive runs (refused, crashed, failed on an"
+        " error), ---- not run, n/a not applicable; `?` later runs inconclusive, `*` required"
+        " by policy.",
         "",
         "| System | Service | Tier | " + " | ".join(matrix.modes) + " | Open actions |",
         "|" + "---|" * (len(matrix.modes) + 4),
@@ -249,7 +261,9 @@ def to_markdown(matrix: coverage.Matrix) -> str:
             )
     lines += [
         "",
-        "Score: the mean over required cells of PASSED 100, EXPIRED 75, FAILED 50, NOT_RUN 0.",
+        "Score: the mean over required cells of "
+        + ", ".join(f"{state.value} {weight}" for state, weight in coverage.WEIGHTS.items())
+        + ".",
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,17 +1,22 @@
 """Impact: the services a run's fault reached (or a finding flagged), and who owns them.
 
-`impact_of` lists the impacted services from the CMDB catalog (dependency distance,
-path, tier, owner, on-call, RTO/RPO objectives) or, without a usable catalog, from the
-rows recorded in the run record. `with_findings` labels rows with their findings and
-adds a "flagged by analysis" row for each service a finding names but the fault did not
-reach. `Owners` answers which service and owning team a signal (a probe name) speaks of.
+`reached` is the one answer to "which CMDB services did this run reach": the rows the
+engine recorded at plan time (`record.impact`: the services its targets belong to — by
+label selector, `kubernetes-id`, AWS tags and ids, vendor CIDRs — plus `spec.services`,
+and everything depending on them), so a catalog changed since cannot change it. The
+post-mortem's impact table and the coverage matrix both read it. `impact_of` turns it
+into report rows, filled in from the CMDB catalog (title, people, on-call, RTO/RPO) where
+the service is still there. `with_findings` labels rows with their findings and adds a
+"flagged by analysis" row for each service a finding names but the fault did not reach.
+`Owners` answers which service and owning team a signal (a probe name) speaks of.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
-from orchestrator import mutations, states
+from orchestrator import states
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import impact as cmdb_impact
 from orchestrator.cmdb import models as cmdb_models
@@ -21,48 +26,126 @@ from reports.sections import FindingRow, ImpactRow
 from scenarios import models
 
 
+@dataclasses.dataclass(frozen=True)
+class Reached:
+    """One service a run reached: its canonical ref and how far from a target."""
+
+    ref: str
+    distance: int
+    """0 for a targeted service, 1 for a direct dependent, …"""
+    path: tuple[str, ...] = ()
+    """Refs from the target to this service, both included; () when not recorded."""
+    tier: int | None = None
+    owner: str | None = None
+
+    @property
+    def targeted(self) -> bool:
+        return self.distance == 0
+
+
+def reached(
+    run: states.Run, scenario: models.Scenario | None, catalog: cmdb_models.Catalog | None
+) -> list[Reached]:
+    """The CMDB services `run` reached, as recorded when it was planned (see the docstring).
+
+    A run planned without a CMDB recorded none; then `spec.services` is walked in
+    `catalog` (the only services it can be said to have reached).
+    """
+    found: list[Reached] = []
+    for row in ev.record_list(run.record, "impact"):
+        if not isinstance(row, Mapping) or not isinstance(row.get("ref"), str):
+            continue
+        distance, tier, owner, path = (row.get(k) for k in ("distance", "tier", "owner", "path"))
+        found.append(
+            Reached(
+                ref=str(row["ref"]),
+                distance=distance if isinstance(distance, int) else 0,
+                path=tuple(str(p) for p in path) if isinstance(path, list) else (),
+                tier=tier if isinstance(tier, int) else None,
+                owner=str(owner) if owner else None,
+            )
+        )
+    if found or catalog is None or scenario is None:
+        return found
+    walked = _walk(catalog, [str(ref) for ref in scenario.spec.services])
+    return [
+        Reached(
+            ref=str(item.ref),
+            distance=item.distance,
+            path=tuple(str(ref) for ref in item.path),
+            tier=item.tier,
+            owner=str(item.owner),
+        )
+        for item in (walked.services if walked is not None else ())
+    ]
+
+
+def _walk(catalog: cmdb_models.Catalog, raws: Sequence[str]) -> cmdb_impact.Impact | None:
+    refs = []
+    for raw in dict.fromkeys(raws):
+        try:
+            ref = catalog.lookup(raw)
+        except cmdb_errors.CmdbError:
+            continue
+        if ref in catalog.services or ref in catalog.systems or ref in catalog.apis:
+            refs.append(ref)
+    return cmdb_impact.impact(catalog, refs) if refs else None
+
+
 def impact_of(
     run: states.Run,
     scenario: models.Scenario | None,
     catalog: cmdb_models.Catalog | None,
     failure_mode: str,
 ) -> list[ImpactRow]:
-    recorded = [row for row in ev.record_list(run.record, "impact") if isinstance(row, Mapping)]
-    targeted: list[str] = [
-        str(row.get("ref")) for row in recorded if row.get("distance") == 0 and row.get("ref")
-    ]
-    if scenario is not None:
-        targeted += [str(ref) for ref in scenario.spec.services]
-    if catalog is None:
-        return [_recorded_row(row) for row in recorded]
-    refs = []
-    for raw in dict.fromkeys(targeted):
-        try:
-            refs.append(catalog.lookup(raw))
-        except cmdb_errors.CmdbError:
-            continue
-    refs = [r for r in refs if r in catalog.services or r in catalog.systems or r in catalog.apis]
-    if not refs:
-        return [_recorded_row(row) for row in recorded]
-    reached = cmdb_impact.impact(catalog, refs)
-    return [_catalog_row(item, catalog, failure_mode) for item in reached.services]
+    """The impact table: `reached`, with CMDB details where the catalog still has them.
+
+    A path not recorded (runs planned before paths were) is taken from `catalog`'s walk
+    from the recorded targets when it reaches the service, else the service alone.
+    """
+    found = reached(run, scenario, catalog)
+    walked = (
+        _walk(catalog, [r.ref for r in found if r.targeted])
+        if catalog is not None and any(not r.path for r in found)
+        else None
+    )
+    rows = []
+    for item in found:
+        path = list(item.path)
+        if not path and walked is not None and catalog is not None:
+            known = walked.get(catalog.lookup(item.ref)) if _known(catalog, item.ref) else None
+            path = [str(ref) for ref in known.path] if known is not None else []
+        service = catalog_service(catalog, item.ref)
+        if catalog is not None and service is not None:
+            rows.append(_catalog_row(service, item, path or [item.ref], catalog, failure_mode))
+        else:
+            rows.append(_recorded_row(item, path or [item.ref]))
+    return rows
 
 
-def _recorded_row(row: Mapping[str, mutations.JsonValue]) -> ImpactRow:
-    ref = str(row.get("ref", "?"))
-    tier = row.get("tier")
-    distance = row.get("distance")
-    owner = row.get("owner")
+def _short(ref: str) -> str:
+    """`checkout` for `component:default/checkout`, `shop/checkout` in another namespace."""
+    try:
+        return cmdb_models.EntityRef.parse(ref).short
+    except cmdb_errors.CmdbError:
+        return short_name(ref)
+
+
+def _known(catalog: cmdb_models.Catalog, ref: str) -> bool:
+    return catalog_service(catalog, ref) is not None
+
+
+def _recorded_row(item: Reached, path: Sequence[str]) -> ImpactRow:
     return ImpactRow(
-        ref=ref,
-        name=ref.rpartition("/")[2],
+        ref=item.ref,
+        name=item.ref.rpartition("/")[2],
         title=None,
         system=None,
-        tier=tier if isinstance(tier, int) else None,
-        distance=distance if isinstance(distance, int) else 0,
-        path=[ref.rpartition("/")[2]],
-        targeted=distance == 0,
-        owner=str(owner).rpartition("/")[2] if owner else None,
+        tier=item.tier,
+        distance=item.distance,
+        path=[_short(ref) for ref in path],
+        targeted=item.targeted,
+        owner=item.owner.rpartition("/")[2] if item.owner else None,
         owner_people=[],
         on_call=[],
         target_rto_s=None,
@@ -71,9 +154,12 @@ def _recorded_row(row: Mapping[str, mutations.JsonValue]) -> ImpactRow:
 
 
 def _catalog_row(
-    item: cmdb_impact.ImpactedService, catalog: cmdb_models.Catalog, failure_mode: str
+    service: cmdb_models.Service,
+    item: Reached,
+    path: Sequence[str],
+    catalog: cmdb_models.Catalog,
+    failure_mode: str,
 ) -> ImpactRow:
-    service = item.service
     rto = service.objectives.rto_for(failure_mode)
     rpo = service.objectives.rpo_for(failure_mode)
     return ImpactRow(
@@ -83,8 +169,8 @@ def _catalog_row(
         system=service.system.short if service.system else None,
         tier=service.tier,
         distance=item.distance,
-        path=[ref.short for ref in item.path],
-        targeted=item.distance == 0,
+        path=[_short(ref) for ref in path],
+        targeted=item.targeted,
         owner=service.owner.short,
         owner_people=[ref.short for ref in service.people.owners],
         on_call=[str(r.name) for r in catalog.rotations_for(service.ref)],
@@ -136,8 +222,8 @@ def with_findings(
     for ref, found in labels.items():
         service = catalog_service(catalog, ref)
         if catalog is not None and service is not None:
-            item = cmdb_impact.ImpactedService(service=service, distance=0, path=(service.ref,))
-            row = _catalog_row(item, catalog, failure_mode)
+            item = Reached(ref=str(service.ref), distance=0)
+            row = _catalog_row(service, item, [item.ref], catalog, failure_mode)
         else:
             row = ImpactRow(
                 ref=ref,

@@ -11,6 +11,8 @@ Probe cases: `before` fails if the steady state did not hold before the drill; `
 fails when the run's verdict is DEVIATED and the probe reported unhealthy (failures the
 probe's tolerance absorbed are listed in `system-out`, not failed); `after` fails when
 the last sample after rollback is unhealthy.
+Samples are counted by `run_facts.probe_samples`, the count the post-mortem quotes
+(`during`: from the first fault on; earlier ones are named apart, not counted).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from orchestrator import journal, states
-from reports import redaction
+from reports import redaction, run_facts
 from scenarios import models
 
 
@@ -117,27 +119,31 @@ def _guardrail_cases(events: Sequence[journal.Event], prefix: str) -> list[Case]
 
 
 def _probe_cases(run: states.Run, events: Sequence[journal.Event], prefix: str) -> list[Case]:
-    samples: dict[tuple[str, str], list[journal.Event]] = {}
-    for event in events:
-        name, ok = event.data.get("probe"), event.data.get("ok")
-        if event.kind != "probe" or not isinstance(name, str) or not isinstance(ok, bool):
-            continue
-        samples.setdefault((name, str(event.data.get("phase", ""))), []).append(event)
+    t0 = run_facts.first_fault_at(run.record, events)
     found: list[Case] = []
-    for (name, phase), taken in samples.items():
-        bad = [e for e in taken if e.data.get("ok") is False]
-        seconds = (taken[-1].at - taken[0].at).total_seconds()
+    for counted in run_facts.probe_samples(events, t0=t0):
+        name, phase, taken, bad = counted.probe, counted.phase, counted.samples, counted.failures
+        span = taken or counted.before_fault
+        seconds = (span[-1].at - span[0].at).total_seconds() if span else 0.0
         summary = f"{name} [{phase}]: {len(bad)} of {len(taken)} sample(s) unhealthy"
+        if phase == "during" and t0 is not None:
+            summary += " after the first fault"
         if bad:
             summary += f"; first at {bad[0].at.strftime('%H:%M:%S.%f')[:-3]}Z: {bad[0].message}"
+        early_bad = [e for e in counted.before_fault if e.data.get("ok") is False]
+        if counted.before_fault:
+            summary += (
+                f" ({len(counted.before_fault)} sample(s) before the first fault, "
+                f"{len(early_bad)} unhealthy, not counted)"
+            )
         failure: str | None = None
         if phase == "before" and bad:
             failure = f"steady state did not hold before the drill: {summary}"
         elif phase == "during" and bad and run.verdict is states.Verdict.DEVIATED:
             failure = f"hypothesis breached: {summary}"
-        elif phase == "after" and taken[-1].data.get("ok") is False:
+        elif phase == "after" and taken and taken[-1].data.get("ok") is False:
             failure = f"not recovered after rollback: {summary}"
-        output = summary if bad and failure is None else None
+        output = summary if (bad or early_bad) and failure is None else None
         found.append(
             Case(
                 f"{prefix}.probes",
@@ -220,7 +226,6 @@ def render(*, run: states.Run, events: Sequence[journal.Event], scenario: models
 def write(
     path: Path, *, run: states.Run, events: Sequence[journal.Event], scenario: models.Scenario
 ) -> Path:
-    """Write the JUnit XML of a run to `path` (folders created)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(run=run, events=events, scenario=scenario), encoding="utf-8")
-    return path
+    """Write the JUnit XML of a run to `path`, private (folders created 0700, the file 0600)."""
+    redaction.private_folder(path.parent)
+    return redaction.write_private(path, render(run=run, events=events, scenario=scenario))

@@ -1,17 +1,20 @@
 """Run facts: what happened in one run, distilled once from its evidence for the post-mortem.
 
 `Facts.of(evidence, scenario)` reads the run record, timeline and journal once: probe
-behaviour after the first fault (`ProbeRun`), aborts, errors, findings, manual steps and
-acknowledgements, changes by journal state, and the RTO/RPO objectives. Also the small
-readers every post-mortem section shares: elapsed `seconds`, `fmt_seconds` for people,
-`short_name` of a ref, `event_text` of event data, and `FAILURE_MODE_TEXT`.
+behaviour while the fault was in place (`ProbeRun`, from `probe_samples`), aborts,
+errors, findings, manual steps and acknowledgements, changes by journal state, and the
+RTO/RPO objectives. Also the small readers every post-mortem section shares: elapsed
+`seconds`, `fmt_seconds` for people, `short_name` of a ref, `event_text` of event data,
+and `FAILURE_MODE_TEXT`.
 
 Invariants: nothing reads a clock (times come from the evidence); `Facts` is internal to
-the post-mortem modules and never leaves `reports`.
+the post-mortem modules and never leaves `reports`. `probe_samples` is the one count of
+probe samples: the post-mortem and the JUnit XML both quote it, so they never disagree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
@@ -29,8 +32,60 @@ FAILURE_MODE_TEXT: Mapping[str, str] = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class ProbeSamples:
+    """The samples of one probe in one phase (`before`, `during`, `after`), as counted.
+
+    `during` counts only the samples taken at or after the first fault (all of them when
+    no fault was applied); the ones taken earlier are `before_fault`, listed apart.
+    """
+
+    probe: str
+    phase: str
+    samples: tuple[journal.Event, ...]
+    failures: tuple[journal.Event, ...]
+    before_fault: tuple[journal.Event, ...] = ()
+
+
+def first_fault_at(
+    record: Mapping[str, mutations.JsonValue], events: Sequence[journal.Event]
+) -> dt.datetime | None:
+    """T0: the recorded first fault, else the first applied mutation in the timeline."""
+    return ev.record_time(ev.record_object(record, "objectives"), "t0") or _first_applied(events)
+
+
+def probe_samples(events: Sequence[journal.Event], *, t0: dt.datetime | None) -> list[ProbeSamples]:
+    """Every probe's samples per phase, in the order first seen (see `ProbeSamples`).
+
+    A sample is a `probe` event with a probe name and a boolean `ok`: timed-out and hung
+    checks are journaled as failed samples and count like any other.
+    """
+    grouped: dict[tuple[str, str], list[journal.Event]] = {}
+    for event in events:
+        name, ok = event.data.get("probe"), event.data.get("ok")
+        if event.kind != "probe" or not isinstance(name, str) or not isinstance(ok, bool):
+            continue
+        grouped.setdefault((name, str(event.data.get("phase", ""))), []).append(event)
+    found = []
+    for (name, phase), taken in grouped.items():
+        early: list[journal.Event] = []
+        if phase == models.Phase.DURING.value and t0 is not None:
+            early = [e for e in taken if e.at < t0]
+            taken = [e for e in taken if e.at >= t0]
+        found.append(
+            ProbeSamples(
+                probe=name,
+                phase=phase,
+                samples=tuple(taken),
+                failures=tuple(e for e in taken if e.data.get("ok") is False),
+                before_fault=tuple(early),
+            )
+        )
+    return found
+
+
 class ProbeRun:
-    """How one probe behaved after the first fault."""
+    """How one probe behaved while the fault was in place (its counted `during` samples)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -58,18 +113,14 @@ class Facts:
             else (mode if isinstance(mode, str) else "custom")
         )
         self.time_scale = ev.record_number(record, "time_scale") or 1.0
-        self.t0 = ev.record_time(self.objectives, "t0") or _first_applied(run.events)
+        self.t0 = first_fault_at(record, run.events)
         self.probes: dict[str, ProbeRun] = {}
-        for event in run.of_kind("probe"):
-            name, ok = event.data.get("probe"), event.data.get("ok")
-            if not isinstance(name, str) or not isinstance(ok, bool):
+        for counted in probe_samples(run.events, t0=self.t0):
+            if self.t0 is None or counted.phase != models.Phase.DURING.value:
                 continue
-            if self.t0 is None or event.at < self.t0 or event.data.get("phase") == "before":
-                continue
-            probe = self.probes.setdefault(name, ProbeRun(name))
-            probe.samples += 1
-            if not ok:
-                probe.failures.append(event)
+            probe = self.probes.setdefault(counted.probe, ProbeRun(counted.probe))
+            probe.samples = len(counted.samples)
+            probe.failures = list(counted.failures)
         self.failing = [p for p in self.probes.values() if p.failures]
         self.aborts = run.of_kind("abort")
         self.abort_requests = run.of_kind("abort-request")

@@ -3,7 +3,9 @@
 `impact` walks the reverse dependency graph (who depends on whom) breadth-first from
 the targeted services, so every impacted service carries its shortest path from a
 target; cycles end the walk at services already reached. `services_for_kubernetes`
-and `services_for_aws` map workloads and AWS resources to the services they belong to.
+and `services_for_aws` map workloads and AWS resources to the services they belong to;
+`services_for_addresses` maps the addresses a network fault cuts (`cidr`/`cidrs`,
+`port`/`ports` in an action's parameters) to the vendors reached there.
 Invariants: pure functions of the catalog; results are sorted (tier, then distance,
 then ref), so the same catalog and targets always give the same answer.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import ipaddress
 from collections.abc import Iterable, Mapping
 
 from orchestrator.cmdb import errors, models
@@ -180,6 +183,65 @@ def services_for_aws(
             continue
         matches.append(service)
     return _sorted(matches)
+
+
+def services_for_addresses(
+    catalog: models.Catalog, *, cidrs: Iterable[str], ports: Iterable[int] = ()
+) -> list[models.Service]:
+    """Vendors (`stormdrill.dev/vendor-cidrs`) reached at `cidrs` on `ports`.
+
+    A vendor matches when one of its CIDR blocks overlaps one of `cidrs` (so cutting
+    `0.0.0.0/0` reaches every IPv4 vendor) and, when both sides name ports, they share
+    one. Text that is not a CIDR block is ignored (the action validates its own input).
+    """
+    networks = []
+    for raw in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(str(raw).strip(), strict=False))
+        except ValueError:
+            continue
+    wanted_ports = set(ports)
+    matches = []
+    for service in catalog.services.values():
+        vendor = service.vendor
+        if vendor is None or not vendor.cidrs:
+            continue
+        if wanted_ports and vendor.ports and not wanted_ports.intersection(vendor.ports):
+            continue
+        if any(
+            mine.version == theirs.version and mine.overlaps(theirs)
+            for mine in networks
+            for theirs in vendor.cidrs
+        ):
+            matches.append(service)
+    return _sorted(matches)
+
+
+def addresses_in(params: Mapping[str, object]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The (CIDR blocks, ports) an action's parameters name (`cidr`, `cidrs`, `port`, `ports`).
+
+    Every network action of the built-in providers takes its addresses under these keys;
+    anything else in `params` is not an address and is ignored.
+    """
+    cidrs = [str(v).strip() for v in _values(params, "cidr", "cidrs") if isinstance(v, str)]
+    ports: list[int] = []
+    for value in _values(params, "port", "ports"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            ports.append(value)
+        elif isinstance(value, str) and value.strip().isdigit():
+            ports.append(int(value))
+    return tuple(c for c in cidrs if c), tuple(ports)
+
+
+def _values(params: Mapping[str, object], *keys: str) -> list[object]:
+    found: list[object] = []
+    for key in keys:
+        value = params.get(key)
+        if isinstance(value, list | tuple):
+            found.extend(value)
+        elif value is not None:
+            found.append(value)
+    return found
 
 
 def _sorted(services: Iterable[models.Service]) -> list[models.Service]:

@@ -160,7 +160,13 @@ def test_score_uses_the_documented_weights(catalog: cmdb_models.Catalog) -> None
     states = sorted(c.state.value for c in web)
     expected = sum(coverage.WEIGHTS[c.state] for c in web) / len(web)
     assert "PASSED" in states and "EXPIRED" in states and "FAILED" in states
-    assert coverage.WEIGHTS == {S.PASSED: 100, S.EXPIRED: 75, S.FAILED: 50, S.NOT_RUN: 0}
+    assert coverage.WEIGHTS == {
+        S.PASSED: 100,
+        S.EXPIRED: 75,
+        S.FAILED: 50,
+        S.INCONCLUSIVE: 0,
+        S.NOT_RUN: 0,
+    }
     tier1 = next(r for r in matrix.by_tier if r.label == "tier 1")
     assert tier1.score is not None and 0 < tier1.score < 100 and expected > 0
 
