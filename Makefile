@@ -1,5 +1,6 @@
 # Stormdrill: `make demo` runs the main job on embedded defaults; `make test` runs every check.
-# Both create or refresh the virtual environment themselves (Python 3.11+, from requirements.lock).
+# Both create or refresh the virtual environment themselves (Python 3.11+, from requirements.lock,
+# which pins the dev and sandbox extras too: the demo and the tests need the sandbox).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv 2>&1 | grep -v 'is ignored' || true
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
-	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e '.[sandbox]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -42,7 +43,7 @@ pytest: install services
 test: lint typecheck layers pytest
 
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra sandbox -o requirements.lock --python-version 3.11
 
 clean:
 	rm -rf $(VENV) .stormdrill .mypy_cache .ruff_cache .pytest_cache

@@ -6,7 +6,9 @@ Invariants:
   ("already undone" and "never happened" are success).
 - Actions and probes are classes constructed without arguments; clients and the
   run reach them through the `ProviderContext` the engine passes to every call.
-- There is no global registry: `default_registry()` builds a fresh one.
+- There is no global registry: `default_registry()` builds a fresh, empty one and
+  `orchestrator.providers.builtin.registry_with_builtins()` one with every provider we ship
+  (this module imports no provider).
 - Names are dotted lower-case (`kubernetes.nodes.drain`), unique across actions
   and probes, and checked when registered.
 """
@@ -345,9 +347,10 @@ class Registry:
 
 
 def default_registry(extra: Iterable[ActionClass | ProbeClass] = ()) -> Registry:
-    """A fresh registry with the built-in providers (and `extra`) registered.
+    """A fresh registry with only `extra` registered: no provider, no probe.
 
-    The provider packages register here as they land (kubernetes, aws, people).
+    The built-in providers are wired by `orchestrator.providers.builtin.registry_with_builtins()`
+    (core modules never import a provider); tests use this one to register their own fakes.
     """
     registry = Registry()
     registry.register(*extra)

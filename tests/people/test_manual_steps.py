@@ -8,8 +8,9 @@ import pytest
 from typer import testing
 
 from drills import cli
-from orchestrator import engine, journal, mutations, states
-from orchestrator.providers.people import assignees, errors
+from orchestrator import engine, errors, journal, mutations, states
+from orchestrator import manual as manual_rules
+from orchestrator.providers.people import errors as people_errors
 from tests.people import drills
 
 
@@ -32,7 +33,7 @@ def test_the_remaining_on_call_acknowledges_and_the_drill_completes(store: journ
     def listen(kind: str, _message: str, data: Mapping[str, mutations.JsonValue]) -> None:
         if kind == "manual":
             run_id = str(store.list_runs(limit=1)[0].id)
-            assignees.check_ack(
+            manual_rules.check_ack(
                 store.events(states.RunId(run_id)), run_id=run_id, step="task", by="bob"
             )
             _ack(store, run_id, by="bob")
@@ -58,7 +59,7 @@ def test_absent_and_outside_people_are_refused_and_the_step_times_out(
         events = store.events(states.RunId(run_id))
         for who in ("alice", "user:default/dave"):
             with pytest.raises(errors.AckRejected) as caught:
-                assignees.check_ack(events, run_id=run_id, step="task", by=who)
+                manual_rules.check_ack(events, run_id=run_id, step="task", by=who)
             refusals.append(str(caught.value))
         _ack(store, run_id, by="dave")  # written past the check (as a buggy client might)
 
@@ -125,7 +126,7 @@ def test_absence_of_an_unknown_person_names_the_ref_and_suggests_the_closest(
 ) -> None:
     eng = drills.make_engine(store)
 
-    with pytest.raises(errors.UnknownPerson) as caught:
+    with pytest.raises(people_errors.UnknownPerson) as caught:
         eng.plan(drills.drill_input(drills.scenario(absent="user:default/alcie")))
 
     message = str(caught.value)

@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import threading
@@ -22,22 +23,27 @@ import urllib.parse
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-import boto3
-from botocore import config as botocore_config
-from botocore import credentials as botocore_credentials
-from botocore import session as botocore_session
-
-from orchestrator import errors
+from orchestrator import errors, lazy
 from orchestrator.providers.aws import wrapping
 from scenarios import models
 
 if TYPE_CHECKING:
+    import boto3
+    import boto3.session
+    from botocore import config as botocore_config
+    from botocore import credentials as botocore_credentials
+    from botocore import session as botocore_session
     from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_rds import RDSClient
     from mypy_boto3_sts import STSClient
+else:  # imported when a run first connects (`stormdrill validate` never does)
+    boto3 = lazy.Module("boto3")
+    botocore_config = lazy.Module("botocore.config")
+    botocore_credentials = lazy.Module("botocore.credentials")
+    botocore_session = lazy.Module("botocore.session")
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +51,19 @@ PROVIDER: Final = "aws"
 ROLE_SESSION_NAME: Final = "stormdrill"
 POOL_MAXSIZE: Final = 32
 """Connections per client (botocore's default is 10, below the rollback concurrency of 16)."""
-_CLIENT_CONFIG: Final = botocore_config.Config(
-    retries={"total_max_attempts": 1, "mode": "standard"},
-    connect_timeout=5,
-    read_timeout=30,
-    max_pool_connections=POOL_MAXSIZE,
-)
+
+
+@functools.cache
+def _client_config() -> botocore_config.Config:
+    """Every client's configuration: one attempt, short timeouts, `POOL_MAXSIZE` connections."""
+    return botocore_config.Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=POOL_MAXSIZE,
+    )
+
+
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
 
 
@@ -91,7 +104,7 @@ class AwsConnection:
                     service,  # type: ignore[call-overload]
                     region_name=self.region,
                     endpoint_url=self.endpoint_url,
-                    config=_CLIENT_CONFIG,
+                    config=_client_config(),
                 )
             return self._clients[service]
 
@@ -156,14 +169,17 @@ def _base_session(
     return session
 
 
-class _AssumedRoleProvider(botocore_credentials.CredentialProvider):
-    """Credentials of `role_arn`, assumed with the base session and refreshed before expiry."""
+class _AssumedRoleProvider:
+    """Credentials of `role_arn`, assumed with the base session and refreshed before expiry.
+
+    A botocore credential provider by shape (`METHOD`, `CANONICAL_NAME`, `load`), not by
+    base class, so that defining it does not import botocore's credentials machinery.
+    """
 
     METHOD = "stormdrill-assume-role"
     CANONICAL_NAME = "stormdrill-assume-role"
 
     def __init__(self, sts: STSClient, role_arn: str) -> None:
-        super().__init__()
         self._sts = sts
         self._role_arn = role_arn
 
@@ -190,7 +206,7 @@ def _assumed_session(
     base: boto3.session.Session, access: models.AwsAccess, role_arn: str
 ) -> boto3.session.Session:
     sts: STSClient = base.client(
-        "sts", region_name=access.region, endpoint_url=access.endpoint_url, config=_CLIENT_CONFIG
+        "sts", region_name=access.region, endpoint_url=access.endpoint_url, config=_client_config()
     )
     core = botocore_session.get_session()
     resolver = core.get_component("credential_provider")

@@ -32,7 +32,7 @@ PROBES = (alarms.CloudWatchAlarm,)
 
 
 def register(registry: registries.Registry) -> None:
-    """Add the AWS provider to `registry` (called by `registry.default_registry()`)."""
+    """Add the AWS provider to `registry` (called by `builtin.registry_with_builtins()`)."""
     registry.register_connector(connecting.PROVIDER, connecting.connect)
     registry.register(*ACTIONS, *PROBES)
     registry.register_resolver(resolving.AwsResolver())

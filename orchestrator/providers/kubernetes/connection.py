@@ -23,14 +23,16 @@ from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import urllib3
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 
-from orchestrator import errors, registry
+from orchestrator import errors, lazy, registry
 from orchestrator.providers.kubernetes import errors as kube_errors
 from scenarios import models
 
 log = logging.getLogger(__name__)
+
+k8s_client: Any = lazy.Module("kubernetes.client")
+k8s_config: Any = lazy.Module("kubernetes.config")
+"""The official client, imported when a run first connects (`stormdrill validate` never does)."""
 
 PROVIDER = "kubernetes"
 DEFAULT_REQUEST_TIMEOUT_S = 15.0
@@ -180,9 +182,9 @@ def connect(environment: models.Environment) -> KubeConnection:
     try:
         configuration = k8s_client.Configuration()
         if access.in_cluster:
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            k8s_config.load_incluster_config(client_configuration=configuration)
         else:
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            k8s_config.load_kube_config(
                 config_file=str(access.kubeconfig),
                 context=access.context,
                 client_configuration=configuration,

@@ -1,6 +1,8 @@
 """Plugin: registers the Kubernetes provider (connector, actions, probes, resolver, sweeper).
 
-`registry.default_registry()` calls `register(registry)`; nothing happens at import time.
+`orchestrator.providers.builtin.registry_with_builtins()` calls `register(registry)`;
+registering has no side effect beyond the given registry and nothing connects until a run
+asks for the "kubernetes" connection; nothing happens at import time.
 """
 
 from __future__ import annotations

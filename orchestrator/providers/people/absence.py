@@ -3,7 +3,8 @@
 Invariants:
 - The absence itself is one journaled mutation per person (`people person user:…`): while
   it is applied (not yet reverted) the person is absent for the run, so manual steps are
-  never assigned to them (`absent_people`). Undoing it changes nothing outside the journal.
+  never assigned to them (`orchestrator.manual.absent_people` reads these entries).
+  Undoing it changes nothing outside the journal.
 - When the scenario asks (`revoke: [kubernetes-rbac, aws-iam]`), the live revocations are
   composed from the other providers' actions — `kubernetes.rbac.revoke-subject` (the
   person's User subject in every binding) and `aws.iam.suspend-access` (the IAM user of the
@@ -16,21 +17,19 @@ Invariants:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import pydantic
 from pydantic import alias_generators
 
-from orchestrator import errors, mutations, registry
-from orchestrator.cmdb import models as cmdb
+from orchestrator import errors, manual, mutations, registry
 from orchestrator.providers.aws import connecting as aws_connecting
 from orchestrator.providers.aws import suspending
 from orchestrator.providers.kubernetes import acting, rbac
 from orchestrator.providers.people import connecting, directory
 
-NAME = "people.mark-unavailable"
-STILL_IN_EFFECT = frozenset({mutations.EntryState.INTENDED, mutations.EntryState.APPLIED})
+NAME = manual.ABSENCE_ACTION
 
 
 class Revocation(enum.StrEnum):
@@ -142,14 +141,3 @@ class MarkUnavailable(registry.Action[MarkParams]):
         if undo.action == NAME:
             return  # the absence ends when its entry is reverted
         _delegate(undo.action).revert(ctx, undo=undo)
-
-
-def absent_people(entries: Iterable[mutations.JournalEntry]) -> frozenset[cmdb.EntityRef]:
-    """Who a run has marked absent and not yet made available again."""
-    return frozenset(
-        directory.ref_of_target(entry.target)
-        for entry in entries
-        if entry.action == NAME
-        and entry.target.kind == directory.PERSON
-        and entry.state in STILL_IN_EFFECT
-    )

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Collection
 from datetime import datetime
 
+from orchestrator import manual
 from orchestrator.cmdb import models as cmdb
 
 MIN_RESPONDERS = 2
@@ -102,5 +103,4 @@ def on_call_now(
     rotation: cmdb.Rotation, *, at: datetime, absent: Collection[cmdb.EntityRef] = ()
 ) -> tuple[cmdb.EntityRef, ...]:
     """Everyone reachable on any layer of `rotation` at `at`, in escalation order."""
-    people = [person for layer in rotation.layers for person in layer.on_call_at(at)]
-    return tuple(person for person in dict.fromkeys(people) if person not in absent)
+    return tuple(person for person in manual.on_call(rotation, at=at) if person not in absent)

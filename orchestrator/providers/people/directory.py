@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from orchestrator import mutations
+from orchestrator import manual, mutations
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import models as cmdb
 from orchestrator.providers.people import connecting, errors
 
-PERSON = "person"
+PERSON = manual.PERSON
 TEAM = "team"
 
 
@@ -61,26 +61,6 @@ def team(catalog: cmdb.Catalog, raw: str, *, where: str) -> cmdb.EntityRef:
     return ref
 
 
-def members(catalog: cmdb.Catalog, ref: cmdb.EntityRef) -> tuple[cmdb.EntityRef, ...]:
-    """The people `ref` stands for: a user itself, a group's members and its sub-groups'."""
-    if ref.kind is cmdb.EntityKind.USER:
-        return (ref,)
-    found: list[cmdb.EntityRef] = []
-    seen: set[cmdb.EntityRef] = set()
-    pending = [ref]
-    while pending:
-        current = pending.pop(0)
-        if current in seen:
-            continue
-        seen.add(current)
-        group = catalog.groups.get(current)
-        if group is None:
-            continue
-        found.extend(group.members)
-        pending.extend(group.children)
-    return tuple(dict.fromkeys(found))
-
-
 def target_ref(ref: cmdb.EntityRef) -> mutations.TargetRef:
     """The `TargetRef` of a person or team."""
     kind = PERSON if ref.kind is cmdb.EntityKind.USER else TEAM
@@ -99,7 +79,7 @@ def people_of(
     """Every person the person/team targets stand for, in order, without repeats."""
     found: list[cmdb.EntityRef] = []
     for target in targets:
-        found.extend(members(catalog, ref_of_target(target)))
+        found.extend(manual.members(catalog, ref_of_target(target)))
     return list(dict.fromkeys(found))
 
 

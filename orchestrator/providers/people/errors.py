@@ -1,4 +1,4 @@
-"""People provider errors: an absence naming nobody, an acknowledgement from the wrong person.
+"""People provider errors: an absence or a target naming nobody, a repository git cannot read.
 
 Every error here is a `StormdrillError`; those raised while planning or running a drill
 are `ProviderPermanent` (the engine stops the run and rolls back). Messages name the ref,
@@ -36,7 +36,3 @@ class UnknownPerson(PeopleError):
 
 class GitFailed(PeopleError):
     """`git` could not read a repository's history (truck-factor analysis)."""
-
-
-class AckRejected(errors.OrchestratorError):
-    """An acknowledgement of a manual step came from someone who may not act on it."""
