@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator import journal, states
+from orchestrator import journal, records, states
 from reports import evidence, linting, postmortem, rendering
 
 
@@ -27,7 +27,9 @@ def build_run(store: journal.Journal, events: int) -> states.RunId:
         environment_source="staging.yaml",
         owner=states.Owner(host="bench", pid=1, token="t"),
         at=start,
-        record={"time_scale": 1.0, "objectives": {"t0": start.isoformat(), "achieved_rto_s": 42.0}},
+        record=records.RunRecord(
+            time_scale=1.0, objectives=records.Objectives(t0=start, achieved_rto_s=42.0)
+        ),
     )
     store.create_run(run)
     for i in range(events):

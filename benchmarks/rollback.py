@@ -6,7 +6,7 @@ table and writes `benchmarks/results/rollback-<date>.json` and `rollback-latest.
 What it measures (see benchmarks/README.md for how to read the figures):
 - Rollback: N nodes of a 1,000-node sandbox are cordoned for real (the Kubernetes provider's
   cordon action, journalled in a SQLite journal as the engine does), then undone with
-  `engine.revert_run` at concurrency 1 and at the default, with `FaultConfig.latency_s` on
+  `rollback.revert_run` at concurrency 1 and at the default, with `FaultConfig.latency_s` on
   every API request. Each figure is reported only after checking that every node is
   schedulable again and carries no marker, and that the journal has nothing left to undo.
 - The journal floor: the same `revert_run` over N journalled no-op mutations (no API calls),
@@ -56,6 +56,7 @@ from orchestrator import (
     mutations,
     planning,
     registry,
+    rollback,
     states,
 )
 from orchestrator.providers.kubernetes import acting, markers
@@ -477,12 +478,12 @@ def _journal_floor(workdir: pathlib.Path, *, n: int, concurrency: int) -> float:
             entry = store.record_intent(run.id, mutation)
             store.mark_applied(entry.seq)
         started = time.perf_counter()
-        outcome = engine.revert_run(
+        outcome = rollback.revert_run(
             store=store,
             reg=reg,
             ctx=ctx,
             run_id=run.id,
-            config=engine.EngineConfig(rollback_concurrency=concurrency),
+            concurrency=concurrency,
             listener=_live_view(),
         )
         elapsed = time.perf_counter() - started
@@ -527,12 +528,12 @@ def measure_rollback(
             sandbox.set_latency(config.latency_s)
             calls_before = sandbox.api.request_count
             started = time.perf_counter()
-            outcome = engine.revert_run(
+            outcome = rollback.revert_run(
                 store=store,
                 reg=reg,
                 ctx=ctx,
                 run_id=run.id,
-                config=engine.EngineConfig(rollback_concurrency=concurrency),
+                concurrency=concurrency,
                 listener=_live_view(),
             )
             wall = time.perf_counter() - started

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from orchestrator import engine as engine_mod
 from orchestrator import journal, mutations, planning, registry
-from orchestrator.cmdb import backstage
 from orchestrator.cmdb import models as cmdb_models
 from orchestrator.providers import builtin
 from scenarios import documents, errors, loading, models, parameters, substituting
@@ -104,13 +103,13 @@ def bind(
         search.insert(0, drill_doc.folder)
     env_path = find_environment(env_ref, search=search)
     environment = loading.load_environment(env_path)
-    values: dict[str, object] = {}
+    values: dict[str, parameters.ParamInput] = {}
     if drill_doc is not None:
         values.update(drill_doc.model.spec.parameters)
     values.update(parse_sets(sets))
-    env_values: Mapping[str, object] = dict(environment.model.spec.parameters)
-    bound = substituting.bind(scenario_doc, values, environment=env_values)  # type: ignore[arg-type]
-    scenario = substituting.render(scenario_doc, values, environment=env_values)  # type: ignore[arg-type]
+    env_values: Mapping[str, parameters.ParamInput] = dict(environment.model.spec.parameters)
+    bound = substituting.bind(scenario_doc, values, environment=env_values)
+    scenario = substituting.render_bound(scenario_doc, bound)
     recorded = [a.by for a in drill_doc.model.spec.approvals] if drill_doc else []
     drill = planning.DrillInput(
         scenario=scenario,
@@ -131,17 +130,6 @@ def _json(value: parameters.ParamValue) -> mutations.JsonValue:
     if isinstance(value, str | int | float | bool):
         return value
     return str(value)
-
-
-def load_catalog(
-    environment: models.Environment, *, explicit: Sequence[Path], env_vars: Mapping[str, str]
-) -> cmdb_models.Catalog | None:
-    """The CMDB for a run: `--cmdb`, else the Environment's, else STORMDRILL_CMDB; None if none."""
-    environment_paths = list(environment.spec.cmdb.backstage) if environment.spec.cmdb else None
-    paths = backstage.resolve_catalog_paths(explicit, env_vars, environment=environment_paths)
-    if not paths:
-        return None
-    return backstage.load_catalog(paths)
 
 
 def make_registry() -> registry.Registry:

@@ -7,6 +7,7 @@ environment at import time.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import urllib.parse
 from collections.abc import Mapping
@@ -14,6 +15,8 @@ from collections.abc import Mapping
 import platformdirs
 
 APP_NAME = "stormdrill"
+CMDB_ENV_VAR = "STORMDRILL_CMDB"
+"""CMDB catalog files or folders, separated by `os.pathsep` (the default of `--cmdb`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +39,8 @@ class Settings:
             env.get("STORMDRILL_DATABASE_URL") or f"sqlite:///{data_dir / 'stormdrill.db'}"
         )
         reports_dir = pathlib.Path(env.get("STORMDRILL_REPORTS_DIR") or data_dir / "reports")
-        cmdb = tuple(pathlib.Path(p) for p in env.get("STORMDRILL_CMDB", "").split(":") if p)
+        raw_cmdb = env.get(CMDB_ENV_VAR, "")
+        cmdb = tuple(pathlib.Path(p) for p in raw_cmdb.split(os.pathsep) if p.strip())
         killswitch = env.get("STORMDRILL_KILLSWITCH_FILE")
         return cls(
             data_dir=data_dir,

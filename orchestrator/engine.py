@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import pathlib
 import threading
@@ -28,25 +29,27 @@ from orchestrator import (
     canary,
     context,
     errors,
+    events,
     guardrails,
     journal,
     mutations,
     objectives,
     observing,
     planning,
+    records,
     registry,
     retrying,
     rollback,
     states,
 )
+from orchestrator import manual as manual_steps
 from orchestrator.cmdb import models as cmdb_models
-from orchestrator.providers.people import absence as people_absence
-from orchestrator.providers.people import assignees
 from scenarios import models, secrets
 
 log = logging.getLogger(__name__)
 
 _S = states.RunState
+_E = events.EventKind
 
 
 class ExitCode:
@@ -62,19 +65,14 @@ class ExitCode:
     AWS API: connection refused, timeouts, 5xx, 401/403; the run store)."""
 
 
-INFRASTRUCTURE_ERROR = "infrastructure_error"
-"""Run-record key: True when the run stopped because a system was unreachable or refused us."""
-
-
 def exit_code(run: states.Run) -> int:
     """The CI exit code of a finished run (a leftover fault outranks everything)."""
     if run.state is _S.ROLLBACK_FAILED or run.state in states.IN_FLIGHT:
         return ExitCode.ROLLBACK_FAILED
-    if run.record.get(INFRASTRUCTURE_ERROR) is True and run.state in (_S.ABORTED, _S.FAILED):
+    if run.record.infrastructure_error and run.state in (_S.ABORTED, _S.FAILED):
         return ExitCode.UNREACHABLE
     if run.state is _S.ABORTED:
-        refused = isinstance(run.record.get("refused"), bool) and bool(run.record.get("refused"))
-        return ExitCode.INVALID if refused else ExitCode.ABORTED
+        return ExitCode.INVALID if run.record.refused else ExitCode.ABORTED
     if run.state is _S.COMPLETED and run.verdict is states.Verdict.HELD:
         return ExitCode.HELD
     return ExitCode.DEVIATED
@@ -142,6 +140,70 @@ class StepFailed(errors.OrchestratorError):
     """A step could not be carried out (the run rolls back and ends FAILED)."""
 
 
+class NotClaimable(errors.OrchestratorError):
+    """The run cannot be driven by this process: it is not pending, or someone drives it."""
+
+
+TriggerKind = records.TriggerKind
+Trigger = records.Trigger
+"""Who or what started a run (its record's `trigger`): see `records.Trigger`."""
+
+
+def owner_dead(run: states.Run, *, now: datetime, stale_after_s: float) -> bool:
+    """Whether the process driving `run` is gone (or, on another host, silent too long).
+
+    A submitted run nobody claimed (`journal.UNCLAIMED`) has no process: it counts as gone
+    once it has waited `stale_after_s` without a claim.
+    """
+    alive = run.owner.is_alive_here()
+    if alive is not None:
+        return not alive
+    last = run.heartbeat_at or run.updated_at
+    return (now - last).total_seconds() > stale_after_s
+
+
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+def move_run(
+    store: journal.Journal,
+    run: states.Run,
+    to: states.RunState,
+    *,
+    reason: str,
+    record: records.RunRecord | None = None,
+    abort_reason: str | _Keep | None = _Keep.KEEP,
+    ending: states.Ending | None = None,
+    verdict: states.Verdict | None = None,
+    listener: Listener | None = None,
+) -> states.Run:
+    """Move `run` to `to` in the store and say so on its timeline; the saved run.
+
+    The one state-move helper of the engine and recovery: `states.transition` (illegal
+    moves raise), then `record` / `abort_reason` replaced when given, saved expecting the
+    state `run` was read in (`errors.StaleRun` when another process moved it first), then
+    the `state` event, which `listener` hears as stored (secrets masked).
+    """
+    moved = states.transition(
+        run, to, reason=reason, at=datetime.now(UTC), ending=ending, verdict=verdict
+    )
+    if record is not None:
+        moved = dataclasses.replace(moved, record=record)
+    if not isinstance(abort_reason, _Keep):
+        moved = dataclasses.replace(moved, abort_reason=abort_reason)
+    saved = store.save_run(moved, expected_state=run.state)
+    written = store.append_event(
+        run.id,
+        kind=events.EventKind.STATE,
+        message=f"{to.value}: {reason}",
+        data={"state": to.value},
+    )
+    if listener is not None:
+        listener(events.EventKind.STATE, written.message, written.data)
+    return saved
+
+
 class Engine:
     """Plans and runs drills against one journal with one registry of providers."""
 
@@ -197,15 +259,18 @@ class Engine:
             facts=self.runtime_facts(ctx),
         )
 
-    def run(
+    def submit(
         self,
         drill: planning.DrillInput,
         *,
-        stop: threading.Event | None = None,
-        listener: Listener = _ignore,
         run_id: states.RunId | None = None,
-    ) -> RunOutcome:
-        """Run `drill` to a final state. `stop` set from outside (a signal) aborts it."""
+        trigger: Trigger | None = None,
+    ) -> states.Run:
+        """Queue `drill`: a PENDING run nobody drives yet (`drive` claims it); nothing touched.
+
+        The record holds what another process needs to rebind the drill (scenario and
+        environment sources, drill name, parameters, approvals), secrets masked.
+        """
         values, keys = secret_values(drill)
         self.store.mask_secrets(values, keys=keys)
         now = datetime.now(UTC)
@@ -214,33 +279,89 @@ class Engine:
             scenario=drill.scenario.metadata.name,
             environment=drill.environment.metadata.name,
             environment_source=drill.environment_source,
-            owner=states.Owner.current(),
+            owner=journal.UNCLAIMED,
             at=now,
-            record={
-                "scenario_source": drill.scenario_source,
-                "drill": drill.drill,
-                "parameters": dict(drill.parameters),
-                "time_scale": drill.time_scale,
-                "approvals": list(drill.approvals),
-                **fingerprinted(values),
-            },
+            record=records.RunRecord(
+                scenario_source=drill.scenario_source,
+                drill=drill.drill,
+                parameters=dict(drill.parameters),
+                time_scale=drill.time_scale,
+                approvals=tuple(drill.approvals),
+                trigger=trigger or records.Trigger(),
+                redaction=fingerprints_of(values),
+            ),
         )
-        self.store.create_run(run)
+        return self.store.create_run(run)
+
+    def claim(self, run_id: states.RunId, *, stale_after_s: float = 30.0) -> states.Run:
+        """Make this process the one that drives the PENDING run `run_id`; the claimed run.
+
+        Claimable: a run nobody claimed, or one whose claimant is gone (dead on this host,
+        or its heartbeat older than `stale_after_s`). `NotClaimable` otherwise, or when
+        another process claims it first.
+        """
+        run = self.store.get_run(run_id)
+        if run.state is not _S.PENDING:
+            raise NotClaimable(
+                f"run {run.id} is {run.state.value}: only a pending run can be driven"
+                " (a crashed one is finished by `stormdrill recover`)"
+            )
+        if run.owner != journal.UNCLAIMED and not owner_dead(
+            run, now=datetime.now(UTC), stale_after_s=stale_after_s
+        ):
+            raise NotClaimable(
+                f"run {run.id} is already driven by pid {run.owner.pid} on {run.owner.host}"
+            )
+        claimed = self.store.claim_run(
+            run.id, states.Owner.current(), previous=run.owner, claimable={_S.PENDING}
+        )
+        if claimed is None:
+            raise NotClaimable(f"run {run.id} was claimed by another process first")
+        return claimed
+
+    def drive(
+        self,
+        run_id: states.RunId,
+        drill: planning.DrillInput,
+        *,
+        stop: threading.Event | None = None,
+        listener: Listener = _ignore,
+        stale_after_s: float = 30.0,
+    ) -> RunOutcome:
+        """Claim the PENDING run `run_id` (see `claim`) and drive `drill` to a final state.
+
+        `drill` is the run's drill: the one submitted (same process) or rebound from the
+        run's record. `stop` set from outside (a signal) aborts it.
+        """
+        values, keys = secret_values(drill)
+        self.store.mask_secrets(values, keys=keys)
+        run = self.claim(run_id, stale_after_s=stale_after_s)
         driver = _Driver(self, drill=drill, run=run, listener=listener, stop=stop)
         return driver.execute()
 
+    def run(
+        self,
+        drill: planning.DrillInput,
+        *,
+        stop: threading.Event | None = None,
+        listener: Listener = _ignore,
+        run_id: states.RunId | None = None,
+        trigger: Trigger | None = None,
+    ) -> RunOutcome:
+        """Submit `drill` and drive it here to a final state (`submit` + `drive`)."""
+        run = self.submit(drill, run_id=run_id, trigger=trigger)
+        return self.drive(run.id, drill, stop=stop, listener=listener)
 
-def fingerprinted(values: frozenset[str]) -> dict[str, mutations.JsonValue]:
-    """The record's `redaction` field: salted digests of the run's secrets, never the secrets.
+
+def fingerprints_of(values: frozenset[str]) -> secrets.Fingerprints | None:
+    """The record's `redaction`: salted digests of the run's secrets, never the secrets.
 
     Another process writing about the run (an `ack` with evidence, an abort reason) masks
-    them with it although it never saw them in clear.
+    them with it although it never saw them in clear. None for a run without secrets.
     """
     if not values:
-        return {}
-    prints = secrets.Fingerprints.of(values, salt=token_hex(16))
-    raw: dict[str, mutations.JsonValue] = dict(prints.to_json())
-    return {journal.REDACTION_KEY: raw}
+        return None
+    return secrets.Fingerprints.of(values, salt=token_hex(16))
 
 
 def secret_values(drill: planning.DrillInput) -> tuple[frozenset[str], frozenset[str]]:
@@ -291,7 +412,7 @@ class _Driver:
         self.failure: str | None = None
         self.touched = False
         self._watchdog_stop = threading.Event()
-        self._record: dict[str, mutations.JsonValue] = dict(run.record)
+        self._record: records.RunRecord = run.record
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -307,14 +428,18 @@ class _Driver:
         ending: states.Ending | None = None,
         verdict: states.Verdict | None = None,
     ) -> None:
-        moved = states.transition(
-            self.run, to, reason=reason, at=datetime.now(UTC), ending=ending, verdict=verdict
+        keep = not (to is _S.ABORTED or (to in states.TERMINAL and self.abort.reason))
+        self.run = move_run(
+            self.store,
+            self.run,
+            to,
+            reason=reason,
+            record=self._record,
+            abort_reason=_Keep.KEEP if keep else self.abort.reason,
+            ending=ending,
+            verdict=verdict,
+            listener=self.listener,
         )
-        moved = dataclasses.replace(moved, record=dict(self._record))
-        if to is _S.ABORTED or (to in states.TERMINAL and self.abort.reason):
-            moved = dataclasses.replace(moved, abort_reason=self.abort.reason)
-        self.run = self.store.save_run(moved, expected_state=self.run.state)
-        self.event("state", f"{to.value}: {reason}", state=to.value)
 
     def scaled(self, seconds: float) -> float:
         return max(self.ctx.scaled(seconds), 0.0)
@@ -360,23 +485,23 @@ class _Driver:
                 self.plan = dataclasses.replace(self.plan, verdicts=(*self.plan.verdicts, *locks))
         except errors.StormdrillError as exc:
             if errors.is_infrastructure(exc):
-                self._record[INFRASTRUCTURE_ERROR] = True
+                self._record = dataclasses.replace(self._record, infrastructure_error=True)
                 self.move(_S.ABORTED, reason=f"planning failed, a system is unreachable: {exc}")
                 return False
-            self._record["refused"] = True
+            self._record = dataclasses.replace(self._record, refused=True)
             self.move(_S.ABORTED, reason=f"planning failed: {exc}")
             return False
-        self._record.update(_plan_record(self.plan))
+        self._record = _with_plan(self._record, self.plan)
         for verdict in self.plan.verdicts:
             self.event(
-                "guardrail",
+                events.EventKind.GUARDRAIL,
                 f"{verdict.rule}: {'ok' if verdict.ok else 'REFUSED'} {verdict.message}",
                 rule=verdict.rule,
                 ok=verdict.ok,
                 subject=verdict.subject,
             )
         if self.plan.refused:
-            self._record["refused"] = True
+            self._record = dataclasses.replace(self._record, refused=True)
             reasons = "; ".join(f"{v.rule}: {v.message}" for v in self.plan.refusals)
             self.move(_S.ABORTED, reason=f"refused by guardrails: {reasons}")
             return False
@@ -415,8 +540,8 @@ class _Driver:
         except errors.StormdrillError as exc:
             self.failure = str(exc)
             if errors.is_infrastructure(exc):
-                self._record[INFRASTRUCTURE_ERROR] = True
-            self.event("error", f"step failed: {exc}")
+                self._record = dataclasses.replace(self._record, infrastructure_error=True)
+            self.event(events.EventKind.ERROR, f"step failed: {exc}")
             return states.Ending.FAILED
         except KeyboardInterrupt:
             self._abort_from("operator", "interrupted (Ctrl-C)")
@@ -437,12 +562,13 @@ class _Driver:
         self.move(_S.ROLLING_BACK, reason=reason, ending=ending)
         if self.observer is not None:
             self.observer.pause()
-        outcome = revert_run(
+        outcome = rollback.revert_run(
             store=self.store,
             reg=self.engine.registry,
             ctx=self.ctx,
             run_id=self.run.id,
-            config=self.config,
+            retry=self.config.retry,
+            concurrency=self.config.rollback_concurrency,
             listener=self.listener,  # live view only: revert_run journals the timeline itself
         )
         explicit_failed = self._explicit_rollback_steps()
@@ -454,10 +580,18 @@ class _Driver:
             described: list[mutations.JsonValue] = [
                 rollback.leftover_json(entry, error) for entry, error in leftovers
             ]
-            self._record["leftovers"] = described
+            self._record = dataclasses.replace(
+                self._record,
+                leftovers=tuple(
+                    records.Leftover.of(
+                        entry, error, summary=rollback.describe_leftover(entry, error)
+                    )
+                    for entry, error in leftovers
+                ),
+            )
             self.move(_S.ROLLBACK_FAILED, reason=f"faults may remain: {listed}")
             self.event(
-                rollback.ROLLBACK_FAILED_EVENT,
+                events.EventKind.ROLLBACK_FAILED,
                 f"rollback failed: {len(leftovers)} fault(s) may remain; fix the cause, then"
                 " run `stormdrill recover`",
                 leftovers=described,
@@ -474,7 +608,7 @@ class _Driver:
             try:
                 self._apply_action(step, revertible=False, rolling_back=True)
             except errors.StormdrillError as exc:
-                self.event("error", f"rollback step {step.name} failed: {exc}")
+                self.event(events.EventKind.ERROR, f"rollback step {step.name} failed: {exc}")
                 placeholder = mutations.JournalEntry(
                     seq=0,
                     run_id=self.run.id,
@@ -532,7 +666,8 @@ class _Driver:
         A target missing from the scenario defaults to the strictest one the CMDB gives the
         scenario's targeted services (distance 0) for its failure mode.
         """
-        samples = objectives.samples_from_events(self.store.events(self.run.id, kind="probe"))
+        probed = self.store.events(self.run.id, kind=events.EventKind.PROBE)
+        samples = objectives.samples_from_events(probed)
         measured = objectives.achieved_rto(samples, t0=self.t0, window_s=stability_s)
         services = [
             item.service
@@ -548,31 +683,32 @@ class _Driver:
         )
         scale = self.drill.time_scale
         scaled_target = rto.seconds * scale if rto.seconds is not None else None
-        loss = canary.achieved_rpo(self.store.events(self.run.id, kind="probe"))
+        loss = canary.achieved_rpo(probed)
         scaled_rpo = rpo.seconds * scale if rpo.seconds is not None else None
-        self._record["objectives"] = {
-            "t0": self.t0.isoformat() if self.t0 else None,
-            "achieved_rto_s": measured,
-            "target_rto_s": rto.seconds,
-            "target_rto_source": rto.source,
-            "scaled_target_rto_s": scaled_target,
-            "time_scale": scale,
-            "stability_window_s": stability_s,
-            "rto_met": (
+        measured_objectives = records.Objectives(
+            t0=self.t0,
+            achieved_rto_s=measured,
+            target_rto_s=rto.seconds,
+            target_rto_source=rto.source,
+            scaled_target_rto_s=scaled_target,
+            time_scale=scale,
+            stability_window_s=stability_s,
+            rto_met=(
                 None if measured is None or scaled_target is None else measured <= scaled_target
             ),
-            "achieved_rpo_s": loss.seconds if loss is not None else None,
-            "target_rpo_s": rpo.seconds,
-            "target_rpo_source": rpo.source,
-            "scaled_target_rpo_s": scaled_rpo,
-            "rpo_met": None if loss is None or scaled_rpo is None else loss.seconds <= scaled_rpo,
-            "rpo_canary": loss.to_json() if loss is not None else None,
-        }
+            achieved_rpo_s=loss.seconds if loss is not None else None,
+            target_rpo_s=rpo.seconds,
+            target_rpo_source=rpo.source,
+            scaled_target_rpo_s=scaled_rpo,
+            rpo_met=None if loss is None or scaled_rpo is None else loss.seconds <= scaled_rpo,
+            rpo_canary=records.RpoCanary.from_json(loss.to_json()) if loss is not None else None,
+        )
+        self._record = dataclasses.replace(self._record, objectives=measured_objectives)
 
     # -- steps -----------------------------------------------------------------------
 
     def _run_step(self, step: models.Step) -> None:
-        self.event("step", f"step {step.name} ({step.kind.value}) started", step=step.name)
+        self.event(_E.STEP, f"step {step.name} ({step.kind.value}) started", step=step.name)
         if step.kind is models.StepKind.ACTION:
             self._apply_action(step, revertible=step.rollback is models.RollbackPolicy.AUTO)
         elif step.kind is models.StepKind.WAIT:
@@ -582,7 +718,7 @@ class _Driver:
             self._probe_step(step)
         else:
             self._manual_step(step)
-        self.event("step", f"step {step.name} finished", step=step.name)
+        self.event(_E.STEP, f"step {step.name} finished", step=step.name)
 
     def _apply_action(
         self, step: models.Step, *, revertible: bool, rolling_back: bool = False
@@ -600,7 +736,7 @@ class _Driver:
             entry = self.store.record_intent(self.run.id, mutation)
             self.touched = True
             self.event(
-                "mutation",
+                _E.MUTATION,
                 f"intent #{entry.seq}: {mutation.action} on {mutation.target}",
                 seq=entry.seq,
                 step=step.name,
@@ -621,7 +757,7 @@ class _Driver:
                     entry.seq, reason="not revertible by design (rollback: none)"
                 )
             self.event(
-                "mutation",
+                _E.MUTATION,
                 f"applied #{entry.seq}: {mutation.action} on {mutation.target}",
                 seq=entry.seq,
                 step=step.name,
@@ -629,7 +765,7 @@ class _Driver:
             )
             for finding in _findings_of(mutation):
                 message = str(finding.pop("message", ""))
-                self.event("finding", message, step=step.name, **finding)
+                self.event(_E.FINDING, message, step=step.name, **finding)
 
     def _probe_step(self, step: models.Step) -> None:
         assert self.observer is not None and step.probe is not None
@@ -638,7 +774,7 @@ class _Driver:
         checked = self.observer.check_probe(probe, phase=models.Phase.DURING)
         if not checked.ok:
             self.deviations.append(f"step {step.name}: probe {probe.name}: {checked.message}")
-            self.event("deviation", f"probe step {step.name} failed: {checked.message}")
+            self.event(_E.DEVIATION, f"probe step {step.name} failed: {checked.message}")
             self._abort_from("probe", f"probe step {step.name} failed: {checked.message}")
 
     def _manual_step(self, step: models.Step) -> None:
@@ -652,30 +788,32 @@ class _Driver:
         assert step.manual is not None
         manual = step.manual
         timeout = self.scaled(manual.timeout.seconds)
-        who = assignees.resolve(
+        who = manual_steps.resolve(
             self.engine.catalog,
             assignee=manual.assignee,
             role=manual.role,
-            absent=people_absence.absent_people(self.store.entries(self.run.id)),
+            absent=manual_steps.absent_people(self.store.entries(self.run.id)),
             at=datetime.now(UTC),
         )
-        record: dict[str, mutations.JsonValue] = {
-            "step": step.name,
-            "assignee": manual.assignee,
-            "role": manual.role.value,
-            "timeout_s": timeout,
-            "evidence": [e.value for e in manual.evidence],
-            **who.to_json(),
-        }
+        record = events.Manual.from_data(
+            {
+                "step": step.name,
+                "assignee": manual.assignee,
+                "role": manual.role.value,
+                "timeout_s": timeout,
+                "evidence": [e.value for e in manual.evidence],
+                **who.to_json(),
+            }
+        ).to_data()
         self.event(
-            "manual",
+            _E.MANUAL,
             f"waiting for {manual.assignee} ({manual.role.value}; may act: {who.names()}):"
             f" {manual.instructions}",
             **record,
         )
         if who.nobody:
             self.event(
-                "finding",
+                _E.FINDING,
                 f"manual step {step.name}: nobody may act on it: {who.problem}",
                 step=step.name,
                 rule="no-eligible-assignee",
@@ -692,14 +830,17 @@ class _Driver:
                 return
             now = time.monotonic()
             if auto_at is not None and now >= auto_at:
-                self.event(
-                    "ack",
-                    f"step {step.name} acknowledged automatically (--auto-ack)",
+                automatic = events.Ack(
                     step=step.name,
                     by="stormdrill --auto-ack",
                     automated=True,
                     evidence="automated acknowledgement",
                     waited_s=round(now - started, 3),
+                )
+                self.event(
+                    _E.ACK,
+                    f"step {step.name} acknowledged automatically (--auto-ack)",
+                    **automatic.to_data(),
                 )
                 return
             if now >= deadline:
@@ -710,15 +851,16 @@ class _Driver:
     def _acknowledged(
         self, step: models.Step, manual: Mapping[str, mutations.JsonValue], ignored: set[int]
     ) -> bool:
-        for ack in self.store.events(self.run.id, kind="ack"):
-            if ack.data.get("step") != step.name or ack.seq in ignored:
+        for ack in self.store.events(self.run.id, kind=_E.ACK):
+            given = events.Ack.from_data(ack.data)
+            if given.step != step.name or ack.seq in ignored:
                 continue
-            if assignees.accepts(manual, ack.data):
+            if manual_steps.accepts(manual, ack.data):
                 return True
             ignored.add(ack.seq)
             self.event(
-                "finding",
-                f"acknowledgement of {step.name} by {ack.data.get('by')} ignored: not among"
+                _E.FINDING,
+                f"acknowledgement of {step.name} by {given.by} ignored: not among"
                 " the people who may act on it",
                 step=step.name,
                 rule="ack-by-ineligible",
@@ -728,7 +870,7 @@ class _Driver:
 
     def _manual_timed_out(self, step: models.Step, timeout: float) -> None:
         self.event(
-            "finding",
+            _E.FINDING,
             f"manual step {step.name} timed out after {timeout:.1f}s",
             step=step.name,
             rule="manual-timeout",
@@ -742,7 +884,7 @@ class _Driver:
     def _abort_from(self, kind: str, reason: str) -> None:
         if self.abort.trigger(reason, kind=kind):
             log.warning("run %s aborting: %s; rolling back next", self.run.id, reason)
-            self.store.append_event(self.run.id, kind="abort", message=reason, data={"by": kind})
+            self.store.append_event(self.run.id, kind=_E.ABORT, message=reason, data={"by": kind})
 
     def _deadline(self) -> datetime:
         span = self.drill.scenario.spec.guardrails.max_duration.seconds * self.drill.time_scale
@@ -771,93 +913,33 @@ def _findings_of(mutation: mutations.PlannedMutation) -> list[dict[str, mutation
 
 
 def _abort_requested(store: journal.Journal, run_id: states.RunId) -> bool:
-    return bool(store.events(run_id, kind="abort-request"))
+    return bool(store.events(run_id, kind=_E.ABORT_REQUEST))
 
 
-def revert_run(
-    *,
-    store: journal.Journal,
-    reg: registry.Registry,
-    ctx: context.RunContext,
-    run_id: states.RunId,
-    config: EngineConfig,
-    listener: Listener | None = None,
-) -> rollback.RollbackOutcome:
-    """Undo every journaled mutation of `run_id` that may be in place, newest first.
-
-    One durable journal write per revert: the entry's new state (`rollback` marks it). The
-    timeline lines — each revert's start ("reverting #n", timestamped when it started) and
-    each ending ("reverted" / "REVERT FAILED") — are appended afterwards in one transaction;
-    `listener` (the live view) hears each start as it happens. A crash before that append
-    loses only timeline lines: the entries' states are already on disk.
-    """
-    started: list[journal.NewEvent] = []
-    started_lock = threading.Lock()
-
-    def revert(entry: mutations.JournalEntry) -> None:
-        message = f"reverting #{entry.seq}: {entry.action} on {entry.target}"
-        with started_lock:
-            started.append(
-                journal.NewEvent(
-                    kind="revert", message=message, data={"seq": entry.seq}, at=datetime.now(UTC)
-                )
-            )
-        if listener is not None:
-            listener("revert", message, {"seq": entry.seq})
-        action = reg.get_action(entry.action)()
-        action.revert(ctx, undo=entry.undo)
-
-    outcome = rollback.rollback(
-        entries=store.undo_plan(run_id),
-        revert=revert,
-        journal=store,
-        retry=config.retry,
-        concurrency=config.rollback_concurrency,
+def _with_plan(record: records.RunRecord, plan: planning.Plan) -> records.RunRecord:
+    """`record` with what a report needs of the plan: targets, impact, planned mutations."""
+    impacted = tuple(
+        records.ImpactRow(
+            ref=str(item.service.ref),
+            tier=item.service.tier,
+            owner=str(item.service.owner) if item.service.owner else None,
+            distance=item.distance,
+            path=tuple(str(ref) for ref in item.path),
+        )
+        for item in (plan.impact.services if plan.impact is not None else ())
     )
-    ended = [
-        journal.NewEvent(
-            kind="mutation",
-            message=f"reverted #{entry.seq}: {entry.action} on {entry.target}",
-            data={"seq": entry.seq, "state": "reverted"},
-        )
-        for entry in outcome.reverted
-    ] + [
-        journal.NewEvent(
-            kind="mutation",
-            message=f"REVERT FAILED #{entry.seq}: {entry.action} on {entry.target}: {error}",
-            data={"seq": entry.seq, "state": "revert_failed", "error": error},
-        )
-        for entry, error in outcome.failed
-    ]
-    store.append_events(run_id, [*started, *ended])
-    return outcome
-
-
-def _plan_record(plan: planning.Plan) -> dict[str, mutations.JsonValue]:
-    """What a report needs of the plan, as JSON."""
-    impacted: list[mutations.JsonValue] = []
-    if plan.impact is not None:
-        for item in plan.impact.services:
-            impacted.append(
-                {
-                    "ref": str(item.service.ref),
-                    "tier": item.service.tier,
-                    "owner": str(item.service.owner) if item.service.owner else None,
-                    "distance": item.distance,
-                    "path": [str(ref) for ref in item.path],
-                }
+    return dataclasses.replace(
+        record,
+        targets={
+            name: records.TargetRecord(
+                provider=sel.provider,
+                kind=sel.kind,
+                refs=tuple(str(ref) for ref in sel.refs),
+                population=sel.population,
+                excluded=tuple(f"{ref}: {why}" for ref, why in sel.excluded),
             )
-    return {
-        "targets": {
-            name: {
-                "provider": sel.provider,
-                "kind": sel.kind,
-                "refs": [str(ref) for ref in sel.refs],
-                "population": sel.population,
-                "excluded": [f"{ref}: {why}" for ref, why in sel.excluded],
-            }
             for name, sel in plan.selections.items()
         },
-        "impact": impacted,
-        "planned_mutations": sum(len(step.mutations) for step in plan.steps),
-    }
+        impact=impacted,
+        planned_mutations=sum(len(step.mutations) for step in plan.steps),
+    )

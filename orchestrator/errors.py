@@ -8,11 +8,11 @@ Every error here derives from `scenarios.errors.StormdrillError` through
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from scenarios import errors as scenario_errors
+from scenarios import models as scenario_models
 
 if TYPE_CHECKING:
     from orchestrator import mutations, states
@@ -132,10 +132,14 @@ class StaleRun(JournalError):
     """
 
 
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """A ' (did you mean 'x'?)' hint for a mistyped name, or '' when nothing is close."""
-    matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {matches[0]!r}?)" if matches else ""
+class AckRejected(OrchestratorError):
+    """An acknowledgement of a manual step came from someone who may not act on it."""
+
+
+def _close_hint(name: str, known: Sequence[str]) -> str:
+    """` (did you mean 'x'?)` for a mistyped name, else where to find the names."""
+    hint = scenario_models.did_you_mean(name, tuple(known))
+    return f" ({hint})" if hint else " (run `stormdrill actions` to list them)"
 
 
 class UnknownAction(OrchestratorError):
@@ -144,7 +148,7 @@ class UnknownAction(OrchestratorError):
     def __init__(self, name: str, *, known: Sequence[str]) -> None:
         self.name = name
         self.known = tuple(known)
-        hint = did_you_mean(name, self.known) or " (run `stormdrill actions` to list them)"
+        hint = _close_hint(name, self.known)
         super().__init__(f"unknown action {name!r}{hint}")
 
 
@@ -154,7 +158,7 @@ class UnknownProbe(OrchestratorError):
     def __init__(self, name: str, *, known: Sequence[str]) -> None:
         self.name = name
         self.known = tuple(known)
-        hint = did_you_mean(name, self.known) or " (run `stormdrill actions` to list them)"
+        hint = _close_hint(name, self.known)
         super().__init__(f"unknown probe {name!r}{hint}")
 
 

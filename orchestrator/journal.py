@@ -43,12 +43,12 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine, Row
 
-from orchestrator import errors, mutations, states
+from orchestrator import errors, mutations, records, states
 from scenarios import secrets
 
 log = logging.getLogger(__name__)
 
-REDACTION_KEY = "redaction"
+REDACTION_KEY = records.REDACTION_KEY
 """The run-record field holding the salted digests of the run's secrets (never the secrets)."""
 
 Clock = Callable[[], datetime]
@@ -160,6 +160,14 @@ locks_table = sa.Table(
     sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False, index=True),
     sa.Column("acquired_at", UtcDateTime, nullable=False),
 )
+
+UNCLAIMED = states.Owner(host="", pid=0, token="")
+"""The owner of a submitted run that no process drives yet: any process may claim it."""
+
+CLAIMABLE: frozenset[states.RunState] = frozenset(
+    {states.RunState.PENDING, states.RunState.CRASHED, states.RunState.ROLLBACK_FAILED}
+)
+"""States in which a run may change hands (`claim_run`): queued, or left for recovery."""
 
 _E = mutations.EntryState
 _ENTRY_MOVES: Mapping[mutations.EntryState, frozenset[mutations.EntryState]] = {
@@ -401,13 +409,13 @@ class Journal:
 
     def _readable_run(self, run: states.Run) -> states.Run:
         """`run` as it may be stored: record, reason and abort reason redacted."""
-        redactor = self._redactor.with_fingerprints(
-            secrets.Fingerprints.from_json(run.record.get(REDACTION_KEY))
-        )
-        record = mutations.freeze_json(run.record, what=f"run {run.id} record")
+        redactor = self._redactor.with_fingerprints(run.record.redaction)
+        record = mutations.freeze_json(run.record.to_json(), what=f"run {run.id} record")
         return replace(
             run,
-            record=cast(dict[str, mutations.JsonValue], redactor.json(record)),
+            record=records.RunRecord.from_json(
+                cast(dict[str, mutations.JsonValue], redactor.json(record))
+            ),
             reason=redactor.text(run.reason),
             abort_reason=redactor.text(run.abort_reason) if run.abort_reason else run.abort_reason,
         )
@@ -527,6 +535,45 @@ class Journal:
                 .values(heartbeat_at=self._now())
             )
             return result.rowcount == 1
+
+    def claim_run(
+        self,
+        run_id: states.RunId,
+        owner: states.Owner,
+        *,
+        previous: states.Owner,
+        claimable: Collection[states.RunState] = CLAIMABLE,
+    ) -> states.Run | None:
+        """Make `owner` the one process that drives `run_id`; None if another got there first.
+
+        A conditional owner update like `heartbeat`: it takes effect only while the run is
+        still in a `claimable` state and still owned by `previous`, the owner the caller
+        read and judged free (`UNCLAIMED` for a submitted run nobody drives yet, else a dead
+        process or a stale heartbeat: see `engine.owner_dead`). Of several processes
+        claiming the same run at once exactly one wins. Claiming also stamps the heartbeat,
+        so the new owner is not judged stale before it beats.
+        """
+        with self._writing() as conn:
+            result = conn.execute(
+                runs_table.update()
+                .where(
+                    runs_table.c.id == run_id,
+                    runs_table.c.state.in_([s.value for s in claimable]),
+                    runs_table.c.owner_host == previous.host,
+                    runs_table.c.owner_pid == previous.pid,
+                    runs_table.c.owner_token == previous.token,
+                )
+                .values(
+                    owner_host=owner.host,
+                    owner_pid=owner.pid,
+                    owner_token=owner.token,
+                    heartbeat_at=self._now(),
+                )
+            )
+            if result.rowcount != 1:
+                return None
+            row = conn.execute(runs_table.select().where(runs_table.c.id == run_id)).one()
+        return _run_from_row(row)
 
     # -- mutations -------------------------------------------------------------------
 
@@ -920,7 +967,7 @@ def _run_values(run: states.Run) -> dict[str, Any]:
         "started_at": run.started_at,
         "updated_at": run.updated_at,
         "finished_at": run.finished_at,
-        "record": mutations.freeze_json(run.record, what=f"run {run.id} record"),
+        "record": mutations.freeze_json(run.record.to_json(), what=f"run {run.id} record"),
     }
 
 
@@ -940,7 +987,7 @@ def _run_from_row(row: Row[Any]) -> states.Run:
         started_at=row.started_at,
         updated_at=row.updated_at,
         finished_at=row.finished_at,
-        record=row.record,
+        record=records.RunRecord.from_json(row.record),
     )
 
 

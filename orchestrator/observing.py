@@ -36,7 +36,7 @@ from typing import Any
 
 import pydantic
 
-from orchestrator import errors, guardrails, journal, mutations, registry, states
+from orchestrator import errors, events, guardrails, journal, mutations, registry, states
 from scenarios import models, quantities
 
 log = logging.getLogger(__name__)
@@ -571,7 +571,7 @@ class Observer:
         verdict = "ok" if result.ok else f"FAILED ({sample.streak}/{watched.tolerance + 1})"
         self._store.append_event(
             self._run_id,
-            kind="probe",
+            kind=events.EventKind.PROBE,
             message=f"{sample.probe} {verdict}: {result.message}",
             data={
                 "probe": sample.probe,
@@ -722,7 +722,7 @@ class Observer:
         try:
             self._store.append_event(
                 self._run_id,
-                kind="guardrail",
+                kind=events.EventKind.GUARDRAIL,
                 message=f"abort: {reason}",
                 data={"rule": rule, "ok": False, "reason": reason, "source": "observer"},
             )

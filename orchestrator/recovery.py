@@ -3,6 +3,12 @@
 Invariants:
 - A run is recovered only when its owner is known dead (same host: the process with that
   pid and start token is gone) or, across hosts, its heartbeat is stale.
+- Exactly one process recovers a run: it claims the run (`Journal.claim_run`, a
+  conditional owner update) before undoing anything, and every state move expects the
+  state it read. A run another process claimed or moved first (`StaleRun`) is skipped, and
+  the pass goes on with the next one.
+- PENDING runs are the queue's, not recovery's: they touched nothing and hold no locks; a
+  queued run whose claimant died is claimed again by whoever drives it (`Engine.claim`).
 - A recovered run becomes CRASHED, then ROLLING_BACK, and is reverted from its journal
   (applied and intended-but-unknown entries, newest first, idempotently).
 - A finished run holds no target locks after recovery (its owner may have died between
@@ -18,7 +24,18 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from orchestrator import context, engine, errors, journal, mutations, registry, rollback, states
+from orchestrator import (
+    context,
+    engine,
+    errors,
+    events,
+    journal,
+    mutations,
+    records,
+    registry,
+    rollback,
+    states,
+)
 from scenarios import models
 
 log = logging.getLogger(__name__)
@@ -42,12 +59,8 @@ class RecoveredRun:
 
 
 def owner_dead(run: states.Run, *, now: datetime, stale_after_s: float) -> bool:
-    """Whether the process driving `run` is gone (or, on another host, silent too long)."""
-    alive = run.owner.is_alive_here()
-    if alive is not None:
-        return not alive
-    last = run.heartbeat_at or run.updated_at
-    return (now - last).total_seconds() > stale_after_s
+    """Whether the process driving `run` is gone (see `engine.owner_dead`)."""
+    return engine.owner_dead(run, now=now, stale_after_s=stale_after_s)
 
 
 def recover_runs(
@@ -67,13 +80,23 @@ def recover_runs(
     for run in candidates:
         if only is not None and run.id != only:
             continue
-        running = run.state in states.IN_FLIGHT and run.state is not _S.CRASHED
-        if running and not owner_dead(run, now=now, stale_after_s=stale_after_s):
+        if run.state is _S.PENDING:
+            continue  # queued: nothing touched, no locks; its driver claims it (Engine.claim)
+        free = run.state is _S.ROLLBACK_FAILED or run.owner == journal.UNCLAIMED
+        if not free and owner_dead(run, now=now, stale_after_s=stale_after_s):
+            free = True
+        if not free:
             log.info("run %s is alive (owner %s); leaving it alone", run.id, run.owner.pid)
             continue
-        recovered.append(
-            _recover_one(store=store, reg=reg, run=run, env_for=environment_for, config=config)
-        )
+        try:
+            done = _recover_one(
+                store=store, reg=reg, run=run, env_for=environment_for, config=config
+            )
+        except errors.StaleRun as exc:
+            log.info("run %s: another process recovers it; skipped (%s)", run.id, exc)
+            continue
+        if done is not None:
+            recovered.append(done)
     if only is None:
         release_finished_locks(store)
     return recovered
@@ -102,7 +125,11 @@ def _recover_one(
     run: states.Run,
     env_for: EnvironmentFor,
     config: engine.EngineConfig,
-) -> RecoveredRun:
+) -> RecoveredRun | None:
+    """Claim `run`, roll it back and finish it; None if another process claimed it first.
+
+    Raises `errors.StaleRun` when another process moves it between our reads and writes.
+    """
     found = run.state
 
     def move(
@@ -110,24 +137,28 @@ def _recover_one(
         to: states.RunState,
         reason: str,
         *,
-        leftovers: list[mutations.JsonValue] | None = None,
+        leftovers: tuple[records.Leftover, ...] | None = None,
     ) -> states.Run:
-        moved = states.transition(current, to, reason=reason, at=datetime.now(UTC))
-        if leftovers is not None:
-            moved = dataclasses.replace(moved, record={**moved.record, "leftovers": leftovers})
-        saved = store.save_run(moved, expected_state=current.state)
-        store.append_event(
-            run.id, kind="state", message=f"{to.value}: {reason}", data={"state": to.value}
+        record = (
+            None if leftovers is None else dataclasses.replace(current.record, leftovers=leftovers)
         )
-        return saved
+        return engine.move_run(store, current, to, reason=reason, record=record)
 
     if run.state in states.IN_FLIGHT and run.state is not _S.CRASHED:
         run = move(run, _S.CRASHED, f"owner process {run.owner.pid} on {run.owner.host} is gone")
+    me = states.Owner.current()
+    claimed = store.claim_run(run.id, me, previous=run.owner)
+    if claimed is None:
+        log.info("run %s: claimed by another process first; skipped", run.id)
+        return None
+    run = claimed
     try:
         environment = env_for(run)
     except errors.StormdrillError as exc:
         message = f"cannot load environment {run.environment_source!r}: {exc}"
         log.error("recovery of run %s blocked: %s", run.id, message)
+        # Hand it back: the next recovery pass (this process's too) may claim it again.
+        store.claim_run(run.id, journal.UNCLAIMED, previous=me)
         return RecoveredRun(run.id, found, run.state, 0, (message,), message)
     run = move(run, _S.ROLLING_BACK, "recovery: undoing every journaled fault")
     ctx = context.RunContext(
@@ -137,7 +168,14 @@ def _recover_one(
         expires_at=datetime.now(UTC),
         time_scale=environment.spec.time_scale,
     )
-    outcome = engine.revert_run(store=store, reg=reg, ctx=ctx, run_id=run.id, config=config)
+    outcome = rollback.revert_run(
+        store=store,
+        reg=reg,
+        ctx=ctx,
+        run_id=run.id,
+        retry=config.retry,
+        concurrency=config.rollback_concurrency,
+    )
     store.release_targets(run.id)
     if not outcome.ok:
         failed = tuple(rollback.describe_leftover(e, why) for e, why in outcome.failed)
@@ -148,16 +186,19 @@ def _recover_one(
             run,
             _S.ROLLBACK_FAILED,
             "recovery could not undo: " + "; ".join(failed),
-            leftovers=described,
+            leftovers=tuple(
+                records.Leftover.of(e, why, summary=rollback.describe_leftover(e, why))
+                for e, why in outcome.failed
+            ),
         )
         store.append_event(
             run.id,
-            kind=rollback.ROLLBACK_FAILED_EVENT,
+            kind=events.EventKind.ROLLBACK_FAILED,
             message=f"recovery could not undo {len(failed)} fault(s); they may remain",
             data={"leftovers": described, "by": "recovery"},
         )
         return RecoveredRun(run.id, found, run.state, len(outcome.reverted), failed, run.reason)
-    run = move(run, _S.VERIFYING, "recovery: every journaled fault undone", leftovers=[])
+    run = move(run, _S.VERIFYING, "recovery: every journaled fault undone", leftovers=())
     # A retried ROLLBACK_FAILED run ends as it meant to; a crashed run did not finish: FAILED.
     retried = found is _S.ROLLBACK_FAILED and run.ending is not None
     final = run.ending.state if retried and run.ending is not None else _S.FAILED

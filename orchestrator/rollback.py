@@ -21,19 +21,24 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
-from orchestrator import errors, mutations, retrying
+from orchestrator import context, errors, events, mutations, registry, retrying, states
+from orchestrator import journal as journal_mod
 
 log = logging.getLogger(__name__)
 
 Revert = Callable[[mutations.JournalEntry], None]
 
-ROLLBACK_FAILED_EVENT = "rollback-failed"
+RevertListener = Callable[[str, str, Mapping[str, mutations.JsonValue]], None]
+"""Hears (kind, message, data) as each revert starts (the CLI's live view)."""
+
+ROLLBACK_FAILED_EVENT = events.EventKind.ROLLBACK_FAILED
 """Timeline event kind appended whenever a rollback (the engine's or recovery's) leaves faults
 behind; its data holds `leftovers` (see `leftover_json`). The hook point for notifications:
 a notifier watches the journal for this kind (none is wired yet)."""
@@ -280,3 +285,67 @@ class _Executor:
             "and this undo may depend on it"
         )
         return self._failed(entry, error, 0)
+
+
+def revert_run(
+    *,
+    store: journal_mod.Journal,
+    reg: registry.Registry,
+    ctx: context.RunContext,
+    run_id: states.RunId,
+    retry: retrying.RetryPolicy | None = None,
+    concurrency: int = 16,
+    listener: RevertListener | None = None,
+) -> RollbackOutcome:
+    """Undo every journaled mutation of `run_id` that may be in place, newest first.
+
+    The engine's rollback phase and recovery both call this. One durable journal write per
+    revert: the entry's new state (`rollback` marks it). The timeline lines — each revert's
+    start ("reverting #n", timestamped when it started) and each ending ("reverted" /
+    "REVERT FAILED") — are appended afterwards in one transaction; `listener` (the live
+    view) hears each start as it happens. A crash before that append loses only timeline
+    lines: the entries' states are already on disk.
+    """
+    started: list[journal_mod.NewEvent] = []
+    started_lock = threading.Lock()
+
+    def revert(entry: mutations.JournalEntry) -> None:
+        message = f"reverting #{entry.seq}: {entry.action} on {entry.target}"
+        with started_lock:
+            started.append(
+                journal_mod.NewEvent(
+                    kind=events.EventKind.REVERT,
+                    message=message,
+                    data={"seq": entry.seq},
+                    at=datetime.now(UTC),
+                )
+            )
+        if listener is not None:
+            listener(events.EventKind.REVERT, message, {"seq": entry.seq})
+        action = reg.get_action(entry.action)()
+        action.revert(ctx, undo=entry.undo)
+
+    outcome = rollback(
+        entries=store.undo_plan(run_id),
+        revert=revert,
+        journal=store,
+        retry=retry,
+        concurrency=concurrency,
+    )
+    ended = [
+        journal_mod.NewEvent(
+            kind=events.EventKind.MUTATION,
+            message=f"reverted #{entry.seq}: {entry.action} on {entry.target}",
+            data={"seq": entry.seq, "state": "reverted"},
+        )
+        for entry in outcome.reverted
+    ] + [
+        journal_mod.NewEvent(
+            kind=events.EventKind.MUTATION,
+            message=f"REVERT FAILED #{entry.seq}: {entry.action} on {entry.target}: {error}",
+            data={"seq": entry.seq, "state": "revert_failed", "error": error},
+        )
+        for entry, error in outcome.failed
+    ]
+    store.append_events(run_id, [*started, *ended])
+    return outcome

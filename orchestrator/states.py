@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NewType
 
-from orchestrator import errors, mutations
+from orchestrator import errors, records
 
 RunId = NewType("RunId", str)
 
@@ -171,8 +171,8 @@ class Run:
     abort_reason: str | None = None
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
-    record: Mapping[str, mutations.JsonValue] = field(default_factory=dict)
-    """Free-form run record: params, targets, timeScale, probe summaries, rto, ..."""
+    record: records.RunRecord = field(default_factory=records.RunRecord)
+    """What the run recorded besides its state: parameters, targets, objectives, leftovers."""
 
     @property
     def terminal(self) -> bool:
@@ -192,7 +192,7 @@ def new_run(
     environment_source: str,
     owner: Owner,
     at: datetime,
-    record: Mapping[str, mutations.JsonValue] | None = None,
+    record: records.RunRecord | None = None,
 ) -> Run:
     """A fresh PENDING run."""
     return Run(
@@ -204,7 +204,7 @@ def new_run(
         started_at=at,
         updated_at=at,
         owner=owner,
-        record=dict(record or {}),
+        record=record or records.RunRecord(),
     )
 
 

@@ -47,7 +47,7 @@ import enum
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
-from orchestrator import journal, planning, states
+from orchestrator import events, journal, planning, states
 from orchestrator.cmdb import models as cmdb_models
 from reports import evidence, fingerprints, impact, policy, postmortem
 
@@ -158,14 +158,15 @@ class Matrix:
 def outcome_of(run_evidence: evidence.RunEvidence) -> tuple[bool, str | None]:
     """(passed, why inconclusive) of a finished run, by the rules in the module docstring."""
     run = run_evidence.run
-    if run.record.get("refused") is True:
+    if run.record.refused:
         return False, f"refused at plan time, nothing was touched ({run.reason})"
     if _breached(run_evidence) or run.state is states.RunState.ROLLBACK_FAILED:
         return False, None
     if run.state is states.RunState.COMPLETED and run.verdict is states.Verdict.HELD:
         return True, None
     crashed = any(
-        e.kind == "state" and e.data.get("state") == "crashed" for e in run_evidence.events
+        e.kind == events.EventKind.STATE and e.data.get("state") == "crashed"
+        for e in run_evidence.events
     )
     if crashed:
         return False, f"the orchestrator crashed; recovery ended the run {run.state.value}"
@@ -180,9 +181,9 @@ def _breached(run_evidence: evidence.RunEvidence) -> bool:
     if run_evidence.run.verdict is states.Verdict.DEVIATED:
         return True
     for event in run_evidence.events:
-        if event.kind == "deviation":
+        if event.kind == events.EventKind.DEVIATION:
             return True
-        if event.kind == "probe" and event.data.get("phase") == "during":
+        if event.kind == events.EventKind.PROBE and event.data.get("phase") == "during":
             streak, tolerance = event.data.get("streak"), event.data.get("tolerance")
             if isinstance(streak, int) and isinstance(tolerance, int) and streak > tolerance:
                 return True
@@ -199,7 +200,7 @@ def summarise(
     run = run_evidence.run
     if not run.terminal or run.finished_at is None:
         return None
-    recorded = bool(evidence.record_list(run.record, "impact"))
+    recorded = bool(run.record.impact_rows)
     scenario = None if recorded else evidence.scenario_for(run)
     impacted = {r.ref: r.distance for r in impact.reached(run, scenario, catalog)}
     facts = evidence.facts(run_evidence)
@@ -207,9 +208,8 @@ def summarise(
     hashes = (
         {str(k): str(v) for k, v in hashes_raw.items()} if isinstance(hashes_raw, Mapping) else {}
     )
-    objectives = evidence.record_object(run.record, "objectives")
-    achieved = evidence.record_number(objectives, "achieved_rto_s")
-    scale = evidence.record_number(run.record, "time_scale") or 1.0
+    achieved = run.record.objectives.achieved_rto_s if run.record.objectives else None
+    scale = run.record.time_scale or 1.0
     passed, inconclusive = outcome_of(run_evidence)
     open_actions: dict[str, int] = {}
     if not passed:
@@ -224,7 +224,7 @@ def summarise(
         failure_mode=failure_mode,
         finished_at=run.finished_at,
         passed=passed,
-        result=f"{run.state.value}/{verdict}" + ("/refused" if run.record.get("refused") else ""),
+        result=f"{run.state.value}/{verdict}" + ("/refused" if run.record.refused else ""),
         impacted=impacted,
         fingerprints=hashes,
         achieved_rto_s=None if achieved is None else achieved / scale,

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator import journal, mutations, states
+from orchestrator import events, journal, mutations, states
 from scenarios import errors as scenario_errors
 from scenarios import library, loading, models, substituting
 
 log = logging.getLogger(__name__)
 
-FACTS_KIND = "report-facts"
+FACTS_KIND = events.EventKind.REPORT_FACTS
 """Event kind `writing.write_for_run` appends once per run: failure mode and CMDB hashes."""
 
 
@@ -48,7 +47,7 @@ def load(store: journal.Journal, run_id: states.RunId) -> RunEvidence:
 
 def scenario_for(run: states.Run) -> models.Scenario | None:
     """The scenario as the run used it (recorded source + parameters), or None if unreadable."""
-    source = record_text(run.record, "scenario_source")
+    source = run.record.scenario_source
     path = Path(source) if source else None
     if path is None or not path.is_file():
         try:
@@ -56,8 +55,7 @@ def scenario_for(run: states.Run) -> models.Scenario | None:
         except scenario_errors.StormdrillError:
             log.warning("run %s: scenario %s not found; reporting from the record", run.id, source)
             return None
-    parameters = run.record.get("parameters")
-    values = dict(parameters) if isinstance(parameters, Mapping) else {}
+    values = dict(run.record.parameters)
     try:
         loaded = loading.load_scenario(path)
         return substituting.render(loaded, values)  # type: ignore[arg-type]
@@ -65,42 +63,6 @@ def scenario_for(run: states.Run) -> models.Scenario | None:
         log.warning(
             "run %s: scenario %s unreadable (%s); reporting from the record", run.id, path, exc
         )
-        return None
-
-
-def record_text(record: Mapping[str, mutations.JsonValue], key: str) -> str | None:
-    value = record.get(key)
-    return value if isinstance(value, str) else None
-
-
-def record_number(record: Mapping[str, mutations.JsonValue], key: str) -> float | None:
-    value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def record_object(
-    record: Mapping[str, mutations.JsonValue], key: str
-) -> Mapping[str, mutations.JsonValue]:
-    value = record.get(key)
-    return value if isinstance(value, Mapping) else {}
-
-
-def record_list(
-    record: Mapping[str, mutations.JsonValue], key: str
-) -> Sequence[mutations.JsonValue]:
-    value = record.get(key)
-    return value if isinstance(value, list | tuple) else ()
-
-
-def record_time(record: Mapping[str, mutations.JsonValue], key: str) -> datetime | None:
-    text = record_text(record, key)
-    if text is None:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
         return None
 
 

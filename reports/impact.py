@@ -14,13 +14,12 @@ the service is still there. `with_findings` labels rows with their findings and 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from orchestrator import states
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import impact as cmdb_impact
 from orchestrator.cmdb import models as cmdb_models
-from reports import evidence as ev
 from reports.run_facts import short_name
 from reports.sections import FindingRow, ImpactRow
 from scenarios import models
@@ -52,17 +51,14 @@ def reached(
     `catalog` (the only services it can be said to have reached).
     """
     found: list[Reached] = []
-    for row in ev.record_list(run.record, "impact"):
-        if not isinstance(row, Mapping) or not isinstance(row.get("ref"), str):
-            continue
-        distance, tier, owner, path = (row.get(k) for k in ("distance", "tier", "owner", "path"))
+    for row in run.record.impact_rows:
         found.append(
             Reached(
-                ref=str(row["ref"]),
-                distance=distance if isinstance(distance, int) else 0,
-                path=tuple(str(p) for p in path) if isinstance(path, list) else (),
-                tier=tier if isinstance(tier, int) else None,
-                owner=str(owner) if owner else None,
+                ref=row.ref,
+                distance=row.distance,
+                path=row.path or (),
+                tier=row.tier,
+                owner=row.owner,
             )
         )
     if found or catalog is None or scenario is None:

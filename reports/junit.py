@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from orchestrator import events as event_kinds
 from orchestrator import journal, states
 from reports import redaction, run_facts
 from scenarios import models
@@ -77,13 +78,17 @@ def _step_cases(
     finished: dict[str, journal.Event] = {}
     for event in events:
         step = event.data.get("step")
-        if event.kind != "step" or not isinstance(step, str):
+        if event.kind != event_kinds.EventKind.STEP or not isinstance(step, str):
             continue
         if event.message.endswith("started") or " started" in event.message:
             started.setdefault(step, event)
         elif event.message.endswith("finished"):
             finished[step] = event
-    deviations = {str(e.data.get("step", "")): e.message for e in events if e.kind == "deviation"}
+    deviations = {
+        str(e.data.get("step", "")): e.message
+        for e in events
+        if e.kind == event_kinds.EventKind.DEVIATION
+    }
     found: list[Case] = []
     for declared in scenario.spec.steps:
         begin, end = started.get(declared.name), finished.get(declared.name)
@@ -110,7 +115,7 @@ def _step_cases(
 def _guardrail_cases(events: Sequence[journal.Event], prefix: str) -> list[Case]:
     found: list[Case] = []
     for event in events:
-        if event.kind != "guardrail" or event.data.get("ok") is not False:
+        if event.kind != event_kinds.EventKind.GUARDRAIL or event.data.get("ok") is not False:
             continue
         rule = str(event.data.get("rule", "guardrail"))
         kind = "Refused" if "subject" in event.data else "GuardrailTripped"
@@ -158,18 +163,18 @@ def _probe_cases(run: states.Run, events: Sequence[journal.Event], prefix: str) 
 
 
 def _objective_cases(run: states.Run, prefix: str) -> list[Case]:
-    objectives = run.record.get("objectives")
-    if not isinstance(objectives, Mapping):
+    objectives = run.record.objectives
+    if objectives is None:
         return []
-    achieved = objectives.get("achieved_rto_s")
-    target = objectives.get("scaled_target_rto_s")
-    if objectives.get("rto_met") is False:
+    achieved = objectives.achieved_rto_s
+    target = objectives.scaled_target_rto_s
+    if objectives.rto_met is False:
         failure = f"recovery objective missed: achieved RTO {achieved} s > target {target} s"
-    elif achieved is None and target is not None and objectives.get("t0") is not None:
+    elif achieved is None and target is not None and objectives.t0 is not None:
         failure = f"recovery not observed within the verify window (target {target} s)"
     else:
         failure = None
-    seconds = float(achieved) if isinstance(achieved, int | float) else 0.0
+    seconds = float(achieved) if achieved is not None else 0.0
     return [Case(f"{prefix}.objectives", "rto", seconds, failure, failure_type="ObjectiveMissed")]
 
 

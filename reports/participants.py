@@ -12,15 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from orchestrator import journal, mutations
+from orchestrator import manual as manual_rules
 from orchestrator.cmdb import models as cmdb_models
-from orchestrator.providers.people import assignees
 from reports import evidence as ev
 from reports.run_facts import Facts, event_text, fmt_seconds, seconds, short_name
 from reports.sections import ImpactRow, ManualOutcome, ManualStep, Participant
-
-_ABSENCE_ACTION = "people.mark-unavailable"
-"""The action whose journal entries are the people a run marked absent (by name: importing
-the people provider's absence module would pull in the cloud providers it composes)."""
 
 
 def _refs(data: Mapping[str, mutations.JsonValue], key: str) -> list[str] | None:
@@ -43,7 +39,7 @@ def manual_steps_of(facts: Facts) -> list[ManualStep]:
                 for a in facts.acks
                 if a.seq > event.seq
                 and a.data.get("step") == step
-                and assignees.accepts(data, a.data)
+                and manual_rules.accepts(data, a.data)
             ),
             None,
         )
@@ -114,7 +110,10 @@ def _absent_people(run: ev.RunEvidence, manual_steps: Sequence[ManualStep]) -> d
     """Who the run marked absent (simulated), with where it is recorded."""
     found: dict[str, str] = {}
     for entry in run.entries:
-        if entry.action == _ABSENCE_ACTION and entry.state is not mutations.EntryState.APPLY_FAILED:
+        if (
+            entry.action == manual_rules.ABSENCE_ACTION
+            and entry.state is not mutations.EntryState.APPLY_FAILED
+        ):
             found.setdefault(
                 short_name(entry.target.name),
                 f"marked unavailable for the drill (journal #{entry.seq})",
@@ -169,7 +168,7 @@ def participants_of(
     manual_steps: Sequence[ManualStep],
 ) -> list[Participant]:
     found = [Participant(role="Orchestrator", who=f"stormdrill on {run.run.owner.host}")]
-    for approval in ev.record_list(run.run.record, "approvals"):
+    for approval in run.run.record.approvals:
         found.append(Participant(role="Approver", who=str(approval)))
     for person, where in _absent_people(run, manual_steps).items():
         found.append(Participant(role="Absent (simulated)", who=person, detail=where))

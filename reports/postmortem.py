@@ -164,15 +164,15 @@ def _metadata(
     kind: ReportKind,
     status: ReviewStatus,
 ) -> Metadata:
-    parameters = ev.record_object(run.record, "parameters")
+    parameters = run.record.parameters
     return Metadata(
         title=f"{kind.value.capitalize()} report: {run.scenario} on {run.environment}",
         run_id=run.id,
         kind=kind,
         status=status,
         scenario=scenario.metadata.name if scenario else run.scenario,
-        scenario_source=ev.record_text(run.record, "scenario_source"),
-        drill=ev.record_text(run.record, "drill"),
+        scenario_source=run.record.scenario_source,
+        drill=run.record.drill,
         failure_mode=facts.failure_mode,
         environment=run.environment,
         state=run.state.value,

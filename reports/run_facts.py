@@ -18,9 +18,12 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from orchestrator import journal, mutations, states
+from orchestrator import events as event_kinds
+from orchestrator import journal, mutations, records, states
 from reports import evidence as ev
 from scenarios import models
+
+_K = event_kinds.EventKind
 
 FAILURE_MODE_TEXT: Mapping[str, str] = {
     "availability-zone": "the loss of an availability zone",
@@ -48,10 +51,10 @@ class ProbeSamples:
 
 
 def first_fault_at(
-    record: Mapping[str, mutations.JsonValue], events: Sequence[journal.Event]
+    record: records.RunRecord, events: Sequence[journal.Event]
 ) -> dt.datetime | None:
     """T0: the recorded first fault, else the first applied mutation in the timeline."""
-    return ev.record_time(ev.record_object(record, "objectives"), "t0") or _first_applied(events)
+    return record.t0 or _first_applied(events)
 
 
 def probe_samples(events: Sequence[journal.Event], *, t0: dt.datetime | None) -> list[ProbeSamples]:
@@ -63,7 +66,7 @@ def probe_samples(events: Sequence[journal.Event], *, t0: dt.datetime | None) ->
     grouped: dict[tuple[str, str], list[journal.Event]] = {}
     for event in events:
         name, ok = event.data.get("probe"), event.data.get("ok")
-        if event.kind != "probe" or not isinstance(name, str) or not isinstance(ok, bool):
+        if event.kind != _K.PROBE or not isinstance(name, str) or not isinstance(ok, bool):
             continue
         grouped.setdefault((name, str(event.data.get("phase", ""))), []).append(event)
     found = []
@@ -104,7 +107,7 @@ class Facts:
         self.evidence = run
         self.run = run.run
         record = run.run.record
-        self.objectives = ev.record_object(record, "objectives")
+        objectives = record.objectives or records.Objectives()
         facts = ev.facts(run)
         mode = facts.get("failure_mode") if facts else None
         self.failure_mode = (
@@ -112,7 +115,7 @@ class Facts:
             if scenario is not None
             else (mode if isinstance(mode, str) else "custom")
         )
-        self.time_scale = ev.record_number(record, "time_scale") or 1.0
+        self.time_scale = record.time_scale or 1.0
         self.t0 = first_fault_at(record, run.events)
         self.probes: dict[str, ProbeRun] = {}
         for counted in probe_samples(run.events, t0=self.t0):
@@ -122,20 +125,22 @@ class Facts:
             probe.samples = len(counted.samples)
             probe.failures = list(counted.failures)
         self.failing = [p for p in self.probes.values() if p.failures]
-        self.aborts = run.of_kind("abort")
-        self.abort_requests = run.of_kind("abort-request")
-        self.errors = run.of_kind("error")
-        self.deviations = run.of_kind("deviation")
-        self.findings = run.of_kind("finding")
-        self.manual = run.of_kind("manual")
-        self.acks = run.of_kind("ack")
+        self.aborts = run.of_kind(_K.ABORT)
+        self.abort_requests = run.of_kind(_K.ABORT_REQUEST)
+        self.errors = run.of_kind(_K.ERROR)
+        self.deviations = run.of_kind(_K.DEVIATION)
+        self.findings = run.of_kind(_K.FINDING)
+        self.manual = run.of_kind(_K.MANUAL)
+        self.acks = run.of_kind(_K.ACK)
         self.refusals = [
-            e for e in run.of_kind("guardrail") if e.data.get("ok") is False and "subject" in e.data
+            e
+            for e in run.of_kind(_K.GUARDRAIL)
+            if e.data.get("ok") is False and "subject" in e.data
         ]
         self.reverts = [
             e
             for e in run.events
-            if e.kind == "revert" or (e.kind == "mutation" and e.data.get("state") == "reverted")
+            if e.kind == _K.REVERT or (e.kind == _K.MUTATION and e.data.get("state") == "reverted")
         ]
         self.applied = [e for e in run.entries if e.state is not mutations.EntryState.INTENDED]
         self.revert_failed = [
@@ -148,24 +153,22 @@ class Facts:
         ]
         self.skipped = [e for e in run.entries if e.state is mutations.EntryState.SKIPPED]
         self.reverted = [e for e in run.entries if e.state is mutations.EntryState.REVERTED]
-        self.refused = record.get("refused") is True
-        self.achieved = ev.record_number(self.objectives, "achieved_rto_s")
-        self.target = ev.record_number(self.objectives, "target_rto_s")
-        self.scaled_target = ev.record_number(self.objectives, "scaled_target_rto_s")
-        met = self.objectives.get("rto_met")
-        self.rto_met = met if isinstance(met, bool) else None
-        self.target_rpo = ev.record_number(self.objectives, "target_rpo_s")
+        self.refused = record.refused
+        self.achieved = objectives.achieved_rto_s
+        self.target = objectives.target_rto_s
+        self.scaled_target = objectives.scaled_target_rto_s
+        self.rto_met = objectives.rto_met
+        self.target_rpo = objectives.target_rpo_s
         if self.target_rpo is None and scenario is not None and scenario.spec.objectives.rpo:
             self.target_rpo = scenario.spec.objectives.rpo.seconds
-        self.scaled_target_rpo = ev.record_number(self.objectives, "scaled_target_rpo_s")
+        self.scaled_target_rpo = objectives.scaled_target_rpo_s
         if self.scaled_target_rpo is None and self.target_rpo is not None:
             self.scaled_target_rpo = self.target_rpo * self.time_scale
-        self.achieved_rpo = ev.record_number(self.objectives, "achieved_rpo_s")
-        rpo_met = self.objectives.get("rpo_met")
-        self.rpo_met = rpo_met if isinstance(rpo_met, bool) else None
-        canary = ev.record_object(self.objectives, "rpo_canary")
-        self.rpo_canary = ev.record_text(canary, "probe")
-        self.rpo_all_lost = canary.get("all_lost") is True
+        self.achieved_rpo = objectives.achieved_rpo_s
+        self.rpo_met = objectives.rpo_met
+        canary = objectives.rpo_canary or records.RpoCanary()
+        self.rpo_canary = canary.probe
+        self.rpo_all_lost = canary.all_lost
 
     @classmethod
     def of(cls, run: ev.RunEvidence, scenario: models.Scenario | None) -> Facts:
@@ -186,7 +189,7 @@ class Facts:
 
 def _first_applied(events: Sequence[journal.Event]) -> dt.datetime | None:
     for event in events:
-        if event.kind == "mutation" and event.data.get("state") == "applied":
+        if event.kind == _K.MUTATION and event.data.get("state") == "applied":
             return event.at
     return None
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from orchestrator import journal
+from orchestrator import events, journal
 from reports import evidence as ev
 from reports.participants import eligible_names
 from reports.run_facts import Facts, fmt_seconds
 from reports.sections import FindingRow, ManualStep, TimelineRow
 
-_TIMELINE_SKIPPED = frozenset({ev.FACTS_KIND})
+_K = events.EventKind
+_TIMELINE_SKIPPED = frozenset({_K.REPORT_FACTS})
 
 
 def timeline_of(run: ev.RunEvidence, *, labels: Mapping[int, str]) -> list[TimelineRow]:
@@ -27,10 +28,10 @@ def timeline_of(run: ev.RunEvidence, *, labels: Mapping[int, str]) -> list[Timel
     for event in run.events:
         if event.kind in _TIMELINE_SKIPPED:
             continue
-        if event.kind == "guardrail" and event.data.get("ok") is True:
+        if event.kind == _K.GUARDRAIL and event.data.get("ok") is True:
             passed_guardrails.append(event)
             continue
-        if event.kind == "probe":
+        if event.kind == _K.PROBE:
             row = _probe_row(event, last_ok)
             if row is not None:
                 rows.append(row)
@@ -42,7 +43,7 @@ def timeline_of(run: ev.RunEvidence, *, labels: Mapping[int, str]) -> list[Timel
         rows.append(
             TimelineRow(
                 at=first.at,
-                kind="guardrail",
+                kind=_K.GUARDRAIL.value,
                 what=f"{len(passed_guardrails)} guardrail check(s) passed: {', '.join(rules)}",
                 quoted="",
                 evidence=f"events #{first.seq} to #{last.seq}",
@@ -68,7 +69,7 @@ def _probe_row(event: journal.Event, last_ok: dict[tuple[str, str], bool]) -> Ti
         what = f"probe {name} ({phase}) turned {'healthy' if ok else 'UNHEALTHY'}"
     return TimelineRow(
         at=event.at,
-        kind="probe",
+        kind=_K.PROBE.value,
         what=what,
         quoted=event.message,
         evidence=f"probe sample #{event.seq}",
@@ -77,18 +78,18 @@ def _probe_row(event: journal.Event, last_ok: dict[tuple[str, str], bool]) -> Ti
 
 
 _KIND_LABEL: Mapping[str, str] = {
-    "state": "run state",
-    "guardrail": "guardrail",
-    "step": "step",
-    "mutation": "change",
-    "revert": "revert",
-    "abort": "abort",
-    "abort-request": "abort requested",
-    "error": "error",
-    "deviation": "deviation",
-    "manual": "manual step",
-    "ack": "acknowledgement",
-    "finding": "finding",
+    _K.STATE: "run state",
+    _K.GUARDRAIL: "guardrail",
+    _K.STEP: "step",
+    _K.MUTATION: "change",
+    _K.REVERT: "revert",
+    _K.ABORT: "abort",
+    _K.ABORT_REQUEST: "abort requested",
+    _K.ERROR: "error",
+    _K.DEVIATION: "deviation",
+    _K.MANUAL: "manual step",
+    _K.ACK: "acknowledgement",
+    _K.FINDING: "finding",
 }
 
 
@@ -99,23 +100,23 @@ def _event_row(event: journal.Event, label: str | None = None) -> TimelineRow:
     if journal_seq is not None:
         evidence += f", journal #{journal_seq}"
     what = _KIND_LABEL.get(event.kind, event.kind)
-    if event.kind == "state":
+    if event.kind == _K.STATE:
         what = f"run entered {event.data.get('state', '?')}"
-    elif event.kind == "guardrail":
+    elif event.kind == _K.GUARDRAIL:
         verb = "refused the drill" if "subject" in event.data else "tripped"
         what = f"guardrail {event.data.get('rule', '?')} {verb}"
-    elif event.kind == "step":
+    elif event.kind == _K.STEP:
         what = f"step {event.data.get('step', '?')}"
-    elif event.kind == "mutation":
+    elif event.kind == _K.MUTATION:
         what = f"change #{journal_seq} {event.data.get('state', '')}"
-    elif event.kind == "ack":
+    elif event.kind == _K.ACK:
         automated = event.data.get("automated") is True
         what = f"manual step {event.data.get('step', '?')} acknowledged" + (
             " (automatically)" if automated else ""
         )
     quoted = event.message
     proof = event.data.get("evidence")
-    if event.kind == "ack" and isinstance(proof, str) and proof and proof not in quoted:
+    if event.kind == _K.ACK and isinstance(proof, str) and proof and proof not in quoted:
         quoted += f" (evidence: {proof})"
     return TimelineRow(
         at=event.at,

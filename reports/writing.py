@@ -43,11 +43,9 @@ def coverage_facts(
     """The facts coverage needs of a run: its failure mode, and the hash of each service."""
     hashes: dict[str, mutations.JsonValue] = {}
     if catalog is not None:
-        for row in evidence.record_list(run.record, "impact"):
-            if not isinstance(row, dict) or not isinstance(row.get("ref"), str):
-                continue
+        for row in run.record.impact_rows:
             try:
-                ref = catalog.lookup(str(row["ref"]))
+                ref = catalog.lookup(row.ref)
             except cmdb_errors.CmdbError:
                 continue
             if ref in catalog.services:

@@ -177,7 +177,15 @@ def render(
 
     Raises `ScenarioInvalid` whose problems name file:line and field.
     """
-    bound = bind(scenario, values, environment=environment)
+    return render_bound(scenario, bind(scenario, values, environment=environment))
+
+
+def render_bound(scenario: documents.Loaded[models.Scenario], bound: Bindings) -> models.Scenario:
+    """The scenario with `{{ name }}` expanded from values `bind` returned, validated.
+
+    For callers that need the bound values too (binding them once). Raises
+    `ScenarioInvalid` whose problems name file:line and field.
+    """
     declared, _ = declared_parameters(scenario.tree)
     expanded = expand(scenario.tree, bindings=bound, declared=declared)
     if expanded.problems:

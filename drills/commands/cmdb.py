@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime
 import enum
-import functools
-import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -25,6 +23,9 @@ import rich.table
 import rich.text
 import typer
 
+from drills import settings
+from drills.service import catalogs, views
+from drills.service import cmdb as cmdb_service
 from orchestrator.cmdb import backstage, errors, impact, models
 from scenarios import errors as scenario_errors
 
@@ -34,8 +35,6 @@ app = typer.Typer(
 
 _T = TypeVar("_T")
 
-JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
-
 
 class OutputFormat(enum.StrEnum):
     TABLE = "table"
@@ -44,7 +43,7 @@ class OutputFormat(enum.StrEnum):
 
 _CMDB_HELP = (
     "Catalog file or folder (Backstage catalog-info.yaml, on-call YAML); repeat for more. "
-    f"Defaults to ${backstage.ENV_VAR} (paths separated by '{os.pathsep}')."
+    f"Defaults to ${settings.CMDB_ENV_VAR} (paths separated by '{os.pathsep}')."
 )
 _STRICT_HELP = "Fail (exit 1) if any catalog entity has an error, instead of leaving it out."
 
@@ -61,16 +60,15 @@ def show(
     """List every service (ref, tier, system, owner, dependencies, RTO), or one in detail."""
     catalog = _load(cmdb, strict=strict)
     if ref is None:
-        services = sorted(catalog.services.values(), key=lambda s: (s.tier, s.ref))
         if output_format is OutputFormat.JSON:
-            _echo_json({"services": [_service_json(catalog, s) for s in services]})
+            _echo_json(cmdb_service.services(catalog))
         else:
-            _console().print(_services_table(services))
+            _console().print(_services_table(cmdb_service.sorted_services(catalog)))
         return
-    service = _guarded(lambda: catalog.service(catalog.lookup(ref)))
     if output_format is OutputFormat.JSON:
-        _echo_json(_service_json(catalog, service))
+        _echo_json(_guarded(lambda: cmdb_service.service(catalog, ref)))
     else:
+        service = _guarded(lambda: cmdb_service.find_service(catalog, ref))
         _console().print(_service_detail(catalog, service))
 
 
@@ -86,10 +84,9 @@ def impact_command(
 ) -> None:
     """List the targeted services and everything that depends on them, transitively."""
     catalog = _load(cmdb, strict=strict)
-    targets = [_guarded(functools.partial(catalog.lookup, raw)) for raw in refs]
-    result = _guarded(lambda: impact.impact(catalog, targets))
+    result = _guarded(lambda: cmdb_service.impact_of(catalog, refs))
     if output_format is OutputFormat.JSON:
-        _echo_json(_impact_json(result, failure_mode))
+        _echo_json(views.ImpactView.from_impact(result, failure_mode=failure_mode))
     else:
         _console().print(_impact_table(result, failure_mode))
 
@@ -105,56 +102,31 @@ def validate_command(
     ),
 ) -> None:
     """Check the catalog for CI: every problem, with file:line. Exit 0 when no error, 1 if any."""
-    resolved = backstage.resolve_catalog_paths([*(cmdb or []), *(paths or [])], os.environ)
+    config = settings.Settings.from_env(os.environ)
+    resolved = catalogs.catalog_paths(config, None, [*(cmdb or []), *(paths or [])])
     if not resolved:
-        _fail([f"no catalog: pass PATH (or --cmdb PATH) or set {backstage.ENV_VAR}"])
-    catalog: models.Catalog | None = None
-    try:
-        catalog = backstage.load_catalog(resolved)
-        problems = list(catalog.problems)
-    except errors.CatalogInvalid as exc:
-        problems = list(exc.problems)
-    problems.sort(key=lambda p: (p.file, p.line, p.column, p.field))
-    errors_found = [p for p in problems if p.severity == "error"]
-    entities = len(catalog.all_refs()) if catalog is not None else 0
-    refused = [r.what for r in catalog.refused] if catalog is not None else []
+        _fail([f"no catalog: pass PATH (or --cmdb PATH) or set {settings.CMDB_ENV_VAR}"])
+    checked = cmdb_service.check(resolved)
     if output_format is OutputFormat.JSON:
-        _echo_json(
-            {
-                "valid": not errors_found,
-                "entities": entities,
-                "refused": _strs(refused),
-                "problems": [_problem_json(p) for p in problems],
-            }
-        )
+        _echo_json(checked.view())
     else:
-        for problem in problems:
+        for problem in checked.problems:
             typer.echo(_problem_line(problem), err=True)
+        entities, errors_found = checked.entities, len(checked.errors)
         typer.echo(
-            f"{entities} entit{'y' if entities == 1 else 'ies'} loaded, {len(refused)} refused,"
-            f" {len(errors_found)} error(s), {len(problems) - len(errors_found)} warning(s)"
+            f"{entities} entit{'y' if entities == 1 else 'ies'} loaded,"
+            f" {len(checked.refused)} refused, {errors_found} error(s),"
+            f" {len(checked.problems) - errors_found} warning(s)"
         )
-    raise typer.Exit(1 if errors_found else 0)
-
-
-def _problem_json(problem: scenario_errors.Problem) -> JsonValue:
-    return {
-        "file": problem.file,
-        "line": problem.line,
-        "column": problem.column,
-        "field": problem.field,
-        "message": problem.message,
-        "hint": problem.hint,
-        "severity": problem.severity,
-    }
+    raise typer.Exit(0 if checked.valid else 1)
 
 
 def _load(cmdb: Sequence[Path] | None, *, strict: bool) -> models.Catalog:
-    paths = backstage.resolve_catalog_paths(cmdb, os.environ)
-    if not paths:
-        _fail([f"no catalog: pass --cmdb PATH or set {backstage.ENV_VAR}"])
+    config = settings.Settings.from_env(os.environ)
     try:
-        catalog = backstage.load_catalog(paths, strict=strict)
+        catalog = catalogs.require_catalog(config, None, cmdb, strict=strict)
+    except catalogs.NoCatalog as exc:
+        _fail([str(exc)])
     except errors.CatalogInvalid as exc:
         _fail([_problem_line(p) for p in exc.problems])
     for problem in catalog.problems:
@@ -187,23 +159,11 @@ def _console() -> rich.console.Console:
     return rich.console.Console(highlight=False)
 
 
-def _echo_json(value: JsonValue) -> None:
-    typer.echo(json.dumps(value, indent=2))
+def _echo_json(view: views.View) -> None:
+    typer.echo(view.to_text())
 
 
-def _duration(value: datetime.timedelta | None) -> str:
-    """`15m`, `1h30m`, `0s`; `-` when unset."""
-    if value is None:
-        return "-"
-    seconds = int(value.total_seconds())
-    if seconds == 0:
-        return "0s"
-    text = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            text += f"{count}{unit}"
-    return text
+_duration = views.duration_text
 
 
 def _objective_text(
@@ -359,98 +319,3 @@ def _impact_table(result: impact.Impact, mode: str | None) -> rich.table.Table:
             )
         )
     return table
-
-
-def _optional_duration(value: datetime.timedelta | None) -> JsonValue:
-    return None if value is None else _duration(value)
-
-
-def _seconds(value: datetime.timedelta | None) -> JsonValue:
-    return None if value is None else int(value.total_seconds())
-
-
-def _objectives_json(objectives: models.Objectives) -> JsonValue:
-    return {
-        "rto": _optional_duration(objectives.rto),
-        "rpo": _optional_duration(objectives.rpo),
-        "rtoSeconds": _seconds(objectives.rto),
-        "rpoSeconds": _seconds(objectives.rpo),
-        "rtoByMode": {m: _duration(v) for m, v in sorted(objectives.rto_by_mode.items())},
-        "rpoByMode": {m: _duration(v) for m, v in sorted(objectives.rpo_by_mode.items())},
-    }
-
-
-def _strs(values: Iterable[object]) -> JsonValue:
-    return [str(v) for v in values]
-
-
-def _service_json(catalog: models.Catalog, service: models.Service) -> JsonValue:
-    people = service.people
-    return {
-        "ref": str(service.ref),
-        "name": service.name,
-        "kind": service.kind.value,
-        "type": service.type,
-        "title": service.title,
-        "system": str(service.system) if service.system else None,
-        "owner": str(service.owner),
-        "tier": service.tier,
-        "tierDefaulted": service.tier_defaulted,
-        "lifecycle": service.lifecycle,
-        "objectives": _objectives_json(service.objectives),
-        "dependsOn": [
-            {"ref": str(d.ref), "type": d.type.value, "via": str(d.via) if d.via else None}
-            for d in service.dependencies
-        ],
-        "usedBy": _strs(s.ref for s in catalog.dependents(service.ref)),
-        "vendor": _vendor_json(service.vendor) if service.vendor else None,
-        "vendors": [_vendor_json(v) for v in service.vendors],
-        "kubernetes": {
-            "selectors": _strs(service.kubernetes.selectors),
-            "namespaces": list(service.kubernetes.namespaces),
-            "clusters": list(service.kubernetes.clusters),
-        },
-        "aws": {
-            "tags": dict(service.aws.tags),
-            "regions": list(service.aws.regions),
-            "zones": list(service.aws.zones),
-            "resources": _strs(service.aws.resources),
-        },
-        "people": {
-            "owners": _strs(people.owners),
-            "onCall": list(people.on_call),
-            "breakGlass": _strs(people.break_glass),
-            "runbookOwner": str(people.runbook_owner) if people.runbook_owner else None,
-            "runbookEditors": _strs(people.runbook_editors),
-            "repoPath": people.repo_path,
-        },
-        "source": {"file": service.source.file, "line": service.source.line},
-    }
-
-
-def _vendor_json(vendor: models.Vendor) -> JsonValue:
-    return {"ref": str(vendor.ref), "cidrs": _strs(vendor.cidrs), "ports": list(vendor.ports)}
-
-
-def _impact_json(result: impact.Impact, mode: str | None) -> JsonValue:
-    services: list[JsonValue] = []
-    for item in result.services:
-        objectives = item.objectives
-        services.append(
-            {
-                "ref": str(item.ref),
-                "tier": item.tier,
-                "distance": item.distance,
-                "path": _strs(item.path),
-                "via": item.via.value if item.via else None,
-                "owner": str(item.owner),
-                "rto": _optional_duration(objectives.rto_for(mode)),
-                "rpo": _optional_duration(objectives.rpo_for(mode)),
-                "objectives": _objectives_json(objectives),
-            }
-        )
-    return {
-        "targets": _strs(result.targets),
-        "failureMode": mode,
-        "services": services,
-    }

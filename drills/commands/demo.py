@@ -23,7 +23,8 @@ import typer
 
 from drills import binding, settings
 from drills.commands import documents, running
-from orchestrator import engine, journal, mutations
+from drills.service import runs
+from orchestrator import engine, events, journal, mutations
 from orchestrator.cmdb import backstage
 from sandbox import stack
 from sandbox.kubernetes import resources
@@ -48,6 +49,7 @@ def demo(
         data_dir=state_dir,
         database_url=f"sqlite:///{state_dir / 'stormdrill.db'}",
         reports_dir=state_dir / "reports",
+        cmdb_paths=settings.Settings.from_env(os.environ).cmdb_paths,
     )
     with stack.Sandbox(state_dir / "sandbox") as world:
         info = world.start()
@@ -71,27 +73,19 @@ def demo(
         env = str(info.environment)
         codes: dict[str, int] = {}
         with running.open_journal(config) as store:
-            codes["az-failure-kubernetes"] = _drill(
-                store, "az-failure-kubernetes", env, reports_dir=config.reports_dir
-            )
+            codes["az-failure-kubernetes"] = _drill(config, store, "az-failure-kubernetes", env)
             _pin_checkout(world, zone=PIN_ZONE)
             codes["az-power-loss-kubernetes (checkout pinned)"] = _drill(
-                store,
-                "az-power-loss-kubernetes",
-                env,
-                reports_dir=config.reports_dir,
-                sets=[f"zone={PIN_ZONE}"],
+                config, store, "az-power-loss-kubernetes", env, sets=[f"zone={PIN_ZONE}"]
             )
             _unpin_checkout(world)
-            codes["az-failure-aws"] = _drill(
-                store, "az-failure-aws", env, reports_dir=config.reports_dir
-            )
+            codes["az-failure-aws"] = _drill(config, store, "az-failure-aws", env)
             codes["key-person-loss"] = _drill(
+                config,
                 store,
                 "key-person-loss",
                 env,
-                reports_dir=config.reports_dir,
-                config=engine.EngineConfig(auto_ack_s=AUTO_ACK_S),
+                engine_config=engine.EngineConfig(auto_ack_s=AUTO_ACK_S),
             )
         _console.print(
             rich.panel.Panel.fit(
@@ -114,23 +108,20 @@ def demo(
 
 
 def _drill(
+    config: settings.Settings,
     store: journal.Journal,
     scenario: str,
     env: str,
     *,
-    reports_dir: Path,
     sets: list[str] | None = None,
-    config: engine.EngineConfig | None = None,
+    engine_config: engine.EngineConfig | None = None,
 ) -> int:
     _console.rule(f"drill: {scenario} {' '.join(sets or [])}")
-    bound = binding.bind(scenario, env=env, sets=sets or [])
-    catalog = binding.load_catalog(bound.drill.environment, explicit=[], env_vars=os.environ)
-    eng = binding.make_engine(
-        store=store, catalog=catalog, config=config or engine.EngineConfig(), killswitch_file=None
-    )
+    request = runs.DrillRequest(target=scenario, environment=env, sets=tuple(sets or ()))
+    prepared = runs.prepare(config, request)
 
     def listen(kind: str, message: str, _data: Mapping[str, mutations.JsonValue]) -> None:
-        if kind != "probe":
+        if kind != events.EventKind.PROBE:
             _console.print(
                 f"  {kind:>9} {message}",
                 markup=False,
@@ -138,10 +129,19 @@ def _drill(
                 style=running.LIVE_STYLES.get(kind, ""),
             )
 
-    outcome = eng.run(bound.drill, listener=listen)
-    running.summarise(outcome, store)
-    running.write_reports(outcome, store=store, catalog=catalog, reports_dir=reports_dir)
-    return outcome.exit_code
+    driven = runs.start(
+        config,
+        store,
+        binding.make_registry(),
+        prepared,
+        trigger=engine.Trigger(kind=engine.TriggerKind.MANUAL, principal="stormdrill demo"),
+        engine_config=engine_config,
+        listener=listen,
+    )
+    running.summarise(driven.outcome, store)
+    if driven.reports is not None:
+        running.print_reports(driven.reports)
+    return driven.exit_code
 
 
 def _pin_checkout(world: stack.Sandbox, *, zone: str) -> None:

@@ -6,9 +6,10 @@
   print as `path:line: rule: message (try: …)`; exit 1 on any finding, 3 if unreadable.
 - `coverage` renders the coverage matrix of the CMDB against the policy and the runs in
   the store; exit 0, or 3 on a bad catalog or policy.
-The catalog comes from `--cmdb PATH` (repeatable), else `STORMDRILL_CMDB`, else (for
-`report`) the run's Environment file. The functions are wired into `drills.cli`; `app`
-holds the same commands for tests and standalone use.
+The catalog comes from `--cmdb PATH` (repeatable), else (for `report`) the CMDB of the
+Environment the run recorded, else `STORMDRILL_CMDB` (`drills.service.catalogs` decides).
+The functions are wired into `drills.cli`; `app` holds the same commands for tests and
+standalone use.
 """
 
 from __future__ import annotations
@@ -24,19 +25,20 @@ import typer
 
 from drills import binding, settings
 from drills.commands import running
+from drills.service import catalogs, views
+from drills.service import coverage as coverage_service
 from orchestrator import engine, states
 from orchestrator.cmdb import backstage
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import models as cmdb_models
-from reports import coverage as coverage_mod
-from reports import coverage_rendering, evidence, linting, policy, postmortem, redaction, rendering
-from scenarios import errors, library, loading, secrets
+from reports import coverage_rendering, evidence, linting, postmortem, redaction, rendering
+from scenarios import errors, secrets
 
 app = typer.Typer(help="Post-mortems, the blameless lint and drill coverage.", no_args_is_help=True)
 
 _err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
 
-_CMDB_HELP = f"CMDB catalog file or folder (repeatable); defaults to ${backstage.ENV_VAR}."
+_CMDB_HELP = f"CMDB catalog file or folder (repeatable); defaults to ${settings.CMDB_ENV_VAR}."
 
 
 @contextlib.contextmanager
@@ -57,15 +59,16 @@ def _user_errors() -> Iterator[None]:
 
 
 def _catalog(
-    explicit: Sequence[Path], *, run: states.Run | None = None, strict: bool = False
+    config: settings.Settings,
+    explicit: Sequence[Path],
+    *,
+    run: states.Run | None = None,
+    strict: bool = False,
 ) -> cmdb_models.Catalog | None:
-    paths = backstage.resolve_catalog_paths(list(explicit), os.environ)
-    catalog: cmdb_models.Catalog | None = None
-    if paths:
-        catalog = backstage.load_catalog(paths, strict=strict)
-    elif run is not None and Path(run.environment_source).is_file():
-        environment = loading.load_environment(Path(run.environment_source)).model
-        catalog = binding.load_catalog(environment, explicit=[], env_vars=os.environ)
+    """The catalog `catalogs.catalog_for` picks (for a run: its Environment's); says what it
+    refused on stderr."""
+    environment = catalogs.recorded_environment(run) if run is not None and not explicit else None
+    catalog = catalogs.catalog_for(config, environment, explicit, strict=strict)
     for line in backstage.refusal_lines(catalog, strict=strict):
         _err.print(line, markup=False, soft_wrap=True)
     return catalog
@@ -96,7 +99,7 @@ def report(
     config = settings.Settings.from_env(os.environ)
     with _user_errors(), running.open_journal(config) as store:
         run_evidence = evidence.load(store, states.RunId(run_id))
-        catalog = _catalog(cmdb, run=run_evidence.run, strict=strict)
+        catalog = _catalog(config, cmdb, run=run_evidence.run, strict=strict)
         scenario = evidence.scenario_for(run_evidence.run)
         built = postmortem.build_postmortem(run_evidence, scenario, cmdb=catalog)
     _emit(rendering.render(built, output_format), output)
@@ -112,7 +115,7 @@ def lint_report(
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise binding.BindingError(f"{path}: cannot read it: {exc.strerror}") from None
-        catalog = _catalog(cmdb)
+        catalog = _catalog(settings.Settings.from_env(os.environ), cmdb)
     findings = linting.lint(text, people=linting.people_names(catalog))
     for finding in findings:
         typer.echo(finding.format(str(path)))
@@ -136,22 +139,17 @@ def coverage(
     """Which services are drilled for which failure modes, how recently, and how well."""
     config = settings.Settings.from_env(os.environ)
     with _user_errors():
-        catalog = _catalog(cmdb, strict=strict)
+        catalog = _catalog(config, cmdb, strict=strict)
         if catalog is None:
-            raise binding.BindingError(f"no catalog: pass --cmdb PATH or set {backstage.ENV_VAR}")
-        rules = policy.load(policy_path)
-        declared = [
-            loading.load_scenario(p).model.spec.failure_mode.value for p in library.bundled_paths()
-        ]
+            raise catalogs.NoCatalog()
         with running.open_journal(config) as store:
-            runs = coverage_mod.load_summaries(store, catalog=catalog)
-        matrix = coverage_mod.build_matrix(
-            catalog=catalog,
-            rules=rules,
-            runs=runs,
-            now=dt.datetime.now(dt.UTC),
-            extra_modes=declared,
-        )
+            matrix = coverage_service.matrix(
+                store, catalog=catalog, policy_path=policy_path, now=dt.datetime.now(dt.UTC)
+            )
+    if output_format is coverage_rendering.Format.JSON:
+        view = views.CoverageView.from_matrix(matrix)
+        _emit(view.to_text() + "\n", output)
+        return
     if output_format is coverage_rendering.Format.TABLE and output is None:
         console = rich.console.Console(highlight=False)
         for renderable in coverage_rendering.table(matrix):

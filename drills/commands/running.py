@@ -28,14 +28,14 @@ import rich.text
 import typer
 
 from drills import binding, settings
-from orchestrator import engine, journal, mutations, planning, recovery, rollback, states
+from drills import store as store_mod
+from drills.service import reports as run_reports
+from drills.service import runs, views
+from orchestrator import engine, events, journal, mutations, planning, rollback, states
 from orchestrator import errors as orchestrator_errors
-from orchestrator.cmdb import backstage
 from orchestrator.cmdb import errors as cmdb_errors
-from orchestrator.cmdb import models as cmdb_models
-from orchestrator.providers.people import assignees
-from reports import coverage, junit, writing
-from scenarios import errors, loading, quantities, secrets
+from reports import coverage
+from scenarios import errors, quantities, secrets
 
 app_runs = typer.Typer(help="List and show drill runs (newest first).", no_args_is_help=True)
 app_killswitch = typer.Typer(help="Engage or release the global kill switch.", no_args_is_help=True)
@@ -54,31 +54,34 @@ def _settings() -> settings.Settings:
 
 
 def open_journal(config: settings.Settings) -> journal.Journal:
-    """The run store named by settings (a SQLite file by default).
+    """The run store named by settings (a SQLite file by default), for a command.
 
-    Every command opens the store here. A store that cannot be reached ends the command
-    with one line naming it (password masked) and why, and exit code 5; a URL that is not
-    usable at all is invalid input (exit 3).
+    A store that cannot be reached ends the command with one line naming it (password
+    masked) and why, and exit code 5; a URL that is not usable at all is invalid input
+    (exit 3). The opening itself is `drills.store.open_store`.
     """
-    url = config.database_url
     try:
-        if url.startswith("sqlite:///"):
-            folder = Path(url.removeprefix("sqlite:///")).parent
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # the store is private
-        return journal.open_store(url)
-    except OSError as exc:
-        reason = f"{type(exc).__name__}: {exc.strerror or exc}"
-        failure: orchestrator_errors.JournalError = orchestrator_errors.StoreUnreachable(
-            url=settings.mask_url_password(url), reason=reason
-        )
-        code = engine.ExitCode.UNREACHABLE
+        return store_mod.open_store(config)
     except orchestrator_errors.StoreUnreachable as exc:
-        failure, code = exc, engine.ExitCode.UNREACHABLE
+        failure: orchestrator_errors.JournalError = exc
+        code = engine.ExitCode.UNREACHABLE
     except orchestrator_errors.JournalError as exc:
         failure, code = exc, engine.ExitCode.INVALID
-    message = settings.mask_url_password(url, " ".join(str(failure).split()))
+    message = settings.mask_url_password(config.database_url, " ".join(str(failure).split()))
     _err.print(f"error: {message}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _principal() -> str:
+    """Who runs the command, as the CLI names them (read when a command runs)."""
+    return os.environ.get("USER", "cli")
+
+
+def _trigger() -> engine.Trigger:
+    """A CLI run is manual, or `ci` when the CI variable says it runs in CI."""
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    kind = engine.TriggerKind.CI if in_ci else engine.TriggerKind.MANUAL
+    return engine.Trigger(kind=kind, principal=_principal())
 
 
 @contextlib.contextmanager
@@ -104,9 +107,9 @@ _ENV_HELP = "Environment name or file (e.g. staging, ./sandbox/environment.yaml)
 _STRICT_HELP = "Refuse (exit 3) if any CMDB catalog entity has an error, instead of leaving it out."
 
 
-def _report_catalog(catalog: cmdb_models.Catalog | None, *, strict: bool) -> None:
-    """Say on stderr what the CMDB refused; with `strict`, raise `CatalogInvalid` instead."""
-    for line in backstage.refusal_lines(catalog, strict=strict):
+def _print_notes(prepared: runs.Prepared) -> None:
+    """Say on stderr what the CMDB refused (with `--strict`, `prepare` raised instead)."""
+    for line in prepared.notes:
         _err.print(line, markup=False, soft_wrap=True)
 
 
@@ -130,37 +133,32 @@ def plan(
     system it must read (Kubernetes, AWS) is unreachable or refuses us.
     """
     config = _settings()
+    request = runs.DrillRequest(
+        target=target,
+        environment=env,
+        sets=tuple(sets),
+        approvals=tuple(approved_by),
+        cmdb=tuple(cmdb),
+        strict=strict,
+    )
     with _user_errors():
-        bound = binding.bind(target, env=env, sets=sets, approvals=approved_by)
-        catalog = binding.load_catalog(bound.drill.environment, explicit=cmdb, env_vars=os.environ)
-        _report_catalog(catalog, strict=strict)
+        prepared = runs.prepare(config, request)
+        _print_notes(prepared)
         with open_journal(config) as store:
-            eng = binding.make_engine(
-                store=store,
-                catalog=catalog,
-                config=engine.EngineConfig(),
-                killswitch_file=config.killswitch_file,
-            )
-            drill_plan = eng.plan(bound.drill)
-    cells = coverage.plan_cells(drill_plan, catalog)
-    warning = coverage.reach_warning(drill_plan, catalog)
-    if warning is not None:
-        _err.print(f"warning: {warning}", markup=False)
-    values, keys = engine.secret_values(bound.drill)
-    masking = secrets.Redactor().with_secrets(values, keys=keys)
+            planned = runs.plan(config, store, binding.make_registry(), prepared)
+    if planned.warning is not None:
+        _err.print(f"warning: {planned.warning}", markup=False)
     if output_format is OutputFormat.JSON:
-        body = plan_json(drill_plan)
-        body["coverage"] = None if cells is None else [dataclasses.asdict(c) for c in cells]
-        typer.echo(json.dumps(masking.json(body), indent=2))
+        typer.echo(json.dumps(planned.masking.json(planned.view().dump()), indent=2))
     else:
         with _console.capture() as shown:
-            show_plan(drill_plan)
-            _show_cells(cells)
-        typer.echo(masking.text(shown.get()), nl=False)
-    raise typer.Exit(engine.ExitCode.INVALID if drill_plan.refused else 0)
+            show_plan(planned.plan)
+            _show_cells(planned.cells)
+        typer.echo(planned.masking.text(shown.get()), nl=False)
+    raise typer.Exit(engine.ExitCode.INVALID if planned.plan.refused else 0)
 
 
-def _show_cells(cells: list[coverage.CountedCell] | None) -> None:
+def _show_cells(cells: tuple[coverage.CountedCell, ...] | None) -> None:
     """Which coverage cells (service and failure mode) a run of this plan will count for."""
     if cells is None:
         return
@@ -173,45 +171,6 @@ def _show_cells(cells: list[coverage.CountedCell] | None) -> None:
     for cell in cells:
         table.add_row(cell.service, cell.mode, str(cell.distance))
     _console.print(table)
-
-
-def plan_json(drill_plan: planning.Plan) -> dict[str, mutations.JsonValue]:
-    """The plan as JSON (for machines and the API)."""
-    return {
-        "scenario": drill_plan.drill.scenario.metadata.name,
-        "environment": drill_plan.drill.environment.metadata.name,
-        "refused": drill_plan.refused,
-        "targets": {
-            name: {
-                "kind": sel.kind,
-                "count": sel.count,
-                "population": sel.population,
-                "limit": _limit(drill_plan, name),
-                "refs": [str(r) for r in sel.refs],
-                "excluded": [f"{r}: {why}" for r, why in sel.excluded],
-            }
-            for name, sel in drill_plan.selections.items()
-        },
-        "guardrails": [
-            {"rule": v.rule, "ok": v.ok, "message": v.message, "subject": v.subject}
-            for v in drill_plan.verdicts
-        ],
-        "services": [
-            {"ref": str(s.service.ref), "tier": s.service.tier, "distance": s.distance}
-            for s in (drill_plan.impact.services if drill_plan.impact else ())
-        ],
-        "rollback": [
-            {"step": m.step, "action": m.action, "target": str(m.target)}
-            for m in drill_plan.rollback_plan()
-        ],
-    }
-
-
-def _limit(drill_plan: planning.Plan, target: str) -> str | None:
-    """The target's `blastRadius.max` as written (None: no limit set)."""
-    spec = drill_plan.drill.scenario.spec.targets.get(target)
-    radius = spec.blast_radius if spec is not None else None
-    return str(radius.max) if radius is not None else None
 
 
 def show_plan(drill_plan: planning.Plan) -> None:
@@ -291,28 +250,30 @@ def run(
 ) -> None:
     """Run a drill: live view of steps, probes and mutations; Ctrl-C aborts and rolls back."""
     config = _settings()
+    request = runs.DrillRequest(
+        target=target,
+        environment=env,
+        sets=tuple(sets),
+        approvals=tuple(approved_by),
+        cmdb=tuple(cmdb),
+        strict=strict,
+    )
     with _user_errors():
-        bound = binding.bind(target, env=env, sets=sets, approvals=approved_by)
-        catalog = binding.load_catalog(bound.drill.environment, explicit=cmdb, env_vars=os.environ)
-        _report_catalog(catalog, strict=strict)
+        prepared = runs.prepare(config, request)
+        _print_notes(prepared)
         engine_config = engine.EngineConfig(auto_ack_s=_seconds(auto_ack, "--auto-ack"))
         if stability is not None:
             engine_config = dataclasses.replace(
                 engine_config,
                 stability_window_s=_seconds_required(stability, "--stability-window"),
             )
+    drill = prepared.drill
     if not yes and not typer.confirm(
-        f"Run {bound.drill.scenario.metadata.name} against {bound.drill.environment.metadata.name}?"
+        f"Run {drill.scenario.metadata.name} against {drill.environment.metadata.name}?"
     ):
         raise typer.Exit(engine.ExitCode.ABORTED)
     stop = threading.Event()
     with open_journal(config) as store, _signals_set(stop):
-        eng = binding.make_engine(
-            store=store,
-            catalog=catalog,
-            config=engine_config,
-            killswitch_file=config.killswitch_file,
-        )
         view = _LiveView()
         with rich.live.Live(
             view.render(), console=_console, refresh_per_second=8, transient=False
@@ -322,18 +283,21 @@ def run(
                 view.add(kind, message)
                 live.update(view.render())
 
-            outcome = eng.run(bound.drill, stop=stop, listener=listen)
-        summarise(outcome, store)
-        write_reports(outcome, store=store, catalog=catalog, reports_dir=config.reports_dir)
-        if junit_path is not None:
-            junit.write(
-                junit_path,
-                run=outcome.run,
-                events=store.events(outcome.run.id),
-                scenario=bound.drill.scenario,
+            driven = runs.start(
+                config,
+                store,
+                binding.make_registry(),
+                prepared,
+                trigger=_trigger(),
+                engine_config=engine_config,
+                stop=stop,
+                listener=listen,
+                junit_path=junit_path,
             )
-            _console.print(f"JUnit XML: {junit_path}")
-    raise typer.Exit(outcome.exit_code)
+        summarise(driven.outcome, store)
+        if driven.reports is not None:
+            print_reports(driven.reports)
+    raise typer.Exit(driven.exit_code)
 
 
 def _seconds(raw: str | None, flag: str) -> float | None:
@@ -363,16 +327,16 @@ def _signals_set(stop: threading.Event) -> Iterator[None]:
 
 
 LIVE_STYLES: Mapping[str, str] = {
-    "state": "bold cyan",
-    "mutation": "yellow",
-    "revert": "magenta",
-    "probe": "dim",
-    "guardrail": "blue",
-    "abort": "bold red",
-    "error": "red",
-    "deviation": "red",
-    "manual": "bold green",
-    "ack": "green",
+    events.EventKind.STATE: "bold cyan",
+    events.EventKind.MUTATION: "yellow",
+    events.EventKind.REVERT: "magenta",
+    events.EventKind.PROBE: "dim",
+    events.EventKind.GUARDRAIL: "blue",
+    events.EventKind.ABORT: "bold red",
+    events.EventKind.ERROR: "red",
+    events.EventKind.DEVIATION: "red",
+    events.EventKind.MANUAL: "bold green",
+    events.EventKind.ACK: "green",
 }
 
 
@@ -404,12 +368,12 @@ def summarise(outcome: engine.RunOutcome, store: journal.Journal) -> None:
         f" run={run_.id} exit={outcome.exit_code}"
     )
     _console.print(f"reason: {run_.reason}", markup=False)
-    objectives = run_.record.get("objectives")
-    if isinstance(objectives, Mapping):
+    objectives = run_.record.objectives
+    if objectives is not None:
         _console.print(
-            f"achieved RTO: {objectives.get('achieved_rto_s')} s"
-            f" (target {objectives.get('scaled_target_rto_s')} s"
-            f" at time scale {objectives.get('time_scale')})",
+            f"achieved RTO: {objectives.achieved_rto_s} s"
+            f" (target {objectives.scaled_target_rto_s} s"
+            f" at time scale {objectives.time_scale})",
             markup=False,
         )
     for entry, error in outcome.leftovers:
@@ -426,64 +390,23 @@ def summarise(outcome: engine.RunOutcome, store: journal.Journal) -> None:
     _console.print(f"run record: {store.url} (stormdrill runs show {run_.id})", markup=False)
 
 
-def write_reports(
-    outcome: engine.RunOutcome,
-    *,
-    store: journal.Journal,
-    catalog: cmdb_models.Catalog | None,
-    reports_dir: Path,
-) -> None:
-    """Every finished run gets its post-mortem (md, html, json) and JUnit under reports_dir."""
-    write_run_reports(outcome.run, store=store, catalog=catalog, reports_dir=reports_dir)
-
-
-def write_run_reports(
-    run_: states.Run,
-    *,
-    store: journal.Journal,
-    catalog: cmdb_models.Catalog | None,
-    reports_dir: Path,
-) -> None:
-    """Write `run_`'s reports (see `write_reports`) and say where the post-mortem went."""
-    written = writing.write_for_run(run_, store, catalog, reports_dir)
-    _console.print(f"post-mortem: {written.markdown}", markup=False)
-
-
-def _write_recovered_reports(
-    store: journal.Journal, run_id: states.RunId, *, reports_dir: Path
-) -> None:
-    """Reports for a run `recover` finished; its CMDB comes from its recorded Environment.
-
-    A run recovery could not finish (its environment unreadable) gets none yet: the next
-    `recover` that finishes it writes them. An unreadable CMDB only drops the CMDB's part.
-    """
-    run_ = store.get_run(run_id)
-    if not run_.terminal:
-        return
-    catalog: cmdb_models.Catalog | None = None
-    try:
-        environment = loading.load_environment(Path(run_.environment_source)).model
-        catalog = binding.load_catalog(environment, explicit=[], env_vars=os.environ)
-    except (errors.StormdrillError, cmdb_errors.CmdbError) as exc:
-        _err.print(
-            f"run {run_id}: reports without the CMDB ({exc}); "
-            "rebuild them with `stormdrill report RUN --cmdb PATH`",
-            markup=False,
-            soft_wrap=True,
-        )
-    write_run_reports(run_, store=store, catalog=catalog, reports_dir=reports_dir)
+def print_reports(written: run_reports.RunReports) -> None:
+    """Say where a run's reports went (and, on stderr, what they lack)."""
+    if written.warning is not None:
+        _err.print(written.warning, markup=False, soft_wrap=True)
+    _console.print(f"post-mortem: {written.postmortem}", markup=False)
+    if written.junit is not None:
+        _console.print(f"JUnit XML: {written.junit}")
 
 
 def abort(run_id: str = typer.Argument(..., help="The run to abort.")) -> None:
     """Ask a running drill to abort (it stops injecting, rolls back and verifies)."""
     with open_journal(_settings()) as store, _user_errors():
-        run_ = store.get_run(states.RunId(run_id))
-        if run_.terminal:
-            _err.print(f"run {run_id} already ended ({run_.state.value})")
-            raise typer.Exit(1)
-        store.append_event(
-            run_.id, kind="abort-request", message="abort requested from the CLI", data={}
-        )
+        try:
+            runs.abort(store, states.RunId(run_id), source="the CLI")
+        except runs.RunEnded as exc:
+            _err.print(f"run {run_id} already ended ({exc.run.state.value})")
+            raise typer.Exit(1) from None
     _console.print(f"abort requested for {run_id}")
 
 
@@ -491,7 +414,7 @@ def abort(run_id: str = typer.Argument(..., help="The run to abort.")) -> None:
 def killswitch_on(reason: str = typer.Option("engaged from the CLI", "--reason")) -> None:
     """Engage: running drills abort and roll back; no drill may start."""
     with open_journal(_settings()) as store:
-        store.set_killswitch(engaged=True, by=os.environ.get("USER", "cli"), reason=reason)
+        runs.killswitch(store, engaged=True, by=_principal(), reason=reason)
     _console.print("[bold red]kill switch ENGAGED[/bold red]")
 
 
@@ -499,7 +422,7 @@ def killswitch_on(reason: str = typer.Option("engaged from the CLI", "--reason")
 def killswitch_off() -> None:
     """Release the kill switch."""
     with open_journal(_settings()) as store:
-        store.set_killswitch(engaged=False, by=os.environ.get("USER", "cli"), reason="released")
+        runs.killswitch(store, engaged=False, by=_principal(), reason="released")
     _console.print("kill switch released")
 
 
@@ -513,17 +436,11 @@ def recover(
     reg = binding.make_registry()
     exit_code = 0
     with open_journal(config) as store, _user_errors():
-
-        def environment_for(run_: states.Run) -> object:
-            return loading.load_environment(Path(run_.environment_source)).model
-
-        recovered = recovery.recover_runs(
-            store=store,
-            reg=reg,
-            environment_for=environment_for,  # type: ignore[arg-type]
-            only=states.RunId(run_id) if run_id else None,
+        recovered = runs.recover(
+            config, store, reg, run_id=states.RunId(run_id) if run_id else None
         )
-        for item in recovered:
+        for done in recovered:
+            item = done.item
             _console.print(
                 f"run {item.run_id}: {item.found_state.value} -> {item.final_state.value};"
                 f" reverted {item.reverted}; {item.message}",
@@ -533,15 +450,12 @@ def recover(
                 _err.print(f"LEFTOVER: {failure}", markup=False, soft_wrap=True)
             if item.failed:
                 exit_code = engine.ExitCode.ROLLBACK_FAILED
-            _write_recovered_reports(store, item.run_id, reports_dir=config.reports_dir)
+            if done.reports is not None:
+                print_reports(done.reports)
         if not recovered:
             _console.print("no unfinished runs to recover")
         if env is not None:
-            env_path = binding.find_environment(env, search=[])
-            environment = loading.load_environment(env_path).model
-            findings = recovery.sweep_markers(
-                store=store, reg=reg, environment=environment, dry_run=dry_run
-            )
+            findings = runs.sweep(store, reg, environment=env, dry_run=dry_run)
             for finding in findings:
                 verb = "healed" if finding.healed else "left"
                 _console.print(
@@ -556,7 +470,7 @@ def ack(
     run_id: str = typer.Argument(...),
     step: str = typer.Argument(...),
     evidence: str = typer.Option(..., "--evidence", help="What was done (text, URL or choice)."),
-    by: str = typer.Option(os.environ.get("USER", "cli"), "--by", help="Who acknowledges."),
+    by: str | None = typer.Option(None, "--by", help="Who acknowledges (default: $USER)."),
 ) -> None:
     """Acknowledge a manual step with evidence (the drill continues).
 
@@ -564,14 +478,7 @@ def ack(
     is assigned to (its team, or its on-call at the time), as recorded when it started.
     """
     with open_journal(_settings()) as store, _user_errors():
-        run_ = store.get_run(states.RunId(run_id))
-        assignees.check_ack(store.events(run_.id), run_id=run_.id, step=step, by=by)
-        store.append_event(
-            run_.id,
-            kind="ack",
-            message=f"step {step} acknowledged by {by}: {evidence}",
-            data={"step": step, "by": by, "evidence": evidence, "automated": False},
-        )
+        runs.ack(store, states.RunId(run_id), step, by=by or _principal(), evidence=evidence)
     _console.print(f"acknowledged {step} of {run_id}")
 
 
@@ -635,9 +542,9 @@ def runs_list(
 ) -> None:
     """Runs, newest first."""
     with open_journal(_settings()) as store:
-        found = store.list_runs(limit=limit)
+        found = runs.list_runs(store, limit=limit).runs
     if output_format is OutputFormat.JSON:
-        typer.echo(json.dumps([_run_json(r) for r in found], indent=2))
+        typer.echo(json.dumps([views.RunView.from_run(r).dump() for r in found], indent=2))
         return
     table = rich.table.Table(title="Runs (newest first)")
     for column in ("run", "scenario", "environment", "state", "verdict", "started"):
@@ -661,49 +568,17 @@ def runs_show(
 ) -> None:
     """One run: its record, timeline and journal."""
     with open_journal(_settings()) as store, _user_errors():
-        r = store.get_run(states.RunId(run_id))
-        events = store.events(r.id)
-        entries = store.entries(r.id)
+        detail = runs.show(store, states.RunId(run_id))
     if output_format is OutputFormat.JSON:
-        body = _run_json(r)
-        body["timeline"] = [
-            {"at": e.at.isoformat(), "kind": e.kind, "message": e.message, "data": dict(e.data)}
-            for e in events
-        ]
-        body["journal"] = [
-            {
-                "seq": e.seq,
-                "step": e.step,
-                "action": e.action,
-                "target": str(e.target),
-                "state": e.state.value,
-                "error": e.error,
-            }
-            for e in entries
-        ]
-        typer.echo(json.dumps(body, indent=2, default=str))
+        typer.echo(detail.view().to_text())
         return
+    r = detail.run
     _console.print(
         f"[bold]{r.id}[/bold] {r.scenario} on {r.environment}: {r.state.value} ({r.reason})"
     )
-    for e in events:
+    for e in detail.events:
         _console.print(f"{e.at:%H:%M:%S.%f} {e.kind:>10} {e.message}", markup=False)
-    for entry in entries:
+    for entry in detail.entries:
         _console.print(
             f"#{entry.seq} {entry.action} on {entry.target}: {entry.state.value}", markup=False
         )
-
-
-def _run_json(r: states.Run) -> dict[str, mutations.JsonValue]:
-    return {
-        "id": r.id,
-        "scenario": r.scenario,
-        "environment": r.environment,
-        "state": r.state.value,
-        "verdict": r.verdict.value if r.verdict else None,
-        "reason": r.reason,
-        "abort_reason": r.abort_reason,
-        "started_at": r.started_at.isoformat(),
-        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-        "record": dict(r.record),
-    }

@@ -5,16 +5,17 @@ Reads multi-document files, folders (every `*.yaml`/`*.yml` below them) and the
 allowed, followed at most `MAX_LOCATION_DEPTH` deep and `MAX_FILES` files in all);
 `OnCall` documents (apiVersion `stormdrill.dev/v1`) found on the way are read too.
 
-Invariants: nothing is read until `load_catalog` is called; YAML is read only through
-`scenarios.reading` (bounded nesting, control characters at their line); every problem is
-placed at file:line:column and a field path; unknown kinds and foreign documents are
-skipped with a warning. As in Backstage, an error belongs to one entity: an invalid
-entity, a second definition of an entity (the first one wins; both places are named), a
-missing Location target or a document that is not valid YAML is *refused* — listed in
-`Catalog.refused`, its errors in `Catalog.problems` — and the rest of the catalog loads.
-A relation naming an unexpected kind is a warning and is kept as written. A strict load
-(`stormdrill cmdb validate`, `--strict`) raises `CatalogInvalid` on any error; so does a
-load where nothing at all could be read.
+Invariants: nothing is read until `load_catalog` is called, and only from the paths it is
+given (which CMDB to use is decided above this layer; nothing here reads the process
+environment); YAML is read only through `scenarios.reading` (bounded nesting, control
+characters at their line); every problem is placed at file:line:column and a field path;
+unknown kinds and foreign documents are skipped with a warning. As in Backstage, an error
+belongs to one entity: an invalid entity, a second definition of an entity (the first one
+wins; both places are named), a missing Location target or a document that is not valid
+YAML is *refused* — listed in `Catalog.refused`, its errors in `Catalog.problems` — and the
+rest of the catalog loads. A relation naming an unexpected kind is a warning and is kept as
+written. A strict load (`stormdrill cmdb validate`, `--strict`) raises `CatalogInvalid` on
+any error; so does a load where nothing at all could be read.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import difflib
 import glob
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -49,26 +50,6 @@ VENDOR_TYPES = frozenset({"vendor", "third-party"})
 _K = models.EntityKind
 _SERVICES = models.SERVICE_KINDS
 _OWNERS = frozenset({_K.GROUP, _K.USER})
-
-
-def resolve_catalog_paths(
-    explicit: Sequence[Path] | None,
-    env: Mapping[str, str],
-    *,
-    environment: Sequence[Path] | None = None,
-) -> list[Path]:
-    """Where to load the catalog from: explicit paths, else the Environment's, else the env var.
-
-    `environment` is an Environment document's `cmdb.backstage` paths, already resolved
-    against the document's folder. `STORMDRILL_CMDB` holds paths separated by `os.pathsep`.
-    Returns an empty list when none of them says anything.
-    """
-    if explicit:
-        return list(explicit)
-    if environment:
-        return list(environment)
-    raw = env.get(ENV_VAR, "")
-    return [Path(part) for part in raw.split(os.pathsep) if part.strip()]
 
 
 def load_catalog(paths: Sequence[Path], *, strict: bool = False) -> models.Catalog:

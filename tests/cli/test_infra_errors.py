@@ -232,8 +232,8 @@ def test_run_whose_planning_hits_500s_ends_aborted_with_exit_5_and_says_so(
     with journal.open_store(db_env["STORMDRILL_DATABASE_URL"]) as store:
         (run,) = store.list_runs(limit=5)
         assert run.state is states.RunState.ABORTED
-        assert run.record.get("infrastructure_error") is True
-        assert run.record.get("refused") is not True
+        assert run.record.infrastructure_error is True
+        assert run.record.refused is not True
         assert "unreachable" in run.reason
         assert store.entries(run.id) == []
 

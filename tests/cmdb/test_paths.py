@@ -5,28 +5,30 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from orchestrator.cmdb import backstage
+from drills import settings
+from drills.service import catalogs
+from tests.service import environments
 
 
 def test_explicit_paths_win_over_the_environment_and_the_variable() -> None:
-    env = {"STORMDRILL_CMDB": "/from/env"}
-    paths = backstage.resolve_catalog_paths(
-        [Path("a.yaml")], env, environment=[Path("/env/catalog")]
-    )
-    assert paths == [Path("a.yaml")]
+    config = settings.Settings.from_env({"STORMDRILL_CMDB": "/from/env"})
+    environment = environments.environment(cmdb=[Path("/env/catalog")])
+    paths = catalogs.catalog_paths(config, environment, [Path("a.yaml")])
+    assert paths == (Path("a.yaml"),)
 
 
 def test_environment_paths_win_over_the_variable() -> None:
-    paths = backstage.resolve_catalog_paths(
-        None, {"STORMDRILL_CMDB": "/from/env"}, environment=[Path("/env/catalog")]
-    )
-    assert paths == [Path("/env/catalog")]
+    config = settings.Settings.from_env({"STORMDRILL_CMDB": "/from/env"})
+    environment = environments.environment(cmdb=[Path("/env/catalog")])
+    assert catalogs.catalog_paths(config, environment, None) == (Path("/env/catalog"),)
 
 
 def test_the_variable_holds_several_paths_separated_like_path() -> None:
-    env = {"STORMDRILL_CMDB": f"one.yaml{os.pathsep}{os.pathsep}folder"}
-    assert backstage.resolve_catalog_paths([], env) == [Path("one.yaml"), Path("folder")]
+    config = settings.Settings.from_env(
+        {"STORMDRILL_CMDB": f"one.yaml{os.pathsep}{os.pathsep} {os.pathsep}folder"}
+    )
+    assert catalogs.catalog_paths(config, None, []) == (Path("one.yaml"), Path("folder"))
 
 
 def test_nothing_configured_gives_no_paths() -> None:
-    assert backstage.resolve_catalog_paths(None, {}) == []
+    assert catalogs.catalog_paths(settings.Settings.from_env({}), None, None) == ()

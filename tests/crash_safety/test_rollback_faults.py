@@ -129,8 +129,7 @@ def test_kubernetes_rollback_under_500s_timeouts_and_409s_never_claims_a_false_s
                     kube.faults = server.FaultConfig()
                     run = store.get_run(outcome.run.id)
                     entries = store.entries(run.id)
-                raw_leftovers: Any = run.record.get("leftovers") or []
-                listed = {int(item["seq"]) for item in raw_leftovers}
+                listed = {item.seq for item in run.record.leftovers or ()}
                 failed = {e.seq for e in entries if e.state is _E.REVERT_FAILED}
                 endings[run.state.value] += 1
                 assert listed == failed, f"{what}: leftovers {listed} but journal says {failed}"

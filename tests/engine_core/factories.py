@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from orchestrator import mutations, states
+from orchestrator import mutations, records, states
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -33,7 +33,7 @@ def make_run(
         environment_source="environments/sandbox.yaml",
         owner=owner or make_owner(),
         at=at,
-        record={"params": {"zone": "us-east-1a"}, "timeScale": 1.0},
+        record=records.RunRecord(parameters={"zone": "us-east-1a"}, time_scale=1.0),
     )
     return dataclasses.replace(run, state=state, ending=ending)
 

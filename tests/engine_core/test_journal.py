@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orchestrator import errors, mutations, states
+from orchestrator import errors, mutations, records, states
 from orchestrator import journal as journaling
 from tests.engine_core import factories
 
@@ -43,7 +43,7 @@ def test_save_run_writes_a_transition_from_the_expected_state(
 ) -> None:
     run = journal.create_run(factories.make_run())
     moved = states.transition(run, S.PLANNING, reason="planning", at=factories.later(1))
-    moved = dataclasses.replace(moved, record={"params": {"zone": "us-east-1b"}})
+    moved = dataclasses.replace(moved, record=records.RunRecord(parameters={"zone": "us-east-1b"}))
     journal.save_run(moved, expected_state=run.state)
     assert journal.get_run(run.id) == moved
 

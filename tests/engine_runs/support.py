@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from drills import binding
+from drills import binding, settings
+from drills.service import catalogs
 from orchestrator import engine, journal, planning, registry, states
 from sandbox import aws, stack
 from sandbox.kubernetes import resources
@@ -84,7 +85,7 @@ def make_engine(
     killswitch_file: Path | None = None,
 ) -> engine.Engine:
     """An engine with the built-in providers and the Environment's CMDB."""
-    catalog = binding.load_catalog(drill.environment, explicit=[], env_vars={})
+    catalog = catalogs.catalog_for(settings.Settings.from_env({}), drill.environment, ())
     return engine.Engine(
         store=store,
         reg=reg or binding.make_registry(),

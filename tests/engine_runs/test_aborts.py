@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -162,8 +161,8 @@ def _assert_the_signal_cut_the_soak_short(store: journal.Journal, run: states.Ru
     assert order == sorted(order), timeline
     assert "web-rescheduled" not in {e.data.get("step") for e in events}, timeline
 
-    parameters, scale = run.record["parameters"], run.record["time_scale"]
-    assert isinstance(parameters, Mapping) and parameters["soak"] == "1h", parameters
+    parameters, scale = run.record.parameters, run.record.time_scale
+    assert parameters["soak"] == "1h", parameters
     assert isinstance(scale, float), scale
     assert scale == stack.TIME_SCALE
     soak_end = soak[0].at + timedelta(hours=1) * scale

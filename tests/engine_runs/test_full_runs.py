@@ -64,9 +64,8 @@ def test_az_failure_kubernetes_completes_holds_and_leaves_every_node_as_it_was(
     ]
     assert store.held_targets(outcome.run.id) == []
     record = store.get_run(outcome.run.id).record
-    assert record["planned_mutations"] == 4
-    objectives = record["objectives"]
-    assert isinstance(objectives, dict) and objectives["rto_met"] is True
+    assert record.planned_mutations == 4
+    assert record.objectives is not None and record.objectives.rto_met is True
 
 
 def test_a_probe_breach_mid_drill_aborts_and_reverts_everything_newest_first(

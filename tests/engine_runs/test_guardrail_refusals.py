@@ -26,7 +26,7 @@ def _assert_refused(
     assert outcome.exit_code == engine.ExitCode.INVALID == 3
     assert outcome.run.state is states.RunState.ABORTED
     assert f"{rule}:" in outcome.run.reason, outcome.run.reason
-    assert outcome.run.record.get("refused") is True
+    assert outcome.run.record.refused is True
     assert store.entries(outcome.run.id) == []
     assert store.held_targets(outcome.run.id) == []
     refusals = [e for e in store.events(outcome.run.id, kind="guardrail") if not e.data["ok"]]
@@ -182,7 +182,6 @@ def test_a_drill_overlapping_another_run_on_the_same_targets_is_refused(
         environment_source=str(shared_world.info.environment),
         owner=states.Owner.current(),
         at=datetime.now(UTC),
-        record={},
     )
     store.create_run(other)
     assert store.acquire_targets(other.id, keys) == []

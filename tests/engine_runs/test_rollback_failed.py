@@ -88,8 +88,7 @@ def test_a_permanently_failing_revert_ends_rollback_failed_with_exit_4_and_the_l
     assert all("the undo API refused (403)" in error for _, error in outcome.leftovers)
     assert "faults may remain" in outcome.run.reason
     record = store.get_run(outcome.run.id).record
-    leftovers = record.get("leftovers")
-    assert isinstance(leftovers, list) and len(leftovers) == 2
+    assert record.leftovers is not None and len(record.leftovers) == 2
     states_by_step = {(e.step, e.state) for e in store.entries(outcome.run.id)}
     assert states_by_step == {
         ("stubborn-change", mutations.EntryState.REVERT_FAILED),
@@ -172,12 +171,9 @@ def test_a_revert_refused_with_403_ends_rollback_failed_is_printed_and_recover_h
             assert "Forbidden" in line
         assert f"stormdrill recover --run {outcome.run.id}" in printed
         saved = store.get_run(outcome.run.id)
-        recorded = saved.record.get("leftovers")
-        assert isinstance(recorded, list) and len(recorded) == 2
-        assert all(
-            isinstance(item, dict) and item["kind"] == "node" and item["namespace"] is None
-            for item in recorded
-        )
+        recorded = saved.record.leftovers
+        assert recorded is not None and len(recorded) == 2
+        assert all(item.kind == "node" and item.namespace is None for item in recorded)
         (hook,) = store.events(outcome.run.id, kind=rollback.ROLLBACK_FAILED_EVENT)
         hooked = hook.data.get("leftovers")
         assert isinstance(hook.data.get("by"), str)
@@ -201,7 +197,7 @@ def test_a_revert_refused_with_403_ends_rollback_failed_is_printed_and_recover_h
     assert support.kube_markers(world) == []
     final = store.get_run(outcome.run.id)
     assert final.state is states.RunState.COMPLETED
-    assert final.record.get("leftovers") == []
+    assert final.record.leftovers == ()
     assert {e.state for e in store.entries(outcome.run.id)} == {mutations.EntryState.REVERTED}
 
 

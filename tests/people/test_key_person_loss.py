@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from drills import binding
+from drills import binding, settings
+from drills.service import catalogs
 from orchestrator import engine, journal, mutations
 from sandbox import aws, stack
 
@@ -60,7 +61,7 @@ def test_key_person_loss_revokes_alice_during_and_restores_everything_after(
         config_file=str(info.kubeconfig), context=stack.CONTEXT
     )
     bound = binding.bind("key-person-loss", env=str(info.environment), sets=[])
-    catalog = binding.load_catalog(bound.drill.environment, explicit=[], env_vars={})
+    catalog = catalogs.catalog_for(settings.Settings.from_env({}), bound.drill.environment, ())
     before_rbac, before_iam = _bindings(api), _iam(info.aws_endpoint_url)
     during: dict[str, Any] = {}
 
@@ -101,6 +102,6 @@ def test_key_person_loss_revokes_alice_during_and_restores_everything_after(
     assert after_rbac == before_rbac
     assert after_iam == before_iam
 
-    objectives = outcome.run.record["objectives"]
-    assert isinstance(objectives, Mapping)
-    assert objectives["achieved_rto_s"] is not None and objectives["rto_met"] is True
+    objectives = outcome.run.record.objectives
+    assert objectives is not None
+    assert objectives.achieved_rto_s is not None and objectives.rto_met is True

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator import journal, mutations, states
+from orchestrator import journal, mutations, records, states
 from orchestrator.cmdb import backstage
 from orchestrator.cmdb import models as cmdb_models
 from reports import evidence
@@ -236,13 +236,18 @@ def record_run(
         environment_source="environments/staging.yaml",
         owner=owner,
         at=started,
-        record={
-            "scenario_source": scenario_source,
-            "drill": None,
-            "parameters": {"zone": "zone-a", "webUrl": "https://svc:hunter2@web.internal/healthz"},
-            "time_scale": 0.1,
-            "approvals": ["user:default/ben"],
-        },
+        record=records.RunRecord.from_json(
+            {
+                "scenario_source": scenario_source,
+                "drill": None,
+                "parameters": {
+                    "zone": "zone-a",
+                    "webUrl": "https://svc:hunter2@web.internal/healthz",
+                },
+                "time_scale": 0.1,
+                "approvals": ["user:default/ben"],
+            }
+        ),
     )
     store.create_run(run)
 
@@ -313,7 +318,7 @@ def record_run(
         final = states.RunState.ROLLBACK_FAILED
     verdict = states.Verdict.DEVIATED if deviate else states.Verdict.HELD
     end = store.events(rid)[-1].at + dt.timedelta(milliseconds=250)
-    record = dict(run.record)
+    record = run.record.to_json()
     record["impact"] = list(
         impact
         if impact is not None
@@ -350,7 +355,7 @@ def record_run(
         verdict=verdict,
         ending=states.Ending(final.value) if final is not states.RunState.ROLLBACK_FAILED else None,
         abort_reason="probe web-healthy failed 2 times in a row" if deviate else None,
-        record=record,
+        record=records.RunRecord.from_json(record),
     )
     saved = store.save_run(finished, expected_state=states.RunState.PENDING)
     if failure_mode is not None:
@@ -484,11 +489,13 @@ def record_key_person_run(
         environment_source="environments/staging.yaml",
         owner=owner,
         at=T0,
-        record={
-            "scenario_source": "gone/key-person-loss.yaml",
-            "parameters": {},
-            "time_scale": 0.02,
-        },
+        record=records.RunRecord.from_json(
+            {
+                "scenario_source": "gone/key-person-loss.yaml",
+                "parameters": {},
+                "time_scale": 0.02,
+            }
+        ),
     )
     store.create_run(run)
 
@@ -568,7 +575,7 @@ def record_key_person_run(
     store.mark_reverted(entry.seq)
     event("mutation", f"reverted #{entry.seq}", seq=entry.seq, state="reverted")
     end = store.events(rid)[-1].at + dt.timedelta(milliseconds=250)
-    record = dict(run.record)
+    record = run.record.to_json()
     record["impact"] = [
         {
             "ref": "component:default/payments",
@@ -615,6 +622,6 @@ def record_key_person_run(
         verdict=states.Verdict.INCONCLUSIVE if timed_out else states.Verdict.HELD,
         ending=states.Ending(final.value),
         abort_reason=None,
-        record=record,
+        record=records.RunRecord.from_json(record),
     )
     return store.save_run(finished, expected_state=states.RunState.PENDING)

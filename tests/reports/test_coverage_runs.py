@@ -27,7 +27,8 @@ import pytest
 import yaml
 from typer import testing
 
-from drills import binding, cli
+from drills import cli, settings
+from drills.service import catalogs
 from orchestrator import journal, states
 from orchestrator.cmdb import models as cmdb_models
 from reports import coverage, evidence, impact, policy, postmortem, run_facts, writing
@@ -75,7 +76,7 @@ def card_vendor(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _catalog(world: stack.Sandbox) -> cmdb_models.Catalog:
     drill = support.bind(world, "third-party-outage")
-    catalog = binding.load_catalog(drill.environment, explicit=[], env_vars={})
+    catalog = catalogs.catalog_for(settings.Settings.from_env({}), drill.environment, ())
     assert catalog is not None
     return catalog
 
@@ -146,8 +147,7 @@ def test_coverage_credits_exactly_the_services_the_post_mortem_impact_table_show
 
     table = {row.ref for row in report.impact if not row.flagged}
     recorded = {r.ref for r in impact.reached(run, None, None)}
-    rows = evidence.record_list(run.record, "impact")
-    assert recorded == {row.get("ref") for row in rows if isinstance(row, dict)}
+    assert recorded == {row.ref for row in run.record.impact_rows}
 
     assert summary is not None
     assert table == set(summary.impacted) == recorded == REACHED
@@ -260,7 +260,7 @@ def test_a_run_refused_by_guardrails_is_inconclusive_not_failed(
     with journal.open_store(f"sqlite:///{tmp_path / 'stormdrill.db'}") as store:
         drill = support.bind(world, str(card_vendor), sets=FAST, env=env)
         outcome = support.make_engine(store, drill).run(drill)
-        assert outcome.run.record.get("refused") is True
+        assert outcome.run.record.refused is True
 
         cell = _cell(_matrix(world, store), "component:default/checkout", VENDOR_MODE)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from drills import cli
-from orchestrator import mutations, states
+from orchestrator import mutations, records, states
 from reports import linting
 from tests.reports import factories
 
@@ -35,7 +35,7 @@ def _crashed_run(tmp_path: Path, *, environment_source: str) -> states.RunId:
         environment_source=environment_source,
         owner=states.Owner(host="gone-host", pid=1, token="t"),
         at=factories.T0,
-        record={"scenario_source": str(tmp_path / "gone.yaml"), "time_scale": 0.02},
+        record=records.RunRecord(scenario_source=str(tmp_path / "gone.yaml"), time_scale=0.02),
     )
     store.create_run(run)
     store.append_event(rid, kind="state", message="injecting", data={"state": "injecting"})

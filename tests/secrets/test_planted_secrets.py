@@ -154,7 +154,7 @@ def _journal_dump(db_url: str, run_id: states.RunId) -> bytes:
     with journal.open_store(db_url) as store:
         run = store.get_run(run_id)
         body: dict[str, object] = {
-            "record": dict(run.record),
+            "record": run.record.to_json(),
             "reason": run.reason,
             "abort_reason": run.abort_reason,
             "events": [[e.kind, e.message, dict(e.data)] for e in store.events(run_id)],
@@ -183,7 +183,7 @@ def test_no_planted_secret_reaches_any_output_of_a_real_drill(
     before = support.kube_snapshot(world)
     for fmt in ("table", "json"):
         drill.cli(f"plan {fmt}", *drill.plan_args(), "--format", fmt)
-    assert b"vendorApiKey" in drill.outputs["plan json stdout"]  # not vacuous
+    assert b'"refused": false' in drill.outputs["plan json stdout"]  # it planned, and printed
 
     process = drill.start()
     run_id = drill.wait_for_manual_step()
@@ -226,7 +226,7 @@ def test_no_planted_secret_reaches_any_output_of_a_real_drill(
         )
     assert run.state is _S.ABORTED and "vendor-answers" in run.reason, timeline
     assert "***@127.0.0.1" in run.reason
-    parameters = run.record["parameters"]
+    parameters = run.record.parameters
     assert isinstance(parameters, dict)
     assert parameters["apiToken"] == parameters["vendorApiKey"] == "***"
     assert parameters["vendorHeader"] == "***"

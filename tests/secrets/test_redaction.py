@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import engine, journal, mutations, states
+from orchestrator import engine, journal, mutations, records, states
 from reports import evidence, postmortem, redaction, rendering, writing
 from scenarios import secrets
 from tests.reports import factories
@@ -92,7 +92,9 @@ def test_the_store_never_writes_a_secret_but_keeps_undo_data_intact(tmp_path: Pa
         environment_source="e.yaml",
         owner=states.Owner.current(),
         at=dt.datetime.now(dt.UTC),
-        record={"parameters": {"apiToken": "other-token-value", "note": f"uses {TOKEN}"}},
+        record=records.RunRecord(
+            parameters={"apiToken": "other-token-value", "note": f"uses {TOKEN}"}
+        ),
     )
     store.create_run(run)
     event = store.append_event(
@@ -121,7 +123,7 @@ def test_the_store_never_writes_a_secret_but_keeps_undo_data_intact(tmp_path: Pa
     )
 
     stored = store.get_run(run.id)
-    assert stored.record["parameters"] == {"apiToken": "***", "note": "uses ***"}
+    assert stored.record.parameters == {"apiToken": "***", "note": "uses ***"}
     assert stored.reason == "failed: ***" and stored.abort_reason == "x ***"
     assert event.message == "GET http://***@127.0.0.1/healthz with Bearer ***"
     assert store.events(run.id)[0].data == {"password": "***", "message": "x ***"}
@@ -139,8 +141,9 @@ def test_a_postmortem_masks_parameters_named_like_secrets_and_known_secret_value
 ) -> None:
     store = factories.open_store(tmp_path)
     run = factories.record_run(store)
-    raw = dict(run.record)
-    raw["parameters"] = {"zone": "zone-a", "vendorApiKey": TOKEN, "plain": "kept-value"}
+    raw = dataclasses.replace(
+        run.record, parameters={"zone": "zone-a", "vendorApiKey": TOKEN, "plain": "kept-value"}
+    )
     bare = dataclasses.replace(run, record=raw)
     found = evidence.load(store, run.id)
     report = postmortem.build_postmortem(
@@ -225,10 +228,10 @@ def test_another_process_masks_a_bare_secret_in_ack_evidence_by_its_fingerprint(
                 environment_source="e.yaml",
                 owner=states.Owner.current(),
                 at=dt.datetime.now(dt.UTC),
-                record={
-                    "parameters": {"vendor": secret},
-                    **engine.fingerprinted(frozenset({secret})),
-                },
+                record=records.RunRecord(
+                    parameters={"vendor": secret},
+                    redaction=engine.fingerprints_of(frozenset({secret})),
+                ),
             )
         )
     with journal.open_store(url) as acking:  # `stormdrill ack` in another shell
@@ -243,8 +246,8 @@ def test_another_process_masks_a_bare_secret_in_ack_evidence_by_its_fingerprint(
         record = acking.get_run(states.RunId("r1")).record
     assert stored.message == "ack by alice: rotated ***."
     assert stored.data == {"evidence": "pasted *** (no key= in front)"}
-    assert record["parameters"] == {"vendor": "***"}
-    assert secret not in str(record)  # the record holds salted digests only
+    assert record.parameters == {"vendor": "***"}
+    assert secret not in str(record.to_json())  # the record holds salted digests only
     raw = b"".join(path.read_bytes() for path in tmp_path.glob("j.db*"))
     assert secret.encode() not in raw
 

@@ -1,0 +1,587 @@
+"""Runs: plan, submit, drive, start, abort, acknowledge, recover, list and show drill runs.
+
+Plain typed functions under every entry point (the CLI today; the API, schedules, game
+days and Kubernetes Job runners next). Each takes the `Settings`, the store and the
+registry explicitly and returns frozen dataclasses (or `views` for JSON); none prints.
+
+Invariants:
+- A run is submitted (PENDING, with its `Trigger`) and then driven by whoever claims it
+  (`Engine.claim`: exactly one process). `start` is `submit` + `drive` in this process.
+- `drive` in the process that submitted gets the `DrillInput` it submitted; in another
+  process it rebinds the drill from the run's record (scenario and environment files,
+  parameters). A secret parameter the record holds only masked is refused
+  (`SecretUnavailable`) unless the value rebinding derives (its default, the Environment)
+  matches the record's fingerprint of it: a drill never runs with `***`.
+- `recover` finishes every run whose orchestrator died, each exactly once across
+  concurrent passes, and writes the reports of the runs it finishes (`reports`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from drills import binding
+from drills import settings as settings_mod
+from drills.service import catalogs, views
+from drills.service import reports as run_reports
+from orchestrator import (
+    engine,
+    events,
+    journal,
+    manual,
+    mutations,
+    planning,
+    recovery,
+    registry,
+    states,
+)
+from orchestrator import errors as orchestrator_errors
+from orchestrator.cmdb import backstage
+from orchestrator.cmdb import models as cmdb_models
+from reports import coverage
+from scenarios import errors, loading, models, parameters, secrets, substituting
+
+_S = states.RunState
+
+
+class RunEnded(orchestrator_errors.OrchestratorError):
+    """The run already reached a final state (nothing to abort)."""
+
+    def __init__(self, run: states.Run) -> None:
+        self.run = run
+        super().__init__(f"run {run.id} already ended ({run.state.value})")
+
+
+class SecretUnavailable(orchestrator_errors.OrchestratorError):
+    """The run needs a secret parameter whose value only the submitting process knew."""
+
+
+class BadCursor(errors.StormdrillError):
+    """A `list` cursor that this service did not hand out."""
+
+
+# ---- preparing a drill -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DrillRequest:
+    """What an entry point asks to plan or run: a drill and where it runs."""
+
+    target: str
+    """A Drill file, a Scenario file or a bundled scenario name."""
+    environment: str | None = None
+    """An Environment name or file (a Drill file names its own)."""
+    sets: tuple[str, ...] = ()
+    """`NAME=VALUE` parameter values."""
+    approvals: tuple[str, ...] = ()
+    cmdb: tuple[Path, ...] = ()
+    """Explicit CMDB catalog files or folders (else the Environment's, else the settings')."""
+    strict: bool = False
+    """Refuse (`CatalogInvalid`) a CMDB with any refused entity instead of leaving it out."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A drill bound and its CMDB loaded: ready to plan, submit or start."""
+
+    drill: planning.DrillInput
+    catalog: cmdb_models.Catalog | None
+    notes: tuple[str, ...] = ()
+    """What a person should know about the CMDB (refused entries), one line each."""
+
+
+def prepare(config: settings_mod.Settings, request: DrillRequest) -> Prepared:
+    """Bind `request` to a DrillInput and load its CMDB (touches nothing, opens no store)."""
+    bound = binding.bind(
+        request.target, env=request.environment, sets=request.sets, approvals=request.approvals
+    )
+    catalog = catalogs.catalog_for(config, bound.drill.environment, request.cmdb)
+    notes = backstage.refusal_lines(catalog, strict=request.strict)
+    return Prepared(drill=bound.drill, catalog=catalog, notes=tuple(notes))
+
+
+def make_engine(
+    config: settings_mod.Settings,
+    store: journal.Journal,
+    reg: registry.Registry,
+    *,
+    catalog: cmdb_models.Catalog | None,
+    engine_config: engine.EngineConfig | None = None,
+) -> engine.Engine:
+    """The engine every service function drives runs with (the settings' kill switch file)."""
+    return engine.Engine(
+        store=store,
+        reg=reg,
+        config=engine_config or engine.EngineConfig(),
+        catalog=catalog,
+        killswitch_file=config.killswitch_file,
+    )
+
+
+# ---- plan ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """A dry run's plan, the coverage cells it will count for, and how to mask its secrets."""
+
+    plan: planning.Plan
+    cells: tuple[coverage.CountedCell, ...] | None
+    warning: str | None
+    """Why a run of it will count for no coverage cell (it reaches no CMDB service)."""
+    masking: secrets.Redactor
+    """Masks the drill's secret values in anything shown of the plan."""
+
+    def view(self) -> views.PlanView:
+        return views.PlanView.from_plan(self.plan, cells=self.cells)
+
+
+def plan(
+    config: settings_mod.Settings,
+    store: journal.Journal,
+    reg: registry.Registry,
+    prepared: Prepared,
+) -> Planned:
+    """Resolve, plan and judge the drill; nothing is written and nothing is touched."""
+    eng = make_engine(config, store, reg, catalog=prepared.catalog)
+    drill_plan = eng.plan(prepared.drill)
+    cells = coverage.plan_cells(drill_plan, prepared.catalog)
+    values, keys = engine.secret_values(prepared.drill)
+    return Planned(
+        plan=drill_plan,
+        cells=None if cells is None else tuple(cells),
+        warning=coverage.reach_warning(drill_plan, prepared.catalog),
+        masking=secrets.Redactor().with_secrets(values, keys=keys),
+    )
+
+
+# ---- submit, drive, start ---------------------------------------------------------------
+
+
+def submit(
+    config: settings_mod.Settings,
+    store: journal.Journal,
+    reg: registry.Registry,
+    prepared: Prepared,
+    *,
+    trigger: engine.Trigger,
+    run_id: states.RunId | None = None,
+) -> states.Run:
+    """Queue the drill: a PENDING run with its trigger, driven later by whoever claims it."""
+    eng = make_engine(config, store, reg, catalog=prepared.catalog)
+    return eng.submit(prepared.drill, run_id=run_id, trigger=trigger)
+
+
+@dataclasses.dataclass(frozen=True)
+class Driven:
+    """How a driven run ended, and where its reports went."""
+
+    outcome: engine.RunOutcome
+    reports: run_reports.RunReports | None
+    """None for a crashed run recovery could not finish yet (no reports until it does)."""
+
+    @property
+    def run(self) -> states.Run:
+        return self.outcome.run
+
+    @property
+    def exit_code(self) -> int:
+        return self.outcome.exit_code
+
+
+def drive(
+    config: settings_mod.Settings,
+    store: journal.Journal,
+    reg: registry.Registry,
+    run_id: states.RunId,
+    *,
+    drill: planning.DrillInput | None = None,
+    catalog: cmdb_models.Catalog | None = None,
+    engine_config: engine.EngineConfig | None = None,
+    stop: threading.Event | None = None,
+    listener: engine.Listener | None = None,
+    junit_path: Path | None = None,
+) -> Driven:
+    """Claim the PENDING or CRASHED run `run_id` and drive it to the end; write its reports.
+
+    A PENDING run is driven by the engine: with `drill` and `catalog` as submitted when this
+    process submitted it, else rebound from its record (`rebind`) with its Environment's
+    CMDB. A CRASHED run is finished by recovery (rolled back, then FAILED). Raises
+    `engine.NotClaimable` when the run is in another state or another process drives it.
+    """
+    run = store.get_run(run_id)
+    if run.state is _S.CRASHED:
+        return _finish_crashed(config, store, reg, run, engine_config=engine_config)
+    if drill is None:
+        drill = rebind(run)
+        catalog = catalogs.catalog_for(config, drill.environment, ())
+    eng = make_engine(config, store, reg, catalog=catalog, engine_config=engine_config)
+    outcome = eng.drive(
+        run_id, drill, stop=stop, listener=listener if listener is not None else _ignore
+    )
+    written = run_reports.write(
+        config,
+        store,
+        outcome.run,
+        catalog=catalog,
+        junit_path=junit_path,
+        scenario=drill.scenario,
+    )
+    return Driven(outcome=outcome, reports=written)
+
+
+def _ignore(_kind: str, _message: str, _data: object) -> None:
+    return None
+
+
+def _finish_crashed(
+    config: settings_mod.Settings,
+    store: journal.Journal,
+    reg: registry.Registry,
+    run: states.Run,
+    *,
+    engine_config: engine.EngineConfig | None,
+) -> Driven:
+    done = recovery.recover_runs(
+        store=store,
+        reg=reg,
+        environment_for=_recorded_environment,
+        config=engine_config,
+        only=run.id,
+    )
+    if not done:
+        raise engine.NotClaimable(f"run {run.id} is being recovered by another process")
+    final = store.get_run(run.id)
+    leftovers = tuple(
+        (entry, entry.error or "revert failed")
+        for entry in store.entries(run.id)
+        if entry.state is mutations.EntryState.REVERT_FAILED
+    )
+    outcome = engine.RunOutcome(run=final, plan=None, leftovers=leftovers)
+    return Driven(outcome=outcome, reports=run_reports.write_recovered(config, store, run.id))
+
+
+def start(
+    config: settings_mod.Settings,
+    store: journal.Journal,
+    reg: registry.Registry,
+    prepared: Prepared,
+    *,
+    trigger: engine.Trigger,
+    engine_config: engine.EngineConfig | None = None,
+    stop: threading.Event | None = None,
+    listener: engine.Listener | None = None,
+    junit_path: Path | None = None,
+) -> Driven:
+    """Submit the drill and drive it here to the end (`submit` + `drive`)."""
+    run = submit(config, store, reg, prepared, trigger=trigger)
+    return drive(
+        config,
+        store,
+        reg,
+        run.id,
+        drill=prepared.drill,
+        catalog=prepared.catalog,
+        engine_config=engine_config,
+        stop=stop,
+        listener=listener,
+        junit_path=junit_path,
+    )
+
+
+def rebind(run: states.Run) -> planning.DrillInput:
+    """The run's drill rebuilt from its record: scenario and environment files, parameters.
+
+    Raises `SecretUnavailable` for a secret parameter the record holds only masked whose
+    value rebinding cannot prove (its default or the Environment's value must match the
+    record's fingerprint), and `ScenarioInvalid` / `StormdrillError` for files that went.
+    """
+    record = run.record
+    if record.scenario_source is None:
+        raise SecretUnavailable(f"run {run.id}: its record names no scenario file to rebind")
+    scenario_doc = loading.load_scenario(Path(record.scenario_source))
+    environment = loading.load_environment(Path(run.environment_source))
+    masked = {name for name, value in record.parameters.items() if _masked(value)}
+    values: dict[str, parameters.ParamInput] = {
+        name: _param_input(value)
+        for name, value in record.parameters.items()
+        if name not in masked and value is not None
+    }
+    env_values: dict[str, parameters.ParamInput] = dict(environment.model.spec.parameters)
+    bound = substituting.bind(scenario_doc, values, environment=env_values)
+    for name in sorted(masked):
+        if not _proven(record.redaction, bound.get(name)):
+            raise SecretUnavailable(
+                f"run {run.id}: parameter {name!r} is secret and its record holds only its"
+                " mask; drive the run in the process that submitted it, or submit it again"
+                " with the value"
+            )
+    return planning.DrillInput(
+        scenario=substituting.render_bound(scenario_doc, bound),
+        scenario_source=record.scenario_source,
+        environment=environment.model,
+        environment_source=run.environment_source,
+        parameters={name: _json(value) for name, value in bound.items()},
+        approvals=tuple(record.approvals),
+        drill=record.drill,
+    )
+
+
+def _masked(value: mutations.JsonValue) -> bool:
+    if isinstance(value, str):
+        return secrets.MASK in value
+    if isinstance(value, list | tuple):
+        return any(_masked(item) for item in value)
+    return False
+
+
+def _param_input(value: mutations.JsonValue) -> parameters.ParamInput:
+    if isinstance(value, list | tuple):
+        return tuple(item for item in value if isinstance(item, str | int | float | bool))
+    if isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _proven(prints: secrets.Fingerprints | None, value: parameters.ParamValue | None) -> bool:
+    """Whether every text of `value` is one of the run's fingerprinted secrets."""
+    if prints is None or value is None:
+        return False
+    texts = [str(item) for item in value] if isinstance(value, tuple) else [str(value)]
+    return all(prints.mask(text) == secrets.MASK for text in texts if text)
+
+
+def _json(value: parameters.ParamValue) -> mutations.JsonValue:
+    if isinstance(value, tuple):
+        return [_json(item) for item in value]
+    if isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+# ---- operator actions -------------------------------------------------------------------
+
+
+def abort(store: journal.Journal, run_id: states.RunId, *, source: str = "the CLI") -> states.Run:
+    """Ask the run's driver to abort (it stops injecting, rolls back and verifies).
+
+    Raises `RunEnded` when the run already reached a final state.
+    """
+    run = store.get_run(run_id)
+    if run.terminal:
+        raise RunEnded(run)
+    store.append_event(
+        run.id,
+        kind=events.EventKind.ABORT_REQUEST,
+        message=f"abort requested from {source}",
+        data=events.AbortRequest().to_data(),
+    )
+    return run
+
+
+def ack(
+    store: journal.Journal, run_id: states.RunId, step: str, *, by: str, evidence: str
+) -> events.Ack:
+    """Acknowledge manual step `step` of the run with evidence (the drill continues).
+
+    Raises `AckRejected` when `by` is absent for the drill or not among the people the
+    step is assigned to (its team, or its on-call at the time), as recorded when it started.
+    """
+    run = store.get_run(run_id)
+    manual.check_ack(store.events(run.id), run_id=run.id, step=step, by=by)
+    acknowledged = events.Ack(step=step, by=by, evidence=evidence, automated=False)
+    store.append_event(
+        run.id,
+        kind=events.EventKind.ACK,
+        message=f"step {step} acknowledged by {by}: {evidence}",
+        data=acknowledged.to_data(),
+    )
+    return acknowledged
+
+
+def killswitch(
+    store: journal.Journal, *, engaged: bool, by: str, reason: str
+) -> journal.Killswitch:
+    """Engage (running drills abort and roll back; none may start) or release the switch."""
+    return store.set_killswitch(engaged=engaged, by=by, reason=reason)
+
+
+# ---- recovery ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Recovered:
+    """One run a recovery pass finished (or could not), and its reports."""
+
+    item: recovery.RecoveredRun
+    reports: run_reports.RunReports | None
+    """None while the run is not finished (its environment could not be read)."""
+
+
+def recover(
+    config: settings_mod.Settings,
+    store: journal.Journal,
+    reg: registry.Registry,
+    *,
+    run_id: states.RunId | None = None,
+    engine_config: engine.EngineConfig | None = None,
+    stale_after_s: float = 30.0,
+) -> list[Recovered]:
+    """Roll back every run whose orchestrator died (or only `run_id`); write their reports.
+
+    Safe to run in several processes at once: each run is recovered by exactly one.
+    """
+    return list(
+        _recovered(
+            config,
+            store,
+            recovery.recover_runs(
+                store=store,
+                reg=reg,
+                environment_for=_recorded_environment,
+                config=engine_config,
+                stale_after_s=stale_after_s,
+                only=run_id,
+            ),
+        )
+    )
+
+
+def _recovered(
+    config: settings_mod.Settings,
+    store: journal.Journal,
+    items: Sequence[recovery.RecoveredRun],
+) -> Iterator[Recovered]:
+    for item in items:
+        yield Recovered(item=item, reports=run_reports.write_recovered(config, store, item.run_id))
+
+
+def _recorded_environment(run: states.Run) -> models.Environment:
+    return loading.load_environment(Path(run.environment_source)).model
+
+
+def sweep(
+    store: journal.Journal,
+    reg: registry.Registry,
+    *,
+    environment: str,
+    dry_run: bool = False,
+) -> list[registry.SweepFinding]:
+    """Heal every marked fault in the Environment `environment` that no live run owns."""
+    env_path = binding.find_environment(environment, search=[])
+    loaded = loading.load_environment(env_path).model
+    return recovery.sweep_markers(store=store, reg=reg, environment=loaded, dry_run=dry_run)
+
+
+# ---- list and show -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFilter:
+    """Which runs `list` returns; every field left None matches everything."""
+
+    state: frozenset[states.RunState] | None = None
+    verdict: frozenset[states.Verdict] | None = None
+    scenario: str | None = None
+    environment: str | None = None
+    service: str | None = None
+    """A CMDB service ref the run's plan reached (targeted or downstream)."""
+    trigger: engine.TriggerKind | None = None
+    since: datetime | None = None
+    """Started at or after."""
+    until: datetime | None = None
+    """Started before."""
+
+    def matches(self, run: states.Run) -> bool:
+        if self.verdict is not None and run.verdict not in self.verdict:
+            return False
+        if self.since is not None and run.started_at < self.since:
+            return False
+        if self.until is not None and run.started_at >= self.until:
+            return False
+        if self.trigger is not None:
+            trigger = run.record.trigger
+            if (trigger.kind if trigger is not None else None) is not self.trigger:
+                return False
+        if self.service is not None:
+            return any(row.ref == self.service for row in run.record.impact_rows)
+        return True
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPage:
+    """One page of runs, newest first; `next_cursor` fetches the next (None: last page)."""
+
+    runs: tuple[states.Run, ...]
+    next_cursor: str | None = None
+
+
+def list_runs(
+    store: journal.Journal,
+    *,
+    where: RunFilter | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> RunPage:
+    """Runs matching `where`, newest first, `limit` at a time from `cursor` on."""
+    where = where or RunFilter()
+    after = _decode(cursor) if cursor is not None else None
+    found: list[states.Run] = []
+    more = False
+    candidates = store.list_runs(
+        states_in=where.state,
+        scenario=where.scenario,
+        environment=where.environment,
+        limit=None,
+    )
+    for run in candidates:
+        if after is not None and (run.started_at, run.id) >= after:
+            continue
+        if not where.matches(run):
+            continue
+        if len(found) == limit:
+            more = True
+            break
+        found.append(run)
+    next_cursor = _encode(found[-1]) if more and found else None
+    return RunPage(runs=tuple(found), next_cursor=next_cursor)
+
+
+def _encode(run: states.Run) -> str:
+    raw = f"{run.started_at.isoformat()}|{run.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, run_id = raw.partition("|")
+        return datetime.fromisoformat(at), run_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor(f"cursor {cursor!r}: not one `runs list` handed out") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDetail:
+    """One run with its timeline and its journal."""
+
+    run: states.Run
+    events: tuple[journal.Event, ...]
+    entries: tuple[mutations.JournalEntry, ...]
+
+    def view(self) -> views.RunDetailView:
+        return views.RunDetailView.from_parts(self.run, events=self.events, entries=self.entries)
+
+
+def show(store: journal.Journal, run_id: states.RunId) -> RunDetail:
+    """The run `run_id`, its timeline and its journal; `JournalError` if there is none."""
+    run = store.get_run(run_id)
+    return RunDetail(
+        run=run, events=tuple(store.events(run.id)), entries=tuple(store.entries(run.id))
+    )
