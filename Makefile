@@ -20,6 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+	@echo 'stormdrill is installed as $(BIN)/stormdrill; to type just "stormdrill": export PATH="$$PWD/$(BIN):$$PATH" (or: . $(BIN)/activate)'
 
 demo: install
 	$(BIN)/stormdrill demo --state-dir $(STATE_DIR)

@@ -21,6 +21,8 @@ import typer.core
 import typer.main
 from typer import _click as click  # typer vendors click: its group and command classes
 
+from drills.commands import output
+
 MISSING_EXTRA = 3
 """Exit code when a command's optional extra is not installed (`ExitCode.INVALID`)."""
 
@@ -204,15 +206,24 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
+    _version: bool = typer.Option(
         False,
         "--version",
         callback=_print_version,
         is_eager=True,
         help="Print the version and exit.",
     ),
+    log_level: output.LogLevel | None = typer.Option(
+        None, "--log-level", help="Log to stderr from this level (default: warnings only)."
+    ),
+    log_format: output.LogFormat | None = typer.Option(
+        None,
+        "--log-format",
+        help="text, or json: one JSON object per line with the run id and step.",
+    ),
 ) -> None:
-    """The options every command shares (only `--version` so far)."""
+    """The options every command shares: `--version`, `--log-level`, `--log-format`."""
+    output.configure_logging(log_level, log_format)
 
 
 def main() -> None:

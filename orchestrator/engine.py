@@ -32,6 +32,7 @@ from orchestrator import (
     events,
     guardrails,
     journal,
+    logcontext,
     mutations,
     objectives,
     observing,
@@ -289,6 +290,7 @@ class Engine:
                 approvals=tuple(drill.approvals),
                 trigger=trigger or records.Trigger(),
                 redaction=fingerprints_of(values),
+                access=access_of(drill.environment),
             ),
         )
         return self.store.create_run(run)
@@ -337,7 +339,8 @@ class Engine:
         self.store.mask_secrets(values, keys=keys)
         run = self.claim(run_id, stale_after_s=stale_after_s)
         driver = _Driver(self, drill=drill, run=run, listener=listener, stop=stop)
-        return driver.execute()
+        with logcontext.bound(run_id=run.id):
+            return driver.execute()
 
     def run(
         self,
@@ -364,6 +367,27 @@ def fingerprints_of(values: frozenset[str]) -> secrets.Fingerprints | None:
     return secrets.Fingerprints.of(values, salt=token_hex(16))
 
 
+def access_of(environment: models.Environment) -> dict[str, mutations.JsonValue] | None:
+    """The Environment's cluster and AWS access sections as a run records them."""
+    found: dict[str, mutations.JsonValue] = {}
+    for name in ("kubernetes", "aws"):
+        section = getattr(environment.spec, name)
+        if section is not None:
+            found[name] = section.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return found or None
+
+
+def with_access(
+    environment: models.Environment, access: Mapping[str, object] | None
+) -> models.Environment:
+    """`environment` with the access sections a run recorded in place of its own."""
+    if not access:
+        return environment
+    spec = environment.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    spec.update({name: access[name] for name in ("kubernetes", "aws") if name in access})
+    return environment.model_copy(update={"spec": type(environment.spec).model_validate(spec)})
+
+
 def secret_values(drill: planning.DrillInput) -> tuple[frozenset[str], frozenset[str]]:
     """The drill's secret values and the names of its parameters declared `secret: true`."""
     return secrets.secret_values(
@@ -382,6 +406,26 @@ def _opted_in(engine: Engine, ctx: context.RunContext) -> guardrails.OptedIn | N
         return list(finder(ctx, namespaces))
 
     return lookup
+
+
+def ack_hint(run_id: str, step: models.Step, who: manual_steps.Eligibility) -> str:
+    """The exact command that acknowledges `step` of `run_id` (person and evidence to fill in).
+
+    `--by` names the one person who may act when there is exactly one, else `PERSON`;
+    `--evidence` says which kinds of evidence the step asks for (`TEXT|URL`).
+    """
+    assert step.manual is not None
+    people = who.eligible or ()
+    by = people[0].short if len(people) == 1 else "PERSON"
+    kinds = "|".join(e.value.upper() for e in step.manual.evidence) or "TEXT"
+    return f'stormdrill ack {run_id} {step.name} --by {by} --evidence "{kinds}"'
+
+
+def deadline_text(due: datetime) -> str:
+    """`2026-12-02T01:09:18Z (02:09:18 CET local)`: a deadline in UTC and this machine's time."""
+    utc = due.astimezone(UTC).replace(microsecond=0)
+    local = utc.astimezone()
+    return f"{utc.isoformat().replace('+00:00', 'Z')} ({local:%Y-%m-%d %H:%M:%S %Z} local)"
 
 
 class _Driver:
@@ -668,7 +712,16 @@ class _Driver:
         """
         probed = self.store.events(self.run.id, kind=events.EventKind.PROBE)
         samples = objectives.samples_from_events(probed)
-        measured = objectives.achieved_rto(samples, t0=self.t0, window_s=stability_s)
+        scale = self.drill.time_scale
+        recovered = objectives.recovery(
+            samples,
+            objectives.manual_waits(self.store.events(self.run.id)),
+            t0=self.t0,
+            window_s=stability_s,
+            time_scale=scale,
+        )
+        measured = recovered.measured_s if recovered is not None else None
+        real_world = recovered.real_world_s if recovered is not None else None
         services = [
             item.service
             for item in (self.plan.impact.services if self.plan and self.plan.impact else ())
@@ -681,7 +734,6 @@ class _Driver:
         rpo = objectives.target_of(
             self.drill.scenario.spec.objectives.rpo, services=services, mode=mode, kind="rpo"
         )
-        scale = self.drill.time_scale
         scaled_target = rto.seconds * scale if rto.seconds is not None else None
         loss = canary.achieved_rpo(probed)
         scaled_rpo = rpo.seconds * scale if rpo.seconds is not None else None
@@ -694,8 +746,10 @@ class _Driver:
             time_scale=scale,
             stability_window_s=stability_s,
             rto_met=(
-                None if measured is None or scaled_target is None else measured <= scaled_target
+                None if real_world is None or rto.seconds is None else real_world <= rto.seconds
             ),
+            manual_wait_s=recovered.manual_s if recovered is not None else None,
+            real_world_rto_s=round(real_world, 3) if real_world is not None else None,
             achieved_rpo_s=loss.seconds if loss is not None else None,
             target_rpo_s=rpo.seconds,
             target_rpo_source=rpo.source,
@@ -708,6 +762,10 @@ class _Driver:
     # -- steps -----------------------------------------------------------------------
 
     def _run_step(self, step: models.Step) -> None:
+        with logcontext.bound(step=step.name):
+            self._run_step_bound(step)
+
+    def _run_step_bound(self, step: models.Step) -> None:
         self.event(_E.STEP, f"step {step.name} ({step.kind.value}) started", step=step.name)
         if step.kind is models.StepKind.ACTION:
             self._apply_action(step, revertible=step.rollback is models.RollbackPolicy.AUTO)
@@ -787,7 +845,7 @@ class _Driver:
         """
         assert step.manual is not None
         manual = step.manual
-        timeout = self.scaled(manual.timeout.seconds)
+        timeout = max(manual.timeout.seconds, 0.0)  # people are never scaled
         who = manual_steps.resolve(
             self.engine.catalog,
             assignee=manual.assignee,
@@ -805,11 +863,16 @@ class _Driver:
                 **who.to_json(),
             }
         ).to_data()
+        due = (datetime.now(UTC) + timedelta(seconds=timeout)).replace(microsecond=0)
+        ack_command = ack_hint(self.run.id, step, who)
         self.event(
             _E.MANUAL,
             f"waiting for {manual.assignee} ({manual.role.value}; may act: {who.names()}):"
-            f" {manual.instructions}",
+            f" {manual.instructions} | acknowledge with: {ack_command}"
+            f" | deadline {deadline_text(due)}",
             **record,
+            deadline=due.isoformat().replace("+00:00", "Z"),
+            ack_command=ack_command,
         )
         if who.nobody:
             self.event(

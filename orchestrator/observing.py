@@ -9,7 +9,14 @@ recovery (`wait_until_stable`, which measures RTO).
 Invariants:
 - Every sample is journalled (`kind="probe"`) with the probe, phase, ok, value and message.
 - A probe's consecutive failures beyond its `tolerance` breach it: a probe named in
-  `guardrails.abortWhen` then aborts the run; any other marks the hypothesis deviated.
+  `guardrails.abortWhen` (bare, without a duration) then aborts the run; any other marks the
+  hypothesis deviated.
+- Duration conditions (`failingFor`, `failingRatio`) are judged on sample timestamps
+  (`ProbeResult.at`), never on the observer's own clock, with their durations shrunk by the
+  time scale like every machine wait. `failingFor` breaches once the probe has been failing
+  (no passing sample) for that long since its first failing sample; `failingRatio` once the
+  probe has been observed for a full window and more than `above` of the samples in the
+  last window failed. A breach aborts the run and marks the hypothesis deviated.
 - An abort is signalled exactly once: `abort_event` is set and `on_abort(reason)` called;
   the observer then stops probing. Anything unexpected in the observer (a crash, a journal
   that cannot be written) aborts too: a drill is never left running unobserved.
@@ -21,6 +28,7 @@ Invariants:
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import json
@@ -126,6 +134,67 @@ class StabilityResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class AbortRule:
+    """A duration-based abort condition on one probe, in scaled (machine) seconds."""
+
+    text: str
+    """The condition as the scenario says it (`probe web failing for 30s`)."""
+    failing_for_s: float | None = None
+    ratio_above: float | None = None
+    """A fraction in [0, 1): more than this share of samples in the window failed."""
+    window_s: float | None = None
+
+    def breach(
+        self, history: Sequence[tuple[datetime, bool]], *, failing_since: datetime | None
+    ) -> str | None:
+        """Why the samples in `history` (oldest first, the latest last) breach this rule, or
+        None. `failing_since` is the first failing sample of the current failing streak."""
+        if not history:
+            return None
+        latest, ok = history[-1]
+        if self.failing_for_s is not None:
+            if ok or failing_since is None:
+                return None
+            failing = (latest - failing_since).total_seconds()
+            if failing >= self.failing_for_s:
+                return f"failing for {failing:.1f}s (abortWhen: failingFor {self.failing_for_s:g}s)"
+            return None
+        if self.ratio_above is None or self.window_s is None:
+            return None
+        if (latest - history[0][0]).total_seconds() < self.window_s:
+            return None  # not observed for a full window yet
+        since = latest.timestamp() - self.window_s
+        recent = [good for at, good in history if at.timestamp() >= since]
+        failed = sum(1 for good in recent if not good)
+        if failed / len(recent) > self.ratio_above:
+            return (
+                f"{failed} of {len(recent)} samples failed in the last {self.window_s:g}s "
+                f"(abortWhen: failingRatio above {self.ratio_above:.0%})"
+            )
+        return None
+
+
+def abort_rules(condition: models.AbortCondition, *, time_scale: float) -> tuple[AbortRule, ...]:
+    """The duration rule of a probe condition, scaled (empty for a bare or alarm one)."""
+    if condition.failing_for is not None:
+        return (
+            AbortRule(
+                text=condition.describe(), failing_for_s=condition.failing_for.seconds * time_scale
+            ),
+        )
+    if condition.failing_ratio is not None:
+        ratio = condition.failing_ratio
+        return (
+            AbortRule(
+                text=condition.describe(),
+                ratio_above=ratio.above.fraction,
+                window_s=ratio.window.seconds * time_scale,
+            ),
+        )
+    return ()
+
+
+@dataclasses.dataclass(frozen=True)
 class WatchedProbe:
     """A steady-state probe ready to run: its implementation, parsed params and timing."""
 
@@ -137,6 +206,13 @@ class WatchedProbe:
     timeout_s: float
     tolerance: int
     aborts: bool
+    rules: tuple[AbortRule, ...] = ()
+    """Duration-based abort conditions on this probe (`failingFor`, `failingRatio`)."""
+
+    @property
+    def history_s(self) -> float:
+        """How far back samples are kept to judge `rules`."""
+        return max((r.window_s or 0.0 for r in self.rules), default=0.0)
 
 
 def _uses_duration(annotation: object) -> bool:
@@ -230,6 +306,7 @@ def watched_probes(
     spec = scenario.spec
     names = {probe.name for probe in spec.steady_state}
     abort_probes: set[str] = set()
+    rules: dict[str, list[AbortRule]] = {}
     for index, condition in enumerate(spec.guardrails.abort_when):
         if condition.probe is None:
             continue
@@ -238,11 +315,15 @@ def watched_probes(
                 f"spec.guardrails.abortWhen[{index}].probe: {condition.probe!r} is not a "
                 f"spec.steadyState probe ({', '.join(sorted(names)) or 'there are none'})"
             )
-        abort_probes.add(condition.probe)
+        found = abort_rules(condition, time_scale=time_scale)
+        if found:
+            rules.setdefault(condition.probe, []).extend(found)
+        else:
+            abort_probes.add(condition.probe)
     watched: list[WatchedProbe] = []
     for index, probe in enumerate(spec.steady_state):
         if models.Phase.DURING not in probe.when:
-            if probe.name in abort_probes:
+            if probe.name in abort_probes or probe.name in rules:
                 log.warning(
                     "probe %s is in abortWhen but does not run during the drill (when: %s); "
                     "it cannot abort the run",
@@ -250,16 +331,15 @@ def watched_probes(
                     ", ".join(p.value for p in probe.when),
                 )
             continue
-        watched.append(
-            prepare(
-                reg,
-                probe,
-                time_scale=time_scale,
-                aborts=probe.name in abort_probes,
-                where=f"spec.steadyState[{index}]",
-                min_interval_s=min_interval_s,
-            )
+        prepared = prepare(
+            reg,
+            probe,
+            time_scale=time_scale,
+            aborts=probe.name in abort_probes,
+            where=f"spec.steadyState[{index}]",
+            min_interval_s=min_interval_s,
         )
+        watched.append(dataclasses.replace(prepared, rules=tuple(rules.get(probe.name, ()))))
     for condition in spec.guardrails.abort_when:
         if condition.alarm is not None:
             watched.append(
@@ -293,6 +373,10 @@ class _Track:
     failures: int = 0
     longest: int = 0
     breached: bool = False
+    history: collections.deque[tuple[datetime, bool]] = dataclasses.field(
+        default_factory=collections.deque
+    )
+    failing_since: datetime | None = None
 
     def wake_at(self) -> float:
         if self.future is not None and not self.abandoned:
@@ -648,6 +732,7 @@ class Observer:
 
     def _record(self, track: _Track, result: registry.ProbeResult) -> None:
         watched = track.watched
+        self._remember(track, result)
         if result.ok:
             track.streak = 0
             track.breached = False
@@ -665,20 +750,17 @@ class Observer:
             log.exception("cannot journal a sample of probe %s", watched.name)
             self._abort("journal", f"the journal cannot record probe samples: {exc}")
             return
+        for rule in watched.rules:
+            why = rule.breach(track.history, failing_since=track.failing_since)
+            if why is None:
+                continue
+            self._deviate(track, result, aborts=True)
+            self._abort("abort-when", f"probe {watched.name} {why}: {result.message}")
+            return
         if result.ok or track.streak <= watched.tolerance:
             return
         if not track.breached:
-            track.breached = True
-            with self._lock:
-                self._deviations.append(
-                    Deviation(
-                        probe=watched.name,
-                        at=result.at,
-                        failures=track.streak,
-                        message=result.message,
-                        aborts=watched.aborts,
-                    )
-                )
+            self._deviate(track, result, aborts=watched.aborts)
             log.warning(
                 "probe %s failed %d times in a row (tolerance %d): %s",
                 watched.name,
@@ -690,6 +772,34 @@ class Observer:
             self._abort(
                 "abort-when",
                 f"probe {watched.name} failed {track.streak} times in a row: {result.message}",
+            )
+
+    def _remember(self, track: _Track, result: registry.ProbeResult) -> None:
+        """Keep what `rules` judge: recent samples by their timestamps and the failing streak."""
+        if not track.watched.rules:
+            return
+        if result.ok:
+            track.failing_since = None
+        elif track.failing_since is None:
+            track.failing_since = result.at
+        track.history.append((result.at, result.ok))
+        keep_from = result.at.timestamp() - track.watched.history_s
+        while len(track.history) > 2 and track.history[1][0].timestamp() <= keep_from:
+            track.history.popleft()  # the oldest kept sample marks how long we have observed
+
+    def _deviate(self, track: _Track, result: registry.ProbeResult, *, aborts: bool) -> None:
+        if track.breached:
+            return
+        track.breached = True
+        with self._lock:
+            self._deviations.append(
+                Deviation(
+                    probe=track.watched.name,
+                    at=result.at,
+                    failures=track.streak,
+                    message=result.message,
+                    aborts=aborts,
+                )
             )
 
     def _control(self) -> None:

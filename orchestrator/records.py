@@ -355,7 +355,9 @@ class Objectives:
     """Achieved RTO and RPO against their targets; seconds are as measured (scaled time).
 
     `target_*` are the real-world objectives, `scaled_target_*` those times the time scale
-    (what the measurement is compared with). `t0` is the first fault.
+    (what the measurement is compared with). `t0` is the first fault. `achieved_rto_s` is
+    wall-clock seconds and includes `manual_wait_s` (people, never scaled);
+    `real_world_rto_s` scales only the machine part back up (what `rto_met` judges).
     """
 
     t0: datetime | None = None
@@ -366,6 +368,8 @@ class Objectives:
     time_scale: float | None = None
     stability_window_s: float | None = None
     rto_met: bool | None = None
+    manual_wait_s: float | None = None
+    real_world_rto_s: float | None = None
     achieved_rpo_s: float | None = None
     target_rpo_s: float | None = None
     target_rpo_source: str | None = None
@@ -384,6 +388,8 @@ class Objectives:
             "time_scale",
             "stability_window_s",
             "rto_met",
+            "manual_wait_s",
+            "real_world_rto_s",
             "achieved_rpo_s",
             "target_rpo_s",
             "target_rpo_source",
@@ -411,6 +417,10 @@ class Objectives:
             "rpo_met": self.rpo_met,
             "rpo_canary": self.rpo_canary.to_json() if self.rpo_canary else None,
         }
+        if self.manual_wait_s is not None:  # written only when measured (older records lack them)
+            known["manual_wait_s"] = self.manual_wait_s
+        if self.real_world_rto_s is not None:
+            known["real_world_rto_s"] = self.real_world_rto_s
         return _merged(known, self.extra)
 
     @classmethod
@@ -426,6 +436,8 @@ class Objectives:
             time_scale=read.number("time_scale"),
             stability_window_s=read.number("stability_window_s"),
             rto_met=read.flag("rto_met"),
+            manual_wait_s=read.number("manual_wait_s"),
+            real_world_rto_s=read.number("real_world_rto_s"),
             achieved_rpo_s=read.number("achieved_rpo_s"),
             target_rpo_s=read.number("target_rpo_s"),
             target_rpo_source=read.text("target_rpo_source"),
@@ -479,6 +491,10 @@ class RunRecord:
     """Faults rollback could not undo; () once recovery undid them; None: never failed."""
     objectives: Objectives | None = None
     """Set when the run verified (achieved RTO/RPO)."""
+    access: Mapping[str, _Json] | None = None
+    """The Environment's `kubernetes` and `aws` sections as the run used them (command-line
+    overrides and the kubeconfig found by kubectl's rules applied): whoever drives or
+    recovers the run later reaches the same cluster and account, whatever its own shell says."""
     extra: Mapping[str, _Json] = dataclasses.field(default_factory=dict)
     """Keys this version does not know (or could not read), kept as they were."""
     schema_version: int = SCHEMA_VERSION
@@ -501,6 +517,7 @@ class RunRecord:
             "planned_mutations",
             "leftovers",
             "objectives",
+            "access",
         }
     )
 
@@ -543,6 +560,8 @@ class RunRecord:
             known["leftovers"] = [item.to_json() for item in self.leftovers]
         if self.objectives is not None:
             known["objectives"] = self.objectives.to_json()
+        if self.access is not None:
+            known["access"] = dict(self.access)
         return _merged(known, self.extra)
 
     @classmethod
@@ -578,6 +597,7 @@ class RunRecord:
             planned_mutations=read.integer("planned_mutations"),
             leftovers=_rows(read, "leftovers", Leftover.from_json),
             objectives=Objectives.from_json(objectives) if objectives is not None else None,
+            access=read.obj("access"),
         )
         extra = {**_unknown(raw, cls._KEYS), **read.rejected}
         extra.pop(SCHEMA_KEY, None)

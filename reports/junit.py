@@ -170,6 +170,13 @@ def _objective_cases(run: states.Run, prefix: str) -> list[Case]:
     target = objectives.scaled_target_rto_s
     if objectives.rto_met is False:
         failure = f"recovery objective missed: achieved RTO {achieved} s > target {target} s"
+        if objectives.real_world_rto_s is not None and objectives.target_rto_s is not None:
+            failure += (
+                f" (about {run_facts.fmt_duration(objectives.real_world_rto_s)} in a real"
+                f" outage against {run_facts.fmt_duration(objectives.target_rto_s)};"
+                f" {run_facts.fmt_duration(objectives.manual_wait_s or 0.0)} of it waiting"
+                " for people, never scaled)"
+            )
     elif achieved is None and target is not None and objectives.t0 is not None:
         failure = f"recovery not observed within the verify window (target {target} s)"
     else:

@@ -46,7 +46,14 @@ from reports import redaction
 from reports.findings import action_items, contributing_factors, finding_rows
 from reports.impact import Owners, impact_of, with_findings
 from reports.participants import manual_steps_of, participants_of
-from reports.run_facts import FAILURE_MODE_TEXT, Facts, fmt_seconds, seconds
+from reports.run_facts import (
+    FAILURE_MODE_TEXT,
+    Facts,
+    fmt_duration,
+    fmt_seconds,
+    recovery_text,
+    seconds,
+)
 from reports.sections import (
     DUE_DAYS,
     ActionClass,
@@ -216,14 +223,18 @@ def _summary(run: states.Run, scenario: models.Scenario | None, facts: Facts) ->
 def _recovery_sentence(facts: Facts) -> str:
     if facts.achieved is None:
         return "Recovery time was not measured (no fault applied or recovery not observed)."
-    target = (
-        f"an objective of {fmt_seconds(facts.scaled_target)}"
-        f" ({fmt_seconds(facts.target)} at time scale {facts.time_scale:g})"
-        if facts.scaled_target is not None
-        else "no stated objective"
-    )
+    if facts.target is None:
+        target = "no stated objective"
+    elif facts.time_scale == 1:
+        target = f"an objective of {fmt_duration(facts.target)}"
+    else:
+        target = (
+            f"an objective of {fmt_duration(facts.target)}"
+            f" ({fmt_duration(facts.scaled_target)} of machine time at time scale"
+            f" {facts.time_scale:g})"
+        )
     verdict = {True: "met", False: "missed", None: "not judged"}[facts.rto_met]
-    return f"Recovery took {fmt_seconds(facts.achieved)} against {target}: {verdict}."
+    return f"Recovery took {recovery_text(facts)}, against {target}: {verdict}."
 
 
 def _rpo_sentence(facts: Facts) -> str:
@@ -326,6 +337,8 @@ def _recovery(facts: Facts) -> Recovery:
         first_revert_at=revert.at if revert else None,
         time_to_first_revert_s=seconds(facts.t0, revert.at) if revert else None,
         achieved_rto_s=facts.achieved,
+        manual_wait_s=facts.manual_wait,
+        real_world_rto_s=facts.real_world,
         target_rto_s=facts.target,
         scaled_target_rto_s=facts.scaled_target,
         rto_met=facts.rto_met,
@@ -378,8 +391,8 @@ def _went_wrong(facts: Facts, findings: Sequence[FindingRow]) -> list[str]:
         )
     if facts.rto_met is False:
         found.append(
-            f"Recovery took {fmt_seconds(facts.achieved)}, over the objective of "
-            f"{fmt_seconds(facts.scaled_target)}."
+            f"Recovery took {recovery_text(facts)}, over the objective of "
+            f"{fmt_duration(facts.target)}."
         )
     if facts.rpo_met is False:
         found.append(
@@ -429,8 +442,9 @@ def _lucky(
             )
     if facts.time_scale < 1:
         found.append(
-            f"The drill ran at time scale {facts.time_scale:g}: a real outage would last "
-            f"{1 / facts.time_scale:g} times longer than what was observed."
+            f"The drill ran at time scale {facts.time_scale:g}: machine waits in a real outage "
+            f"would last {1 / facts.time_scale:g} times longer than observed; time spent "
+            "waiting for people was not scaled."
         )
     protected = scenario is not None and run.environment in ("production", "prod")
     if not protected:

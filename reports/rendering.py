@@ -241,7 +241,9 @@ def _recovery_md(report: postmortem.PostMortem) -> list[str]:
         f"- First fault (T0, UTC): {utc(r.t0)}",
         f"- First revert (UTC): {utc(r.first_revert_at)};"
         f" after {seconds(r.time_to_first_revert_s)}",
-        f"- Achieved RTO: {seconds(r.achieved_rto_s)} (scaled time)",
+        f"- Achieved RTO: {seconds(r.achieved_rto_s)} real time, of which"
+        f" {seconds(r.manual_wait_s)} waiting for people (never scaled);"
+        f" real-world equivalent {seconds(r.real_world_rto_s)}",
         f"- Target RTO: {seconds(r.scaled_target_rto_s)} scaled; {seconds(r.target_rto_s)} real"
         f" at time scale {r.time_scale:g}: {met}",
         f"- Achieved RPO: {seconds(r.achieved_rpo_s)} (scaled time"

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from orchestrator import events as event_kinds
 from orchestrator import journal, mutations, records, states
+from orchestrator import objectives as rto_objectives
 from reports import evidence as ev
 from scenarios import models
 
@@ -155,6 +156,10 @@ class Facts:
         self.reverted = [e for e in run.entries if e.state is mutations.EntryState.REVERTED]
         self.refused = record.refused
         self.achieved = objectives.achieved_rto_s
+        self.manual_wait = objectives.manual_wait_s or 0.0
+        self.real_world = objectives.real_world_rto_s
+        if self.real_world is None and self.achieved is not None:
+            self.real_world = self.achieved / self.time_scale  # records before manual waits
         self.target = objectives.target_rto_s
         self.scaled_target = objectives.scaled_target_rto_s
         self.rto_met = objectives.rto_met
@@ -198,6 +203,31 @@ def seconds(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
     if start is None or end is None:
         return None
     return round(max((end - start).total_seconds(), 0.0), 3)
+
+
+def fmt_duration(value: float | None) -> str:
+    """`1.4 s`, `2 min 5 s` (rounded for people; see `objectives.human_duration`)."""
+    return rto_objectives.human_duration(value)
+
+
+def recovery_text(facts: Facts) -> str:
+    """`30 s (29 s waiting for people, never scaled; 1.2 s of machine time at time scale
+    0.02), about 1 min 29 s in a real outage`: real seconds with the scaled equivalent."""
+    if facts.achieved is None:
+        return "not measured"
+    took = fmt_duration(facts.achieved)
+    if facts.time_scale == 1:
+        return took
+    machine = max(facts.achieved - facts.manual_wait, 0.0)
+    scale = f"time scale {facts.time_scale:g}"
+    if facts.manual_wait > 0:
+        split = (
+            f" ({fmt_duration(facts.manual_wait)} waiting for people, never scaled;"
+            f" {fmt_duration(machine)} of machine time at {scale})"
+        )
+    else:
+        split = f" (machine time at {scale})"
+    return f"{took}{split}, about {fmt_duration(facts.real_world)} in a real outage"
 
 
 def fmt_seconds(value: float | None) -> str:

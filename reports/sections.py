@@ -113,7 +113,11 @@ class Recovery(_Model):
     first_revert_at: dt.datetime | None
     time_to_first_revert_s: float | None
     achieved_rto_s: float | None
-    """Measured in the run (scaled time)."""
+    """Measured in the run, wall-clock seconds (machine time scaled, people's time not)."""
+    manual_wait_s: float = 0.0
+    """Of `achieved_rto_s`, the time manual steps waited for people (never scaled)."""
+    real_world_rto_s: float | None = None
+    """The scaled equivalent: machine time scaled back up plus people's time (judged)."""
     target_rto_s: float | None
     """The objective in real-world seconds."""
     scaled_target_rto_s: float | None
@@ -243,7 +247,7 @@ class PostMortem(_Model):
     @pydantic.computed_field  # type: ignore[prop-decorator]
     @property
     def achieved_rto(self) -> float | None:
-        """Achieved RTO in seconds, as measured in the run (scaled time)."""
+        """Achieved RTO in wall-clock seconds, as measured in the run (see `recovery`)."""
         return self.recovery.achieved_rto_s
 
     @pydantic.computed_field  # type: ignore[prop-decorator]

@@ -58,6 +58,16 @@ def from_validation(
     return problems
 
 
+def error_paths(
+    exc: pydantic.ValidationError, *, tree: reading.MarkedTree
+) -> list[tuple[str, reading.TreePath]]:
+    """(error type, path as written in `tree`) of every validation error, for salvaging."""
+    return [
+        (error["type"], _tree_path(tuple(error["loc"]), tree=tree, base=()))
+        for error in exc.errors(include_url=False)
+    ]
+
+
 def _tree_path(
     loc: tuple[str | int, ...], *, tree: reading.MarkedTree, base: reading.TreePath
 ) -> reading.TreePath:

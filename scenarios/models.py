@@ -413,17 +413,60 @@ class Window(Model):
         return self
 
 
+class FailingRatio(Model):
+    """More than `above` of a probe's samples in the last `window` failed."""
+
+    above: quantities.Percent
+    window: quantities.Duration
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> FailingRatio:
+        if self.above.value >= 100:
+            raise ValueError("'above' must be under 100%: no share of samples can exceed 100%")
+        if self.window.seconds <= 0:
+            raise ValueError("'window' must be longer than 0s")
+        return self
+
+
 class AbortCondition(Model):
-    """Abort the drill when a steady-state probe fails or a named alarm fires."""
+    """Abort the drill when a steady-state probe fails or a named alarm fires.
+
+    A bare `probe` aborts once the probe fails more than its `tolerance` times in a row;
+    `failingFor: 30s` once it has been failing without a pass for that long; `failingRatio:
+    {above: 50%, window: 2m}` once more than that share of its samples in the window failed.
+    Durations are machine time, measured on sample timestamps and shrunk by the time scale.
+    """
 
     probe: LocalName | None = None
     alarm: str | None = None
+    failing_for: quantities.Duration | None = None
+    failing_ratio: FailingRatio | None = None
 
     @pydantic.model_validator(mode="after")
     def _exactly_one(self) -> AbortCondition:
         if (self.probe is None) == (self.alarm is None):
             raise ValueError("give exactly one of 'probe' or 'alarm'")
+        if self.probe is None and (self.failing_for or self.failing_ratio):
+            raise ValueError("'failingFor' and 'failingRatio' apply to a 'probe' condition only")
+        if self.failing_for is not None and self.failing_ratio is not None:
+            raise ValueError(
+                "give at most one of 'failingFor' or 'failingRatio' (write two conditions "
+                "for the same probe to use both)"
+            )
+        if self.failing_for is not None and self.failing_for.seconds <= 0:
+            raise ValueError("'failingFor' must be longer than 0s")
         return self
+
+    def describe(self) -> str:
+        """`checkout-healthy failing for 30s`, `alarm high-error-rate` (plans, messages)."""
+        if self.alarm is not None:
+            return f"alarm {self.alarm} fires"
+        if self.failing_for is not None:
+            return f"probe {self.probe} failing for {self.failing_for}"
+        if self.failing_ratio is not None:
+            ratio = self.failing_ratio
+            return f"probe {self.probe} failing in over {ratio.above} of samples in {ratio.window}"
+        return f"probe {self.probe} failing beyond its tolerance"
 
 
 class Guardrails(Model):
@@ -659,7 +702,12 @@ class Drill(Model):
 
 
 class KubernetesAccess(Model):
-    """How to reach the cluster: a kubeconfig (and context) or the in-cluster account."""
+    """How to reach the cluster, as kubectl does: a kubeconfig and/or context, or in-cluster.
+
+    With no `kubeconfig` (e.g. `kubernetes: {}`) the provider follows kubectl:
+    `$KUBECONFIG`, else `~/.kube/config`, else the in-cluster account in a pod; `context`
+    then names a context of that kubeconfig (default: its current context).
+    """
 
     kubeconfig: RelativePath | None = None
     context: str | None = None
@@ -674,9 +722,9 @@ class KubernetesAccess(Model):
     or a bare user name)."""
 
     @pydantic.model_validator(mode="after")
-    def _exactly_one(self) -> KubernetesAccess:
-        if self.in_cluster == (self.kubeconfig is not None):
-            raise ValueError("give exactly one of 'kubeconfig' or 'inCluster: true'")
+    def _at_most_one(self) -> KubernetesAccess:
+        if self.in_cluster and self.kubeconfig is not None:
+            raise ValueError("give at most one of 'kubeconfig' or 'inCluster: true'")
         if self.in_cluster and self.context is not None:
             raise ValueError("'context' applies only with 'kubeconfig'")
         return self

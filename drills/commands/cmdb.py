@@ -177,14 +177,21 @@ def _objective_text(
     return f"{_duration(default)} ({overrides})" if overrides else _duration(default)
 
 
-def _ref_text(ref: models.EntityRef | None) -> str:
-    """`checkout` for a component in the default namespace, `resource:payments-db`, …"""
+def ref_text(ref: models.EntityRef | None) -> str:
+    """The shortest form of `ref` that `EntityRef.parse` reads back as it (for tables).
+
+    `checkout` for a component in the default namespace (and, where the column names the
+    kind, a group or user: an owner); `resource:payments-db`; `component:shop/checkout`.
+    """
     if ref is None:
         return "-"
     plain = (models.EntityKind.COMPONENT, models.EntityKind.GROUP, models.EntityKind.USER)
     if ref.kind in plain and ref.namespace == models.DEFAULT_NAMESPACE:
         return ref.name
     return f"{ref.kind.value}:{ref.short}"
+
+
+_ref_text = ref_text
 
 
 def _tier_text(service: models.Service) -> str:
@@ -195,16 +202,29 @@ def _cell(value: str) -> rich.text.Text:
     return rich.text.Text(value)
 
 
+def _ref_column(table: rich.table.Table, header: str, refs: Iterable[str]) -> None:
+    """A column of refs a person copies: never cut or folded (as wide as its longest ref)."""
+    widest = max((len(r) for r in refs), default=len(header))
+    table.add_column(header, no_wrap=True, min_width=max(widest, len(header)))
+
+
+def _text_columns(table: rich.table.Table, *headers: str) -> None:
+    """Columns whose long words fold onto the next line instead of ending in `…`."""
+    for header in headers:
+        table.add_column(header, overflow="fold")
+
+
 def _services_table(services: Sequence[models.Service]) -> rich.table.Table:
     table = rich.table.Table(title="Services", show_lines=False)
-    for column in ("ref", "tier", "system", "owner", "depends on", "RTO"):
-        table.add_column(column)
+    _ref_column(table, "ref", [_ref_text(s.ref) for s in services])
+    table.add_column("tier", no_wrap=True)
+    _text_columns(table, "system", "owner", "depends on", "RTO")
     for service in services:
         table.add_row(
             *(
                 _cell(v)
                 for v in (
-                    str(service.ref),
+                    _ref_text(service.ref),
                     _tier_text(service),
                     _ref_text(service.system),
                     _ref_text(service.owner),
@@ -218,8 +238,8 @@ def _services_table(services: Sequence[models.Service]) -> rich.table.Table:
 
 def _service_detail(catalog: models.Catalog, service: models.Service) -> rich.table.Table:
     table = rich.table.Table(title=str(service.ref), show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
     objectives = service.objectives
     people = service.people
     rows = [
@@ -300,15 +320,17 @@ def _on_call_text(catalog: models.Catalog, service: models.Service) -> str:
 def _impact_table(result: impact.Impact, mode: str | None) -> rich.table.Table:
     title = "Impact of losing " + ", ".join(_ref_text(t) for t in result.targets)
     table = rich.table.Table(title=title)
-    for column in ("ref", "tier", "distance", "path", "owner", "RTO", "RPO"):
-        table.add_column(column)
+    _ref_column(table, "ref", [_ref_text(item.ref) for item in result.services])
+    table.add_column("tier", no_wrap=True)
+    table.add_column("distance", no_wrap=True)
+    _text_columns(table, "path", "owner", "RTO", "RPO")
     for item in result.services:
         objectives = item.objectives
         table.add_row(
             *(
                 _cell(v)
                 for v in (
-                    str(item.ref),
+                    _ref_text(item.ref),
                     _tier_text(item.service),
                     str(item.distance),
                     " <- ".join(_ref_text(r) for r in reversed(item.path)),

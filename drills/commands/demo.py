@@ -8,12 +8,16 @@ validates the scenario library and the sample CMDB against it, then runs:
 3. `az-failure-aws` (subnets isolated, instances stopped, ASG zone removed, RDS failover);
 4. `key-person-loss` (alice absent: analysis findings, RBAC and IAM access revoked, the
    on-call's manual step acknowledged automatically, everything reinstated).
-Prints where the run records and reports are.
+Prints where the run records and reports are, and the one command that lists its runs.
+
+Its store: when the state dir lies in a project's `.stormdrill/` folder (`make demo` uses
+`.stormdrill/demo`), the runs go to that project's store (`.stormdrill/stormdrill.db`), so a
+plain `stormdrill runs list` in the project shows them; any other state dir keeps its own
+`stormdrill.db`, and the demo prints the `STORMDRILL_DATABASE_URL=…` that reads it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -45,11 +49,13 @@ def demo(
     """Run the demo on the embedded sandbox (no cluster or cloud account needed)."""
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    here = running.load_settings()
     config = settings.Settings(
         data_dir=state_dir,
-        database_url=f"sqlite:///{state_dir / 'stormdrill.db'}",
+        database_url=demo_store_url(state_dir),
         reports_dir=state_dir / "reports",
-        cmdb_paths=settings.Settings.from_env(os.environ).cmdb_paths,
+        cmdb_paths=here.cmdb_paths,
+        store_origin="the demo",
     )
     with stack.Sandbox(state_dir / "sandbox") as world:
         info = world.start()
@@ -90,9 +96,9 @@ def demo(
         _console.print(
             rich.panel.Panel.fit(
                 "\n".join(f"{name}: exit {code}" for name, code in codes.items())
-                + f"\nRun records: {config.database_url}\n"
+                + f"\nRun records: {settings.mask_url_password(config.database_url)}\n"
                 f"Post-mortems and JUnit: {config.reports_dir}/<run id>/\n"
-                f"  STORMDRILL_DATABASE_URL={config.database_url} stormdrill runs list",
+                f"Its runs: {list_command(config.database_url, here)}",
                 title="demo results",
             )
         )
@@ -105,6 +111,24 @@ def demo(
     if any(codes[name] != code for name, code in expected.items()):
         _console.print("[red]the demo did not go as expected[/red]")
         raise typer.Exit(1)
+
+
+def demo_store_url(state_dir: Path) -> str:
+    """The store the demo writes to: the project's when `state_dir` is inside the project's
+    `.stormdrill/` folder, else `state_dir/stormdrill.db`."""
+    project = settings.find_project(state_dir)
+    if project is not None and state_dir.is_relative_to(project.data_dir):
+        return project.database_url
+    return f"sqlite:///{state_dir / settings.STORE_FILE}"
+
+
+def list_command(database_url: str, here: settings.Settings) -> str:
+    """The one command that lists the runs in `database_url` from the working directory
+    (a password in the URL is shown as `***`)."""
+    if here.database_url == database_url:
+        return "stormdrill runs list"
+    shown = settings.mask_url_password(database_url)
+    return f"STORMDRILL_DATABASE_URL={shown} stormdrill runs list"
 
 
 def _drill(

@@ -2,7 +2,9 @@
 
 `validate PATH...` loads files and folders, lints them against the engine's catalog of
 actions and probes, and prints every problem as `file:line:column: field: message`
-(or JSON with `--format json`); it exits 0 when there is no error, 1 otherwise.
+(or JSON with `--format json`); it exits 0 when there is no error, 1 otherwise. Every
+problem of a file is reported in one run; where a check cannot run until earlier errors are
+fixed, a last line says which checks wait.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def validate(
                         }
                         for p in problems
                     ],
+                    "blocked": [
+                        {"file": b.file, "line": b.line, "checks": list(b.checks)}
+                        for b in result.blocked
+                    ],
                 },
                 indent=2,
             )
@@ -64,6 +70,8 @@ def validate(
         console = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
         for problem in problems:
             console.print(str(problem), markup=False)
+        for blocked in result.blocked:
+            console.print(str(blocked), markup=False)
         shown = rich.console.Console(highlight=False)
         shown.print(
             f"{len(result.documents)} document(s), {len(errors_found)} error(s),"
@@ -73,12 +81,19 @@ def validate(
 
 
 def check_paths(paths: list[Path]) -> tuple[loading.LoadResult, list[errors.Problem]]:
-    """The loaded documents, and every problem of loading and linting them (built-in registry)."""
+    """The loaded documents, and every problem of loading and linting them (built-in registry).
+
+    Scenarios left out for their problems are linted too, as far as they could be salvaged
+    (`LoadResult.partial`), so one run reports every problem a file has.
+    """
     result = loading.load_documents(paths)
     catalog = builtin.registry_with_builtins().catalog()
     problems = list(result.problems)
     problems.extend(linting.lint(result.documents, catalog=catalog))
-    return result, sorted(problems, key=lambda p: (p.file, p.line, p.column, p.field))
+    for partial in result.partial:
+        problems.extend(partial.adjust(linting.lint([partial.document], catalog=catalog)))
+    unique = loading.unique_problems(problems)
+    return result, sorted(unique, key=lambda p: (p.file, p.line, p.column, p.field))
 
 
 def schema_command(

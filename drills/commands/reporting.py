@@ -27,6 +27,7 @@ from drills import binding, settings
 from drills.commands import running
 from drills.service import catalogs, views
 from drills.service import coverage as coverage_service
+from drills.service import runs as run_service
 from orchestrator import engine, states
 from orchestrator.cmdb import backstage
 from orchestrator.cmdb import errors as cmdb_errors
@@ -87,7 +88,10 @@ def _emit(text: str, output: Path | None) -> None:
 
 
 def report(
-    run_id: str = typer.Argument(..., help="The run to report on (see `stormdrill runs list`)."),
+    run_id: str = typer.Argument(
+        ...,
+        help="The run to report on (see `stormdrill runs list`): an id, a unique prefix, `latest`.",
+    ),
     output_format: rendering.Format = typer.Option(
         rendering.Format.MARKDOWN, "--format", help="md, html or json."
     ),
@@ -96,9 +100,9 @@ def report(
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
 ) -> None:
     """Render a run's blameless post-mortem (JSON includes achieved_rto and target_rto, s)."""
-    config = settings.Settings.from_env(os.environ)
+    config = running.load_settings()
     with _user_errors(), running.open_journal(config) as store:
-        run_evidence = evidence.load(store, states.RunId(run_id))
+        run_evidence = evidence.load(store, run_service.resolve_id(store, run_id))
         catalog = _catalog(config, cmdb, run=run_evidence.run, strict=strict)
         scenario = evidence.scenario_for(run_evidence.run)
         built = postmortem.build_postmortem(run_evidence, scenario, cmdb=catalog)
@@ -137,12 +141,13 @@ def coverage(
     output: Path | None = typer.Option(None, "-o", "--output", help="Write here, not stdout."),
 ) -> None:
     """Which services are drilled for which failure modes, how recently, and how well."""
-    config = settings.Settings.from_env(os.environ)
+    config = running.load_settings()
     with _user_errors():
         catalog = _catalog(config, cmdb, strict=strict)
         if catalog is None:
             raise catalogs.NoCatalog()
         with running.open_journal(config) as store:
+            running.announce_store(config)
             matrix = coverage_service.matrix(
                 store, catalog=catalog, policy_path=policy_path, now=dt.datetime.now(dt.UTC)
             )

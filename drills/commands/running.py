@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
-import json
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+import rich.box
 import rich.console
 import rich.live
 import rich.table
@@ -29,6 +30,7 @@ import typer
 
 from drills import binding, settings
 from drills import store as store_mod
+from drills.commands import output
 from drills.service import reports as run_reports
 from drills.service import runs, views
 from orchestrator import engine, events, journal, mutations, planning, rollback, states
@@ -44,13 +46,36 @@ _console = rich.console.Console(highlight=False)
 _err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class OutputFormat(enum.StrEnum):
-    TABLE = "table"
-    JSON = "json"
+OutputFormat = output.Format
+"""`--format`: table, json or yaml (`drills.commands.output`)."""
 
 
 def _settings() -> settings.Settings:
-    return settings.Settings.from_env(os.environ)
+    return load_settings()
+
+
+def load_settings() -> settings.Settings:
+    """The settings from the environment and the project found upward from here.
+
+    A project `stormdrill.toml` that cannot be used ends the command with one line naming
+    it and exit 3 (invalid input).
+    """
+    try:
+        return settings.Settings.from_env(os.environ)
+    except settings.SettingsInvalid as exc:
+        _err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(engine.ExitCode.INVALID) from None
+
+
+def announce_store(config: settings.Settings) -> None:
+    """Say on stderr which run store a command reads (`store: URL (origin)`, password masked).
+
+    Said once the store is open (an unreachable store is named by its one error line).
+    """
+    _err.print(config.store_line(), markup=False, soft_wrap=True)
+
+
+_RUN_ID_HELP = "A run id, a unique prefix of one (or of its random part), or `latest`."
 
 
 def open_journal(config: settings.Settings) -> journal.Journal:
@@ -114,6 +139,9 @@ def _print_notes(prepared: runs.Prepared) -> None:
 
 
 _SET_HELP = "Set a scenario parameter: --set zone=us-east-1b (repeatable)."
+_KUBECONFIG_HELP = "Kubeconfig file, over the Environment's (default: $KUBECONFIG, ~/.kube/config)."
+_CONTEXT_HELP = "Kubeconfig context, over the Environment's (default: the current context)."
+_PROFILE_HELP = "AWS profile, over the Environment's profile or role."
 
 
 def plan(
@@ -124,8 +152,14 @@ def plan(
     sets: list[str] = typer.Option([], "--set", help=_SET_HELP),
     approved_by: list[str] = typer.Option([], "--approved-by", help="An approver (user ref)."),
     cmdb: list[Path] = typer.Option([], "--cmdb", help="CMDB catalog file or folder."),
-    output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format"),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
+    output_path: Path | None = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP),
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
+    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help=_KUBECONFIG_HELP),
+    context: str | None = typer.Option(None, "--context", help=_CONTEXT_HELP),
+    profile: str | None = typer.Option(None, "--profile", help=_PROFILE_HELP),
 ) -> None:
     """Dry run: targets, counts vs limits, affected services, guardrail verdicts, rollback plan.
 
@@ -140,7 +174,21 @@ def plan(
         approvals=tuple(approved_by),
         cmdb=tuple(cmdb),
         strict=strict,
+        access=runs.AccessOverrides(kubeconfig=kubeconfig, context=context, profile=profile),
     )
+    raise typer.Exit(
+        show_planned(config, request, output_format=output_format, output_path=output_path)
+    )
+
+
+def show_planned(
+    config: settings.Settings,
+    request: runs.DrillRequest,
+    *,
+    output_format: OutputFormat,
+    output_path: Path | None,
+) -> int:
+    """Plan `request` and present it (`plan`, `run --dry-run`); the exit code: 0 or 3 refused."""
     with _user_errors():
         prepared = runs.prepare(config, request)
         _print_notes(prepared)
@@ -148,14 +196,36 @@ def plan(
             planned = runs.plan(config, store, binding.make_registry(), prepared)
     if planned.warning is not None:
         _err.print(f"warning: {planned.warning}", markup=False)
-    if output_format is OutputFormat.JSON:
-        typer.echo(json.dumps(planned.masking.json(planned.view().dump()), indent=2))
+    if output_format is not OutputFormat.TABLE:
+        shown_data = planned.masking.json(planned.view().dump())
+        output.emit(output.dump(shown_data, output_format), output_path)
     else:
         with _console.capture() as shown:
+            _show_touches(planned.touches)
             show_plan(planned.plan)
             _show_cells(planned.cells)
-        typer.echo(planned.masking.text(shown.get()), nl=False)
-    raise typer.Exit(engine.ExitCode.INVALID if planned.plan.refused else 0)
+        output.emit(planned.masking.text(shown.get()), output_path)
+    return engine.ExitCode.INVALID if planned.plan.refused else 0
+
+
+def _show_touches(touched: runs.Touches | None) -> None:
+    """The cluster and AWS account the drill will touch: the plan's first lines."""
+    if touched is None:
+        return
+    if touched.kubernetes is not None:
+        kube = touched.kubernetes
+        _console.print(
+            f"Kubernetes: {kube.server} (context {kube.context}, from {kube.source.describe()})",
+            markup=False,
+            soft_wrap=True,
+        )
+    if touched.aws is not None:
+        aws = touched.aws
+        _console.print(
+            f"AWS: account {aws.account} as {aws.arn} (region {aws.region})",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _show_cells(cells: tuple[coverage.CountedCell, ...] | None) -> None:
@@ -171,6 +241,21 @@ def _show_cells(cells: tuple[coverage.CountedCell, ...] | None) -> None:
     for cell in cells:
         table.add_row(cell.service, cell.mode, str(cell.distance))
     _console.print(table)
+
+
+def _show_abort_when(drill_plan: planning.Plan) -> None:
+    """The `guardrails.abortWhen` conditions the run will watch (none: say so)."""
+    spec = drill_plan.drill.scenario.spec.guardrails
+    if not spec.abort_when:
+        _console.print("[bold]Abort when[/bold]: no abortWhen condition (probes only deviate).")
+        return
+    _console.print("[bold]Abort when[/bold] (any of):")
+    for condition in spec.abort_when:
+        shown = views.AbortConditionView.from_condition(
+            condition, time_scale=drill_plan.drill.time_scale
+        )
+        scaled = f" ({shown.scaled})" if shown.scaled else ""
+        _console.print(f"  {shown.condition}{scaled}", markup=False)
 
 
 def show_plan(drill_plan: planning.Plan) -> None:
@@ -210,6 +295,7 @@ def show_plan(drill_plan: planning.Plan) -> None:
     for v in drill_plan.verdicts:
         verdicts.add_row(v.rule, "[green]ok[/green]" if v.ok else "[red]REFUSED[/red]", v.message)
     _console.print(verdicts)
+    _show_abort_when(drill_plan)
     steps = rich.table.Table(title="Steps and planned mutations")
     steps.add_column("step")
     steps.add_column("kind")
@@ -234,10 +320,16 @@ def run(
     ),
     env: str | None = typer.Option(None, "--env", help=_ENV_HELP),
     sets: list[str] = typer.Option([], "--set", help=_SET_HELP),
-    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Only plan it: the same as `stormdrill plan` (output, exit code)."
+    ),
     approved_by: list[str] = typer.Option([], "--approved-by", help="An approver (user ref)."),
     cmdb: list[Path] = typer.Option([], "--cmdb", help="CMDB catalog file or folder."),
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
+    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help=_KUBECONFIG_HELP),
+    context: str | None = typer.Option(None, "--context", help=_CONTEXT_HELP),
+    profile: str | None = typer.Option(None, "--profile", help=_PROFILE_HELP),
     junit_path: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
     auto_ack: str | None = typer.Option(
         None, "--auto-ack", help="Acknowledge manual steps automatically after DURATION (e.g. 2s)."
@@ -257,7 +349,13 @@ def run(
         approvals=tuple(approved_by),
         cmdb=tuple(cmdb),
         strict=strict,
+        access=runs.AccessOverrides(kubeconfig=kubeconfig, context=context, profile=profile),
     )
+    if dry_run:
+        plan_exit = show_planned(
+            config, request, output_format=OutputFormat.TABLE, output_path=None
+        )
+        raise typer.Exit(plan_exit)
     with _user_errors():
         prepared = runs.prepare(config, request)
         _print_notes(prepared)
@@ -267,22 +365,11 @@ def run(
                 engine_config,
                 stability_window_s=_seconds_required(stability, "--stability-window"),
             )
-    drill = prepared.drill
-    if not yes and not typer.confirm(
-        f"Run {drill.scenario.metadata.name} against {drill.environment.metadata.name}?"
-    ):
-        raise typer.Exit(engine.ExitCode.ABORTED)
+    if not yes:
+        _confirm(prepared.drill)
     stop = threading.Event()
-    with open_journal(config) as store, _signals_set(stop):
-        view = _LiveView()
-        with rich.live.Live(
-            view.render(), console=_console, refresh_per_second=8, transient=False
-        ) as live:
-
-            def listen(kind: str, message: str, _data: Mapping[str, mutations.JsonValue]) -> None:
-                view.add(kind, message)
-                live.update(view.render())
-
+    with open_journal(config) as store, _signals_set(stop), _full_width():
+        with _timeline() as listen:
             driven = runs.start(
                 config,
                 store,
@@ -298,6 +385,66 @@ def run(
         if driven.reports is not None:
             print_reports(driven.reports)
     raise typer.Exit(driven.exit_code)
+
+
+def _confirm(drill: planning.DrillInput) -> None:
+    """Ask before a run; without a terminal on stdin, never ask: exit 3, asking for `--yes`.
+
+    An explicit "no" at the prompt exits 2 (aborted by the operator), as before.
+    """
+    if sys.stdin is None or not sys.stdin.isatty():
+        _err.print("confirmation needed: pass --yes", markup=False)
+        raise typer.Exit(engine.ExitCode.INVALID)
+    if not typer.confirm(
+        f"Run {drill.scenario.metadata.name} against {drill.environment.metadata.name}?"
+    ):
+        raise typer.Exit(engine.ExitCode.ABORTED)
+
+
+@contextlib.contextmanager
+def _timeline() -> Iterator[engine.Listener]:
+    """Where a run's events go as they happen.
+
+    On a terminal, today's live view (`_LiveView`, the last lines, styled). Elsewhere (CI,
+    `tee`, a file) one plain line per event, written and flushed at once, never wrapped,
+    without markup, so nothing is held back while a manual step waits.
+    """
+    if not _console.is_terminal:
+
+        def plain(kind: str, message: str, _data: Mapping[str, mutations.JsonValue]) -> None:
+            typer.echo(plain_line(kind, message))  # click.echo flushes
+
+        yield plain
+        return
+    view = _LiveView()
+    with rich.live.Live(
+        view.render(), console=_console, refresh_per_second=8, transient=False
+    ) as live:
+
+        def listen(kind: str, message: str, _data: Mapping[str, mutations.JsonValue]) -> None:
+            view.add(kind, message)
+            live.update(view.render())
+
+        yield listen
+
+
+def plain_line(kind: str, message: str) -> str:
+    """One timeline event as a plain line: the kind right-aligned, as the live view shows it."""
+    return f"{kind:>9} {message}"
+
+
+@contextlib.contextmanager
+def _full_width() -> Iterator[None]:
+    """Off a terminal, lines the console prints are not wrapped (a file has no width)."""
+    if _console.is_terminal:
+        yield
+        return
+    before = _console.soft_wrap
+    _console.soft_wrap = True
+    try:
+        yield
+    finally:
+        _console.soft_wrap = before
 
 
 def _seconds(raw: str | None, flag: str) -> float | None:
@@ -399,15 +546,16 @@ def print_reports(written: run_reports.RunReports) -> None:
         _console.print(f"JUnit XML: {written.junit}")
 
 
-def abort(run_id: str = typer.Argument(..., help="The run to abort.")) -> None:
+def abort(run_id: str = typer.Argument(..., help="The run to abort. " + _RUN_ID_HELP)) -> None:
     """Ask a running drill to abort (it stops injecting, rolls back and verifies)."""
     with open_journal(_settings()) as store, _user_errors():
+        resolved = runs.resolve_id(store, run_id)
         try:
-            runs.abort(store, states.RunId(run_id), source="the CLI")
+            runs.abort(store, resolved, source="the CLI")
         except runs.RunEnded as exc:
-            _err.print(f"run {run_id} already ended ({exc.run.state.value})")
+            _err.print(f"run {resolved} already ended ({exc.run.state.value})")
             raise typer.Exit(1) from None
-    _console.print(f"abort requested for {run_id}")
+    _console.print(f"abort requested for {resolved}")
 
 
 @app_killswitch.command("on")
@@ -428,17 +576,19 @@ def killswitch_off() -> None:
 
 def recover(
     env: str | None = typer.Option(None, "--env", help="Also sweep this environment's markers."),
-    run_id: str | None = typer.Option(None, "--run", help="Recover only this run."),
+    run_id: str | None = typer.Option(None, "--run", help="Recover only this run. " + _RUN_ID_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Sweep: report, do not heal."),
+    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help=_KUBECONFIG_HELP),
+    context: str | None = typer.Option(None, "--context", help=_CONTEXT_HELP),
+    profile: str | None = typer.Option(None, "--profile", help=_PROFILE_HELP),
 ) -> None:
     """Roll back every unfinished run whose orchestrator died; with --env, sweep markers too."""
     config = _settings()
     reg = binding.make_registry()
     exit_code = 0
     with open_journal(config) as store, _user_errors():
-        recovered = runs.recover(
-            config, store, reg, run_id=states.RunId(run_id) if run_id else None
-        )
+        only = runs.resolve_id(store, run_id) if run_id else None
+        recovered = runs.recover(config, store, reg, run_id=only)
         for done in recovered:
             item = done.item
             _console.print(
@@ -455,7 +605,15 @@ def recover(
         if not recovered:
             _console.print("no unfinished runs to recover")
         if env is not None:
-            findings = runs.sweep(store, reg, environment=env, dry_run=dry_run)
+            findings = runs.sweep(
+                store,
+                reg,
+                environment=env,
+                dry_run=dry_run,
+                access=runs.AccessOverrides(
+                    kubeconfig=kubeconfig, context=context, profile=profile
+                ),
+            )
             for finding in findings:
                 verb = "healed" if finding.healed else "left"
                 _console.print(
@@ -467,7 +625,7 @@ def recover(
 
 
 def ack(
-    run_id: str = typer.Argument(...),
+    run_id: str = typer.Argument(..., help=_RUN_ID_HELP),
     step: str = typer.Argument(...),
     evidence: str = typer.Option(..., "--evidence", help="What was done (text, URL or choice)."),
     by: str | None = typer.Option(None, "--by", help="Who acknowledges (default: $USER)."),
@@ -478,18 +636,22 @@ def ack(
     is assigned to (its team, or its on-call at the time), as recorded when it started.
     """
     with open_journal(_settings()) as store, _user_errors():
-        runs.ack(store, states.RunId(run_id), step, by=by or _principal(), evidence=evidence)
-    _console.print(f"acknowledged {step} of {run_id}")
+        resolved = runs.resolve_id(store, run_id)
+        runs.ack(store, resolved, step, by=by or _principal(), evidence=evidence)
+    _console.print(f"acknowledged {step} of {resolved}")
 
 
 def actions(
-    output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format"),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
+    output_path: Path | None = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP),
 ) -> None:
     """List every action and probe with its parameters (`--format json` for machines)."""
     reg = binding.make_registry()
-    if output_format is OutputFormat.JSON:
-        typer.echo(
-            json.dumps(
+    if output_format is not OutputFormat.TABLE:
+        output.emit(
+            output.dump(
                 {
                     "actions": [
                         {
@@ -507,8 +669,9 @@ def actions(
                         for p in reg.describe_probes()
                     ],
                 },
-                indent=2,
-            )
+                output_format,
+            ),
+            output_path,
         )
         return
     table = rich.table.Table(title="Actions")
@@ -532,45 +695,78 @@ def actions(
         probes_table.add_row(
             probe.name, ", ".join(sorted(props)) if isinstance(props, Mapping) else ""
         )
-    _console.print(probes_table)
+    output.emit_rich((table, probes_table), output_path)
 
 
 @app_runs.command("list")
 def runs_list(
-    limit: int = typer.Option(20, "--limit"),
-    output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format"),
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many runs."),
+    state: list[states.RunState] = typer.Option(
+        [], "--state", help="Only runs in this state (repeatable)."
+    ),
+    scenario: str | None = typer.Option(None, "--scenario", help="Only runs of this scenario."),
+    env: str | None = typer.Option(None, "--env", help="Only runs on this Environment (name)."),
+    since: str | None = typer.Option(
+        None, "--since", help="Only runs started since: a duration back (2h, 7d) or an ISO date."
+    ),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
 ) -> None:
-    """Runs, newest first."""
-    with open_journal(_settings()) as store:
-        found = runs.list_runs(store, limit=limit).runs
-    if output_format is OutputFormat.JSON:
-        typer.echo(json.dumps([views.RunView.from_run(r).dump() for r in found], indent=2))
+    """Runs, newest first (full ids: `ack`, `abort`, `report` take them, a prefix or `latest`)."""
+    config = _settings()
+    with _user_errors():
+        where = runs.RunFilter(
+            state=frozenset(state) or None,
+            scenario=scenario,
+            environment=env,
+            since=runs.parse_since(since, now=datetime.now(UTC)) if since else None,
+        )
+    with open_journal(config) as store:
+        announce_store(config)
+        found = runs.list_runs(store, where=where, limit=limit).runs
+        short = runs.short_ids(store, found)
+    if output_format is not OutputFormat.TABLE:
+        listed = [views.RunView.from_run(r).dump() for r in found]
+        typer.echo(output.dump(listed, output_format), nl=False)
         return
-    table = rich.table.Table(title="Runs (newest first)")
-    for column in ("run", "scenario", "environment", "state", "verdict", "started"):
-        table.add_column(column)
+    table = rich.table.Table(
+        title="Runs (newest first; run: a short id every command takes)",
+        box=rich.box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("run", no_wrap=True, min_width=max(map(len, short.values()), default=3))
+    table.add_column("scenario", overflow="fold", min_width=14)
+    table.add_column("env", overflow="fold", min_width=7)
+    table.add_column("state", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("started (UTC)", no_wrap=True)
     for r in found:
         table.add_row(
-            r.id,
+            short[r.id],
             r.scenario,
             r.environment,
             r.state.value,
             r.verdict.value if r.verdict else "-",
-            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.started_at.strftime("%Y-%m-%d %H:%M"),
         )
     _console.print(table)
 
 
 @app_runs.command("show")
 def runs_show(
-    run_id: str = typer.Argument(...),
-    output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format"),
+    run_id: str = typer.Argument(..., help=_RUN_ID_HELP),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
 ) -> None:
     """One run: its record, timeline and journal."""
-    with open_journal(_settings()) as store, _user_errors():
-        detail = runs.show(store, states.RunId(run_id))
-    if output_format is OutputFormat.JSON:
-        typer.echo(detail.view().to_text())
+    config = _settings()
+    with open_journal(config) as store, _user_errors():
+        announce_store(config)
+        detail = runs.show(store, runs.resolve_id(store, run_id))
+    if output_format is not OutputFormat.TABLE:
+        typer.echo(output.dump_view(detail.view(), output_format), nl=False)
         return
     r = detail.run
     _console.print(

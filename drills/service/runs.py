@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drills import binding
@@ -44,8 +45,10 @@ from orchestrator import (
 from orchestrator import errors as orchestrator_errors
 from orchestrator.cmdb import backstage
 from orchestrator.cmdb import models as cmdb_models
+from orchestrator.providers.aws import connecting as aws_connecting
+from orchestrator.providers.kubernetes import connection as kube_connection
 from reports import coverage
-from scenarios import errors, loading, models, parameters, secrets, substituting
+from scenarios import errors, loading, models, parameters, quantities, secrets, substituting
 
 _S = states.RunState
 
@@ -66,7 +69,42 @@ class BadCursor(errors.StormdrillError):
     """A `list` cursor that this service did not hand out."""
 
 
+class UnknownRun(orchestrator_errors.OrchestratorError):
+    """No run in the store has the id (or id prefix) a person typed."""
+
+
+class AmbiguousRunId(orchestrator_errors.OrchestratorError):
+    """A typed id prefix matches several runs; `candidates` are their ids, newest first."""
+
+    def __init__(self, message: str, *, candidates: tuple[states.RunId, ...]) -> None:
+        self.candidates = candidates
+        super().__init__(message)
+
+
+class BadSince(errors.StormdrillError):
+    """A `--since` that is neither a duration (`2h`, `7d`) nor an ISO date or time."""
+
+
 # ---- preparing a drill -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AccessOverrides:
+    """Cluster and AWS access given on the command line, over the Environment's own."""
+
+    kubeconfig: Path | None = None
+    """Replaces the Environment's kubeconfig (and its context)."""
+    context: str | None = None
+    """A context of the kubeconfig that applies (the Environment's, $KUBECONFIG, ~/.kube)."""
+    profile: str | None = None
+    """An AWS profile, in place of the Environment's profile or role."""
+
+    def apply(self, environment: models.Environment) -> models.Environment:
+        """`environment` with these overrides in place (unchanged when none is given)."""
+        changed = kube_connection.overridden(
+            environment, kubeconfig=self.kubeconfig, context=self.context
+        )
+        return aws_connecting.overridden(changed, profile=self.profile)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +122,8 @@ class DrillRequest:
     """Explicit CMDB catalog files or folders (else the Environment's, else the settings')."""
     strict: bool = False
     """Refuse (`CatalogInvalid`) a CMDB with any refused entity instead of leaving it out."""
+    access: AccessOverrides = AccessOverrides()
+    """`--kubeconfig`, `--context`, `--profile`: they win over the Environment's access."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,14 +136,37 @@ class Prepared:
     """What a person should know about the CMDB (refused entries), one line each."""
 
 
+def _pinned(environment: models.Environment) -> models.Environment:
+    """`environment` with the kubeconfig file and context kubectl's rules chose written in.
+
+    An Environment that names no kubeconfig follows `$KUBECONFIG` / `~/.kube/config`; the
+    run records what they resolved to, so recovery from another shell (another
+    `$KUBECONFIG`) reaches the same cluster. A path list keeps only the context pinned.
+    """
+    access = environment.spec.kubernetes
+    if access is None or access.in_cluster or access.kubeconfig is not None:
+        return environment
+    try:
+        found = kube_connection.target(environment)
+    except errors.StormdrillError:
+        return environment  # planning reports it, with the contexts there are
+    files = found.source.files
+    return kube_connection.overridden(
+        environment, kubeconfig=files[0] if len(files) == 1 else None, context=found.context
+    )
+
+
 def prepare(config: settings_mod.Settings, request: DrillRequest) -> Prepared:
     """Bind `request` to a DrillInput and load its CMDB (touches nothing, opens no store)."""
     bound = binding.bind(
         request.target, env=request.environment, sets=request.sets, approvals=request.approvals
     )
-    catalog = catalogs.catalog_for(config, bound.drill.environment, request.cmdb)
+    drill = dataclasses.replace(
+        bound.drill, environment=_pinned(request.access.apply(bound.drill.environment))
+    )
+    catalog = catalogs.catalog_for(config, drill.environment, request.cmdb)
     notes = backstage.refusal_lines(catalog, strict=request.strict)
-    return Prepared(drill=bound.drill, catalog=catalog, notes=tuple(notes))
+    return Prepared(drill=drill, catalog=catalog, notes=tuple(notes))
 
 
 def make_engine(
@@ -138,8 +201,65 @@ class Planned:
     masking: secrets.Redactor
     """Masks the drill's secret values in anything shown of the plan."""
 
+    touches: Touches | None = None
+    """The cluster and AWS account the drill will touch (read before planning)."""
+
     def view(self) -> views.PlanView:
-        return views.PlanView.from_plan(self.plan, cells=self.cells)
+        planned = views.PlanView.from_plan(self.plan, cells=self.cells)
+        if self.touches is None:
+            return planned
+        return planned.model_copy(update={"touches": self.touches.view()})
+
+
+@dataclasses.dataclass(frozen=True)
+class Touches:
+    """Which cluster and AWS account a drill will touch; None for a provider it does not use."""
+
+    kubernetes: kube_connection.KubeTarget | None
+    aws: aws_connecting.AwsIdentity | None
+
+    def view(self) -> views.TouchesView:
+        kube, aws = self.kubernetes, self.aws
+        return views.TouchesView(
+            kubernetes=None
+            if kube is None
+            else views.KubeTouchView(server=kube.server, context=kube.context),
+            aws=None
+            if aws is None
+            else views.AwsTouchView(account=aws.account, arn=aws.arn, region=aws.region),
+        )
+
+
+def _uses(drill: planning.DrillInput, provider: models.Provider) -> bool:
+    """Whether the drill's targets, steps or probes use `provider`."""
+    spec = drill.scenario.spec
+    prefix = f"{provider.value}."
+    return (
+        any(t.provider is provider for t in spec.targets.values())
+        or any(s.action is not None and s.action.startswith(prefix) for s in spec.steps)
+        or any(p.type.startswith(prefix) for p in spec.steady_state)
+    )
+
+
+def touches(prepared: Prepared) -> Touches:
+    """The cluster (server, context) and AWS account the drill will touch.
+
+    Reads the kubeconfig (kubectl's conventions, with the request's overrides already in
+    the Environment) and asks STS who we are: a wrong context or profile fails here, before
+    anything is planned. A provider the drill does not use is not asked.
+    """
+    drill = prepared.drill
+    kube = (
+        kube_connection.target(drill.environment)
+        if _uses(drill, models.Provider.KUBERNETES)
+        else None
+    )
+    aws = (
+        aws_connecting.identity(drill.environment)
+        if drill.environment.spec.aws is not None and _uses(drill, models.Provider.AWS)
+        else None
+    )
+    return Touches(kubernetes=kube, aws=aws)
 
 
 def plan(
@@ -147,8 +267,14 @@ def plan(
     store: journal.Journal,
     reg: registry.Registry,
     prepared: Prepared,
+    *,
+    touched: Touches | None = None,
 ) -> Planned:
-    """Resolve, plan and judge the drill; nothing is written and nothing is touched."""
+    """Resolve, plan and judge the drill; nothing is written and nothing is touched.
+
+    First says what it will touch (`touches`, unless the caller already asked: `touched`).
+    """
+    touched = touches(prepared) if touched is None else touched
     eng = make_engine(config, store, reg, catalog=prepared.catalog)
     drill_plan = eng.plan(prepared.drill)
     cells = coverage.plan_cells(drill_plan, prepared.catalog)
@@ -158,6 +284,7 @@ def plan(
         cells=None if cells is None else tuple(cells),
         warning=coverage.reach_warning(drill_plan, prepared.catalog),
         masking=secrets.Redactor().with_secrets(values, keys=keys),
+        touches=touched,
     )
 
 
@@ -463,7 +590,9 @@ def _recovered(
 
 
 def _recorded_environment(run: states.Run) -> models.Environment:
-    return loading.load_environment(Path(run.environment_source)).model
+    """The run's Environment file, with the cluster and AWS access the run recorded."""
+    environment = loading.load_environment(Path(run.environment_source)).model
+    return engine.with_access(environment, run.record.access)
 
 
 def sweep(
@@ -472,10 +601,14 @@ def sweep(
     *,
     environment: str,
     dry_run: bool = False,
+    access: AccessOverrides = AccessOverrides(),
 ) -> list[registry.SweepFinding]:
-    """Heal every marked fault in the Environment `environment` that no live run owns."""
+    """Heal every marked fault in the Environment `environment` that no live run owns.
+
+    `access` (`--kubeconfig`, `--context`, `--profile`) applies over the Environment's own.
+    """
     env_path = binding.find_environment(environment, search=[])
-    loaded = loading.load_environment(env_path).model
+    loaded = access.apply(loading.load_environment(env_path).model)
     return recovery.sweep_markers(store=store, reg=reg, environment=loaded, dry_run=dry_run)
 
 
@@ -565,6 +698,104 @@ def _decode(cursor: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(at), run_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadCursor(f"cursor {cursor!r}: not one `runs list` handed out") from None
+
+
+LATEST = "latest"
+"""The run id word that names the newest run in the store."""
+_CANDIDATES_SHOWN = 10
+
+
+def resolve_id(store: journal.Journal, text: str) -> states.RunId:
+    """The id of the one run `text` names: a full id, `latest` (the newest run), or a
+    unique prefix of an id or of its random part (`3f9a` for `20250101T120000Z-3f9a1c2b`).
+
+    Raises `UnknownRun` when no run matches and `AmbiguousRunId` (listing the candidates,
+    newest first) when several do; both name the store.
+    """
+    typed = text.strip()
+    if not typed:
+        raise UnknownRun(f"an empty run id names no run in the store at {store.url}")
+    everything = store.list_runs(limit=None)
+    if typed.lower() == LATEST:
+        if not everything:
+            raise UnknownRun(f"`latest`: the store at {store.url} has no runs yet")
+        return everything[0].id
+    if any(run.id == typed for run in everything):
+        return states.RunId(typed)
+    matches = [run for run in everything if _id_matches(run.id, typed)]
+    if len(matches) == 1:
+        return matches[0].id
+    if not matches:
+        raise UnknownRun(
+            f"no run {typed!r} in the store at {store.url}"
+            " (see `stormdrill runs list`; a unique prefix of an id or `latest` also works)"
+        )
+    shown = "; ".join(
+        f"{run.id} ({run.scenario} on {run.environment}, {run.state.value},"
+        f" {run.started_at:%Y-%m-%d %H:%M})"
+        for run in matches[:_CANDIDATES_SHOWN]
+    )
+    more = len(matches) - _CANDIDATES_SHOWN
+    raise AmbiguousRunId(
+        f"run id {typed!r} is ambiguous: it matches {len(matches)} runs in the store at"
+        f" {store.url}: {shown}{f'; and {more} more' if more > 0 else ''}."
+        " Type more of the id",
+        candidates=tuple(run.id for run in matches),
+    )
+
+
+def _id_matches(run_id: str, typed: str) -> bool:
+    random_part = _random_part(run_id)
+    return run_id.startswith(typed) or bool(random_part and random_part.startswith(typed))
+
+
+def short_ids(store: journal.Journal, shown: Sequence[states.Run]) -> dict[states.RunId, str]:
+    """The shortest form of each run's id that `resolve_id` maps back to it alone, as git
+    abbreviates commits: the random part (`3f9a1c2b` of `20250101T120000Z-3f9a1c2b`) when
+    no other run in the store has that random part or an id starting with it, else the
+    full id. Uniqueness is checked against every run in the store, not only `shown`.
+    """
+    every_id = [run.id for run in store.list_runs(limit=None)]
+    parts = collections.Counter(_random_part(run_id) for run_id in every_id)
+    short: dict[states.RunId, str] = {}
+    for run in shown:
+        part = _random_part(run.id)
+        unique = (
+            len(part) >= _SHORT_MIN
+            and parts[part] == 1
+            and not any(other.startswith(part) for other in every_id)
+        )
+        short[run.id] = part if unique else run.id
+    return short
+
+
+_SHORT_MIN = 6
+
+
+def _random_part(run_id: str) -> str:
+    _, dash, part = run_id.rpartition("-")
+    return part if dash else ""
+
+
+def parse_since(text: str, *, now: datetime) -> datetime:
+    """When `--since TEXT` starts: `now` minus a duration (`2h`, `7d`, `1h30m`), or an ISO
+    date or time (`2025-01-31`, `2025-01-31T12:00`; UTC unless it names its offset).
+
+    Raises `BadSince` naming both accepted forms.
+    """
+    raw = text.strip()
+    try:
+        return now - quantities.Duration.parse(raw).timedelta
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadSince(
+            f"--since {text!r}: write a duration back from now (e.g. 2h, 7d)"
+            " or an ISO date or time (e.g. 2025-01-31, 2025-01-31T12:00Z)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,11 +20,12 @@ from typing import Annotated
 import pydantic
 
 from orchestrator import journal as journal_mod
-from orchestrator import mutations, planning, states
+from orchestrator import mutations, objectives, planning, states
 from orchestrator.cmdb import impact as cmdb_impact
 from orchestrator.cmdb import models as cmdb_models
 from reports import coverage as coverage_mod
 from scenarios import errors as scenario_errors
+from scenarios import models as scenario_models
 
 IsoTime = Annotated[
     dt.datetime, pydantic.PlainSerializer(lambda value: value.isoformat(), return_type=str)
@@ -74,6 +75,36 @@ class GuardrailVerdictView(View):
     subject: str
 
 
+class AbortConditionView(View):
+    """A `guardrails.abortWhen` condition as the plan will watch it."""
+
+    condition: str
+    """`probe checkout-healthy failing for 30s`, `alarm high-errors fires`."""
+    probe: str | None = None
+    alarm: str | None = None
+    scaled: str | None = None
+    """Its duration as the run measures it (machine time shrunk by the time scale)."""
+
+    @classmethod
+    def from_condition(
+        cls, condition: scenario_models.AbortCondition, *, time_scale: float
+    ) -> AbortConditionView:
+        span = condition.failing_for or (
+            condition.failing_ratio.window if condition.failing_ratio else None
+        )
+        scaled = (
+            f"{objectives.human_duration(span.seconds * time_scale)} at time scale {time_scale:g}"
+            if span is not None and time_scale != 1
+            else None
+        )
+        return cls(
+            condition=condition.describe(),
+            probe=condition.probe,
+            alarm=condition.alarm,
+            scaled=scaled,
+        )
+
+
 class PlanServiceView(View):
     """A CMDB service the plan reaches, and how far from the target it is (0 = targeted)."""
 
@@ -88,6 +119,22 @@ class RollbackStepView(View):
     target: str
 
 
+class PlanMutationView(View):
+    """A mutation a step will make: its action, target and what it touches on the way."""
+
+    action: str
+    target: str
+    description: str
+
+
+class PlanStepView(View):
+    """One step of the scenario, in order, with the mutations it will make."""
+
+    name: str
+    kind: str
+    mutations: list[PlanMutationView]
+
+
 class CoverageCellView(View):
     """A coverage cell (service, failure mode) a run of the plan will count for."""
 
@@ -100,6 +147,28 @@ class CoverageCellView(View):
         return cls(service=cell.service, mode=cell.mode, distance=cell.distance)
 
 
+class KubeTouchView(View):
+    """The cluster a drill reaches: its API server and the kubeconfig context naming it."""
+
+    server: str
+    context: str
+
+
+class AwsTouchView(View):
+    """The AWS account a drill acts in (`sts get-caller-identity`) and its region."""
+
+    account: str
+    arn: str
+    region: str
+
+
+class TouchesView(View):
+    """What a drill will touch; a side is None when the drill uses no such provider."""
+
+    kubernetes: KubeTouchView | None = None
+    aws: AwsTouchView | None = None
+
+
 class PlanView(View):
     """A dry run: targets, guardrail verdicts, affected services, the rollback plan."""
 
@@ -109,9 +178,14 @@ class PlanView(View):
     targets: dict[str, PlanTargetView]
     guardrails: list[GuardrailVerdictView]
     services: list[PlanServiceView]
+    steps: list[PlanStepView]
     rollback: list[RollbackStepView]
+    abort_when: list[AbortConditionView] = []
+    """The conditions that abort the run while faults are in place."""
     coverage: list[CoverageCellView] | None = None
     """The cells a run will count for; None without a CMDB (nothing to say)."""
+    touches: TouchesView | None = None
+    """The cluster and AWS account the drill will touch (`runs.touches`)."""
 
     @classmethod
     def from_plan(
@@ -141,9 +215,28 @@ class PlanView(View):
                 PlanServiceView(ref=str(s.service.ref), tier=s.service.tier, distance=s.distance)
                 for s in impacted
             ],
+            steps=[
+                PlanStepView(
+                    name=sp.step.name,
+                    kind=sp.step.kind.value,
+                    mutations=[
+                        PlanMutationView(
+                            action=m.action,
+                            target=str(m.target),
+                            description=planning.describe_mutation(m),
+                        )
+                        for m in sp.mutations
+                    ],
+                )
+                for sp in drill_plan.steps
+            ],
             rollback=[
                 RollbackStepView(step=m.step, action=m.action, target=str(m.target))
                 for m in drill_plan.rollback_plan()
+            ],
+            abort_when=[
+                AbortConditionView.from_condition(c, time_scale=drill_plan.drill.time_scale)
+                for c in drill_plan.drill.scenario.spec.guardrails.abort_when
             ],
             coverage=None if cells is None else [CoverageCellView.from_cell(c) for c in cells],
         )

@@ -20,7 +20,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> testing.Result:
 def test_show_lists_every_service_in_a_table() -> None:
     result = _run("show", "--cmdb", str(f.SAMPLE))
     assert result.exit_code == 0, result.output
-    for ref in ("component:default/web", "resource:default/payments-db", "team-storefront"):
+    for ref in ("web", "resource:payments-db", "team-storefront"):
         assert ref in result.stdout
     assert "30m (availability-zone 10m, third-party 1h)" in result.stdout
     assert result.stderr == ""

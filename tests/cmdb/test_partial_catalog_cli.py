@@ -120,7 +120,7 @@ def test_deep_nesting_in_one_document_refuses_only_that_file_part(tmp_path: Path
     good = f.write(tmp_path, "good.yaml", f.group(), f.component("web"))
     result = _run("show", "--cmdb", str(good), "--cmdb", str(_deep(tmp_path)))
     assert result.exit_code == 0, result.output
-    assert "component:default/web" in result.stdout
+    assert "│ web " in result.stdout  # the table shows `web` (component:default/web)
     assert "1 catalog entry refused" in result.stderr
 
 

@@ -8,6 +8,10 @@ Invariants:
   `ProviderRetryable` itself, with its own budget, so there is one retry layer only.
 - Clients are created once per service and shared; boto3 clients are thread-safe. Each keeps
   up to `POOL_MAXSIZE` connections (above the rollback concurrency).
+- Credentials: the Environment's `profile` or `roleArn`, else boto3's standard chain
+  (environment variables, shared files, SSO, instance/pod roles). `--profile` replaces the
+  Environment's profile or role (`overridden`); a profile that does not exist is
+  `ProviderPermanent` (invalid input) naming the profiles there are.
 - With no credentials anywhere and an endpoint on loopback (the sandbox's moto), dummy
   credentials are used: nothing on loopback is real AWS.
 """
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     import boto3.session
     from botocore import config as botocore_config
     from botocore import credentials as botocore_credentials
+    from botocore import exceptions as botocore_exceptions
     from botocore import session as botocore_session
     from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -44,6 +49,7 @@ else:  # imported when a run first connects (`stormdrill validate` never does)
     botocore_config = lazy.Module("botocore.config")
     botocore_credentials = lazy.Module("botocore.credentials")
     botocore_session = lazy.Module("botocore.session")
+    botocore_exceptions = lazy.Module("botocore.exceptions")
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +165,14 @@ def _base_session(
             aws_session_token=credentials.session_token,
             region_name=access.region,
         )
-    session = boto3.session.Session(profile_name=access.profile, region_name=access.region)
+    try:
+        session = boto3.session.Session(profile_name=access.profile, region_name=access.region)
+    except botocore_exceptions.ProfileNotFound:
+        known = ", ".join(sorted(botocore_session.get_session().available_profiles)) or "none"
+        raise errors.ProviderPermanent(
+            f"AWS profile {access.profile!r} not found in the shared config files"
+            f" (profiles there: {known}); fix spec.aws.profile or --profile"
+        ) from None
     if session.get_credentials() is None and _is_loopback(access.endpoint_url):
         log.info(
             "no AWS credentials found; endpoint %s is on loopback, using dummy credentials",
@@ -233,6 +246,38 @@ def connect(
         endpoint_url=access.endpoint_url,
         protected_principals=access.protected_principals,
     )
+
+
+def overridden(environment: models.Environment, *, profile: str | None) -> models.Environment:
+    """`environment` with `--profile` in place of its own profile or role (None: unchanged).
+
+    An Environment without `spec.aws` is returned unchanged: the profile gives no region.
+    """
+    access = environment.spec.aws
+    if profile is None or access is None:
+        return environment
+    changed = access.model_copy(update={"profile": profile, "role_arn": None})
+    spec = environment.spec.model_copy(update={"aws": changed})
+    return environment.model_copy(update={"spec": spec})
+
+
+@dataclasses.dataclass(frozen=True)
+class AwsIdentity:
+    """Who the connection acts as: `sts get-caller-identity`, and the region it works in."""
+
+    account: str
+    arn: str
+    region: str
+
+
+def identity(
+    environment: models.Environment, *, credentials: StaticCredentials | None = None
+) -> AwsIdentity:
+    """The account and principal `environment`'s AWS access acts as (one STS call)."""
+    conn = connect(environment, credentials=credentials)
+    with wrapping.edge(f"aws account of environment {environment.metadata.name}"):
+        answer = conn.sts().get_caller_identity()
+    return AwsIdentity(account=answer["Account"], arn=answer["Arn"], region=conn.region)
 
 
 def of(ctx_connection: object) -> AwsConnection:

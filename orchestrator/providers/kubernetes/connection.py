@@ -1,9 +1,16 @@
 """Connection: the official Kubernetes client for one Environment, and the SDK error edge.
 
 Invariants:
-- The `ApiClient` is built from the Environment only (`kubeconfig` + `context`, or the
-  in-cluster service account); `$KUBECONFIG` and the process-wide default config are never used.
-  Its connection pool holds at least `POOL_MAXSIZE` connections (above rollback concurrency).
+- An Environment without `spec.kubernetes` has no cluster (refused, naming the fix) unless
+  `--kubeconfig`/`--context` give one. Otherwise access follows kubectl (`locate`): the
+  Environment's `inCluster` or `kubeconfig` (with `--kubeconfig`/`--context` applied over
+  it by `overridden`), else `$KUBECONFIG` (a path list, merged as kubectl merges it: the
+  first file to set a value wins), else
+  `~/.kube/config`, else the in-cluster service account when in a pod. The context is the
+  one named (Environment or `--context`), else the kubeconfig's current context; a context
+  it lacks is `ContextNotFound` naming those it has. The process-wide default config of the
+  client is never read or set. The `ApiClient`'s connection pool holds at least
+  `POOL_MAXSIZE` connections (above rollback concurrency).
 - Every API call goes through `KubeConnection.call`, which asks for the raw JSON answer (no
   model round-trip on reads), applies the request timeout, and maps SDK errors: 409, 429, 5xx,
   timeouts and connection errors to `ProviderRetryable` (subclasses in `kube_errors`), 404 to
@@ -15,11 +22,14 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
+import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import urllib3
@@ -170,38 +180,202 @@ def translate(exc: Any, *, what: str) -> errors.ProviderError:
     return errors.ProviderPermanent(detail)
 
 
-def connect(environment: models.Environment) -> KubeConnection:
-    """Open the cluster named by `environment.spec.kubernetes`; `ProviderPermanent` if we cannot."""
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+"""Where a pod's service-account token is mounted (with `KUBERNETES_SERVICE_HOST`: in a pod)."""
+IN_CLUSTER_CONTEXT = "in-cluster"
+"""The context name shown for in-cluster access (it has none of its own)."""
+
+
+class SourceKind(enum.StrEnum):
+    """Where the cluster's access came from, in kubectl's order."""
+
+    KUBECONFIG_FILE = "kubeconfig"
+    """Named by the Environment (`spec.kubernetes.kubeconfig`) or `--kubeconfig`."""
+    KUBECONFIG_VARIABLE = "$KUBECONFIG"
+    HOME = "~/.kube/config"
+    IN_CLUSTER = "the in-cluster service account"
+
+
+class ContextNotFound(errors.ProviderPermanent):
+    """The kubeconfig has no such context (or no current one): invalid input, exit 3."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeSource:
+    """The kubeconfig file(s) and context a connection uses (no files: in-cluster)."""
+
+    kind: SourceKind
+    files: tuple[Path, ...] = ()
+    context: str | None = None
+    """The context asked for; None: the kubeconfig's current context."""
+
+    def describe(self) -> str:
+        if self.kind is SourceKind.IN_CLUSTER:
+            return str(self.kind)
+        paths = os.pathsep.join(str(f) for f in self.files)
+        if self.kind is SourceKind.KUBECONFIG_VARIABLE:
+            return f"{self.kind} ({paths})"
+        return f"{self.kind} {paths}" if self.kind is SourceKind.KUBECONFIG_FILE else paths
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeTarget:
+    """Which cluster a connection reaches: its API server and the context that names it."""
+
+    server: str
+    context: str
+    source: KubeSource
+
+
+def overridden(
+    environment: models.Environment, *, kubeconfig: Path | None, context: str | None
+) -> models.Environment:
+    """`environment` with `--kubeconfig` / `--context` in place of its own access.
+
+    `--kubeconfig` replaces the Environment's kubeconfig (and its context: that named a
+    context of the replaced file); `--context` picks a context of whichever kubeconfig
+    applies. Either one turns `inCluster` off. The other `spec.kubernetes` fields stay.
+    """
+    if kubeconfig is None and context is None:
+        return environment
+    access = environment.spec.kubernetes or models.KubernetesAccess()
+    changes: dict[str, object] = {"in_cluster": False}
+    if kubeconfig is not None:
+        changes.update(kubeconfig=kubeconfig.expanduser().resolve(), context=None)
+    if context is not None:
+        changes["context"] = context
+    spec = environment.spec.model_copy(update={"kubernetes": access.model_copy(update=changes)})
+    return environment.model_copy(update={"spec": spec})
+
+
+def locate(
+    access: models.KubernetesAccess | None,
+    *,
+    environ: Mapping[str, str],
+    home: Path,
+    token_file: Path = SERVICE_ACCOUNT_TOKEN,
+) -> KubeSource:
+    """Where to read cluster access from, as kubectl decides (nothing is read here).
+
+    The Environment's `inCluster` or `kubeconfig`, else `$KUBECONFIG` (a path list), else
+    `~/.kube/config` if it exists, else the in-cluster service account when running in a
+    pod. `ProviderPermanent` naming all of these when none applies.
+    """
+    context = access.context if access is not None else None
+    if access is not None and access.in_cluster:
+        return KubeSource(kind=SourceKind.IN_CLUSTER)
+    if access is not None and access.kubeconfig is not None:
+        return KubeSource(
+            kind=SourceKind.KUBECONFIG_FILE, files=(access.kubeconfig,), context=context
+        )
+    listed = tuple(
+        Path(p).expanduser() for p in environ.get("KUBECONFIG", "").split(os.pathsep) if p
+    )
+    if listed:
+        return KubeSource(kind=SourceKind.KUBECONFIG_VARIABLE, files=listed, context=context)
+    default = home / ".kube" / "config"
+    if default.is_file():
+        return KubeSource(kind=SourceKind.HOME, files=(default,), context=context)
+    if environ.get("KUBERNETES_SERVICE_HOST") and token_file.is_file() and context is None:
+        return KubeSource(kind=SourceKind.IN_CLUSTER)
+    raise errors.ProviderPermanent(
+        "no Kubernetes access found: the Environment names no kubeconfig, $KUBECONFIG is not"
+        f" set, {default} does not exist and this is not a pod; set spec.kubernetes.kubeconfig,"
+        " export KUBECONFIG or pass --kubeconfig"
+    )
+
+
+def _merged(source: KubeSource) -> Any:
+    """The kubeconfig files merged as kubectl merges them (first file to set a value wins)."""
+    merger = k8s_config.kube_config.KubeConfigMerger(os.pathsep.join(str(f) for f in source.files))
+    if merger.config is None:
+        raise k8s_config.ConfigException(
+            "no such kubeconfig file" if len(source.files) == 1 else "none of these files exist"
+        )
+    first_current = next(
+        (
+            raw["current-context"]
+            for raw in merger.config_files.values()
+            if raw.get("current-context")
+        ),
+        None,
+    )
+    if first_current is not None:
+        merger.config.value["current-context"] = first_current
+    return merger.config
+
+
+def _context_names(merged: Any) -> list[str]:
+    return [str(item["name"]) for item in merged.value.get("contexts") or []]
+
+
+def configure(
+    environment: models.Environment,
+    configuration: Any,
+    *,
+    environ: Mapping[str, str] | None = None,
+    home: Path | None = None,
+    token_file: Path = SERVICE_ACCOUNT_TOKEN,
+) -> KubeTarget:
+    """Load `environment`'s cluster access into `configuration`; the cluster it names.
+
+    Reads `os.environ` and the home folder when not given (at call time, never at import).
+    A context the kubeconfig lacks is `kube_errors.ContextNotFound`, naming those it has.
+    """
     access = environment.spec.kubernetes
     where = f"environment {environment.metadata.name}"
     if access is None:
         raise errors.ProviderPermanent(
-            f"{where}: spec.kubernetes is not set; add 'kubernetes: {{kubeconfig: …}}' or"
-            " 'kubernetes: {inCluster: true}' to run Kubernetes actions"
+            f"{where}: spec.kubernetes is not set; add 'kubernetes: {{}}' (use $KUBECONFIG or"
+            " ~/.kube/config), 'kubernetes: {kubeconfig: …}' or 'kubernetes: {inCluster: true}'"
+            " to run Kubernetes actions, or pass --kubeconfig / --context"
         )
+    source = locate(
+        access,
+        environ=os.environ if environ is None else environ,
+        home=Path.home() if home is None else home,
+        token_file=token_file,
+    )
     try:
-        configuration = k8s_client.Configuration()
-        if access.in_cluster:
+        if source.kind is SourceKind.IN_CLUSTER:
             k8s_config.load_incluster_config(client_configuration=configuration)
-        else:
-            k8s_config.load_kube_config(
-                config_file=str(access.kubeconfig),
-                context=access.context,
-                client_configuration=configuration,
-                persist_config=False,
+            return KubeTarget(server=configuration.host, context=IN_CLUSTER_CONTEXT, source=source)
+        merged = _merged(source)
+        names = _context_names(merged)
+        context = source.context or merged.value.get("current-context") or None
+        if context is None or context not in names:
+            asked = f"context {context!r} is not in" if context else "no current context in"
+            raise ContextNotFound(
+                f"{where}: {asked} {source.describe()}; contexts there:"
+                f" {', '.join(names) or 'none'}"
+                " (pick one with --context or spec.kubernetes.context)"
             )
-        configuration.connection_pool_maxsize = max(
-            POOL_MAXSIZE, configuration.connection_pool_maxsize or 0
+        loader = k8s_config.kube_config.KubeConfigLoader(
+            config_dict=merged, active_context=context, config_base_path=None
         )
-        api_client = k8s_client.ApiClient(configuration=configuration)
+        loader.load_and_set(configuration)
     except (k8s_config.ConfigException, OSError, ValueError) as exc:
-        source = "the in-cluster service account" if access.in_cluster else access.kubeconfig
         raise errors.ProviderPermanent(
-            f"{where}: cannot load Kubernetes access from {source}"
-            + (f" (context {access.context!r})" if access.context else "")
+            f"{where}: cannot load Kubernetes access from {source.describe()}"
+            + (f" (context {source.context!r})" if source.context else "")
             + f": {exc}"
         ) from exc
-    return KubeConnection(api_client=api_client)
+    return KubeTarget(server=configuration.host, context=context, source=source)
+
+
+def target(environment: models.Environment) -> KubeTarget:
+    """The cluster a connection for `environment` would reach (reads config, calls nothing)."""
+    return configure(environment, k8s_client.Configuration())
+
+
+def connect(environment: models.Environment) -> KubeConnection:
+    """Open the cluster `environment` names (kubectl's conventions); `ProviderPermanent` if not."""
+    configuration = k8s_client.Configuration()
+    configure(environment, configuration)
+    configuration.connection_pool_maxsize = max(
+        POOL_MAXSIZE, configuration.connection_pool_maxsize or 0
+    )
+    return KubeConnection(api_client=k8s_client.ApiClient(configuration=configuration))
 
 
 def from_context(ctx: registry.ProviderContext) -> KubeConnection:
