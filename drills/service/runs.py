@@ -134,6 +134,9 @@ class Prepared:
     catalog: cmdb_models.Catalog | None
     notes: tuple[str, ...] = ()
     """What a person should know about the CMDB (refused entries), one line each."""
+    found_access: models.Environment | None = None
+    """The Environment before the kubeconfig kubectl's rules found was pinned into
+    `drill.environment`: `touches` says where the access came from ($KUBECONFIG, …)."""
 
 
 def _pinned(environment: models.Environment) -> models.Environment:
@@ -161,12 +164,11 @@ def prepare(config: settings_mod.Settings, request: DrillRequest) -> Prepared:
     bound = binding.bind(
         request.target, env=request.environment, sets=request.sets, approvals=request.approvals
     )
-    drill = dataclasses.replace(
-        bound.drill, environment=_pinned(request.access.apply(bound.drill.environment))
-    )
+    found = request.access.apply(bound.drill.environment)
+    drill = dataclasses.replace(bound.drill, environment=_pinned(found))
     catalog = catalogs.catalog_for(config, drill.environment, request.cmdb)
     notes = backstage.refusal_lines(catalog, strict=request.strict)
-    return Prepared(drill=drill, catalog=catalog, notes=tuple(notes))
+    return Prepared(drill=drill, catalog=catalog, notes=tuple(notes), found_access=found)
 
 
 def make_engine(
@@ -250,7 +252,7 @@ def touches(prepared: Prepared) -> Touches:
     """
     drill = prepared.drill
     kube = (
-        kube_connection.target(drill.environment)
+        kube_connection.target(prepared.found_access or drill.environment)
         if _uses(drill, models.Provider.KUBERNETES)
         else None
     )
