@@ -12,7 +12,6 @@ makes any error fatal (exit 1), and `validate` exits 1 when there is any error.
 from __future__ import annotations
 
 import datetime
-import enum
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ import rich.text
 import typer
 
 from drills import settings
+from drills.commands import output
 from drills.service import catalogs, views
 from drills.service import cmdb as cmdb_service
 from orchestrator.cmdb import backstage, errors, impact, models
@@ -36,9 +36,9 @@ app = typer.Typer(
 _T = TypeVar("_T")
 
 
-class OutputFormat(enum.StrEnum):
-    TABLE = "table"
-    JSON = "json"
+OutputFormat = output.Format
+"""`--format`: table, json or yaml (`drills.commands.output`)."""
+_OUTPUT = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP)
 
 
 _CMDB_HELP = (
@@ -54,22 +54,26 @@ def show(
         None, help="A service to show in detail (e.g. checkout, resource:payments-db)."
     ),
     cmdb: list[Path] | None = typer.Option(None, "--cmdb", help=_CMDB_HELP),
-    output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", help="Output."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
+    output_path: Path | None = _OUTPUT,
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
 ) -> None:
     """List every service (ref, tier, system, owner, dependencies, RTO), or one in detail."""
     catalog = _load(cmdb, strict=strict)
     if ref is None:
-        if output_format is OutputFormat.JSON:
-            _echo_json(cmdb_service.services(catalog))
+        if output_format is not OutputFormat.TABLE:
+            _emit_view(cmdb_service.services(catalog), output_format, output_path)
         else:
-            _console().print(_services_table(cmdb_service.sorted_services(catalog)))
+            output.emit_rich([_services_table(cmdb_service.sorted_services(catalog))], output_path)
         return
-    if output_format is OutputFormat.JSON:
-        _echo_json(_guarded(lambda: cmdb_service.service(catalog, ref)))
+    if output_format is not OutputFormat.TABLE:
+        view = _guarded(lambda: cmdb_service.service(catalog, ref))
+        _emit_view(view, output_format, output_path)
     else:
         service = _guarded(lambda: cmdb_service.find_service(catalog, ref))
-        _console().print(_service_detail(catalog, service))
+        output.emit_rich([_service_detail(catalog, service)], output_path)
 
 
 @app.command("impact")
@@ -79,16 +83,20 @@ def impact_command(
     failure_mode: str | None = typer.Option(
         None, "--failure-mode", help="Show the RTO/RPO for this failure mode (availability-zone…)."
     ),
-    output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", help="Output."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
+    output_path: Path | None = _OUTPUT,
     strict: bool = typer.Option(False, "--strict", help=_STRICT_HELP),
 ) -> None:
     """List the targeted services and everything that depends on them, transitively."""
     catalog = _load(cmdb, strict=strict)
     result = _guarded(lambda: cmdb_service.impact_of(catalog, refs))
-    if output_format is OutputFormat.JSON:
-        _echo_json(views.ImpactView.from_impact(result, failure_mode=failure_mode))
+    if output_format is not OutputFormat.TABLE:
+        view = views.ImpactView.from_impact(result, failure_mode=failure_mode)
+        _emit_view(view, output_format, output_path)
     else:
-        _console().print(_impact_table(result, failure_mode))
+        output.emit_rich([_impact_table(result, failure_mode)], output_path)
 
 
 @app.command("validate")
@@ -98,8 +106,9 @@ def validate_command(
         None, help="Catalog files or folders (the same as --cmdb)."
     ),
     output_format: OutputFormat = typer.Option(
-        OutputFormat.TABLE, "--format", help="table (text) or json."
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
     ),
+    output_path: Path | None = _OUTPUT,
 ) -> None:
     """Check the catalog for CI: every problem, with file:line. Exit 0 when no error, 1 if any."""
     config = settings.Settings.from_env(os.environ)
@@ -107,16 +116,17 @@ def validate_command(
     if not resolved:
         _fail([f"no catalog: pass PATH (or --cmdb PATH) or set {settings.CMDB_ENV_VAR}"])
     checked = cmdb_service.check(resolved)
-    if output_format is OutputFormat.JSON:
-        _echo_json(checked.view())
+    if output_format is not OutputFormat.TABLE:
+        _emit_view(checked.view(), output_format, output_path)
     else:
         for problem in checked.problems:
             typer.echo(_problem_line(problem), err=True)
         entities, errors_found = checked.entities, len(checked.errors)
-        typer.echo(
+        output.emit(
             f"{entities} entit{'y' if entities == 1 else 'ies'} loaded,"
             f" {len(checked.refused)} refused, {errors_found} error(s),"
-            f" {len(checked.problems) - errors_found} warning(s)"
+            f" {len(checked.problems) - errors_found} warning(s)\n",
+            output_path,
         )
     raise typer.Exit(0 if checked.valid else 1)
 
@@ -155,12 +165,8 @@ def _fail(lines: Iterable[str]) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _console() -> rich.console.Console:
-    return rich.console.Console(highlight=False)
-
-
-def _echo_json(view: views.View) -> None:
-    typer.echo(view.to_text())
+def _emit_view(view: views.View, fmt: output.Format, path: Path | None) -> None:
+    output.emit(output.dump_view(view, fmt), path)
 
 
 _duration = views.duration_text

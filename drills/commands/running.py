@@ -712,6 +712,7 @@ def runs_list(
     output_format: OutputFormat = typer.Option(
         OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
     ),
+    output_path: Path | None = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP),
 ) -> None:
     """Runs, newest first (full ids: `ack`, `abort`, `report` take them, a prefix or `latest`)."""
     config = _settings()
@@ -728,7 +729,7 @@ def runs_list(
         short = runs.short_ids(store, found)
     if output_format is not OutputFormat.TABLE:
         listed = [views.RunView.from_run(r).dump() for r in found]
-        typer.echo(output.dump(listed, output_format), nl=False)
+        output.emit(output.dump(listed, output_format), output_path)
         return
     table = rich.table.Table(
         title="Runs (newest first; run: a short id every command takes)",
@@ -750,7 +751,7 @@ def runs_list(
             r.verdict.value if r.verdict else "-",
             r.started_at.strftime("%Y-%m-%d %H:%M"),
         )
-    _console.print(table)
+    output.emit_rich([table], output_path)
 
 
 @app_runs.command("show")
@@ -759,6 +760,7 @@ def runs_show(
     output_format: OutputFormat = typer.Option(
         OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
     ),
+    output_path: Path | None = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP),
 ) -> None:
     """One run: its record, timeline and journal."""
     config = _settings()
@@ -766,15 +768,17 @@ def runs_show(
         announce_store(config)
         detail = runs.show(store, runs.resolve_id(store, run_id))
     if output_format is not OutputFormat.TABLE:
-        typer.echo(output.dump_view(detail.view(), output_format), nl=False)
+        output.emit(output.dump_view(detail.view(), output_format), output_path)
         return
     r = detail.run
-    _console.print(
-        f"[bold]{r.id}[/bold] {r.scenario} on {r.environment}: {r.state.value} ({r.reason})"
-    )
-    for e in detail.events:
-        _console.print(f"{e.at:%H:%M:%S.%f} {e.kind:>10} {e.message}", markup=False)
-    for entry in detail.entries:
-        _console.print(
-            f"#{entry.seq} {entry.action} on {entry.target}: {entry.state.value}", markup=False
-        )
+    lines = [
+        rich.text.Text.assemble(
+            (r.id, "bold"), f" {r.scenario} on {r.environment}: {r.state.value} ({r.reason})"
+        ),
+        *(rich.text.Text(f"{e.at:%H:%M:%S.%f} {e.kind:>10} {e.message}") for e in detail.events),
+        *(
+            rich.text.Text(f"#{entry.seq} {entry.action} on {entry.target}: {entry.state.value}")
+            for entry in detail.entries
+        ),
+    ]
+    output.emit_rich(lines, output_path)

@@ -111,3 +111,41 @@ def test_without_log_options_logging_is_left_alone(tmp_path: Path, root_logging:
 
     assert shown.exit_code == 0
     assert logging.getLogger().handlers == before
+
+
+_CMDB = str(Path(__file__).parents[2] / "sandbox" / "data")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("cmdb", "show", "--cmdb", _CMDB),
+        ("cmdb", "show", "checkout", "--cmdb", _CMDB),
+        ("cmdb", "impact", "payments", "--cmdb", _CMDB),
+        ("cmdb", "validate", "--cmdb", _CMDB),
+        ("runs", "list"),
+    ],
+    ids=lambda c: " ".join(c[:3]),
+)
+def test_cmdb_and_runs_commands_speak_yaml_and_write_to_a_file(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    as_json = _invoke(tmp_path, *command, "--format", "json")
+    as_yaml = _invoke(tmp_path, *command, "--format", "yaml")
+    written = tmp_path / "out" / "data.yaml"
+    to_file = _invoke(tmp_path, *command, "--format", "yaml", "-o", str(written))
+
+    assert as_json.exit_code == as_yaml.exit_code == to_file.exit_code == 0, as_yaml.output
+    assert yaml.safe_load(as_yaml.stdout) == json.loads(as_json.stdout)
+    assert to_file.stdout == ""
+    assert yaml.safe_load(written.read_text(encoding="utf-8")) == json.loads(as_json.stdout)
+
+
+def test_a_cmdb_table_written_with_output_is_plain_and_complete(tmp_path: Path) -> None:
+    written = tmp_path / "services.txt"
+    result = _invoke(tmp_path, "cmdb", "show", "--cmdb", _CMDB, "-o", str(written))
+
+    text = written.read_text(encoding="utf-8")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "\x1b[" not in text
+    assert "checkout" in text and "payments" in text
