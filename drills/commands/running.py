@@ -144,6 +144,28 @@ _CONTEXT_HELP = "Kubeconfig context, over the Environment's (default: the curren
 _PROFILE_HELP = "AWS profile, over the Environment's profile or role."
 
 
+def _request(
+    target: str,
+    *,
+    env: str | None,
+    sets: list[str],
+    approved_by: list[str],
+    cmdb: list[Path],
+    strict: bool,
+    access: runs.AccessOverrides,
+) -> runs.DrillRequest:
+    """What `plan` and `run` ask the service for, from their shared options."""
+    return runs.DrillRequest(
+        target=target,
+        environment=env,
+        sets=tuple(sets),
+        approvals=tuple(approved_by),
+        cmdb=tuple(cmdb),
+        strict=strict,
+        access=access,
+    )
+
+
 def plan(
     target: str = typer.Argument(
         ..., help="A Drill file, a Scenario file or a bundled scenario name."
@@ -167,12 +189,12 @@ def plan(
     system it must read (Kubernetes, AWS) is unreachable or refuses us.
     """
     config = _settings()
-    request = runs.DrillRequest(
-        target=target,
-        environment=env,
-        sets=tuple(sets),
-        approvals=tuple(approved_by),
-        cmdb=tuple(cmdb),
+    request = _request(
+        target,
+        env=env,
+        sets=sets,
+        approved_by=approved_by,
+        cmdb=cmdb,
         strict=strict,
         access=runs.AccessOverrides(kubeconfig=kubeconfig, context=context, profile=profile),
     )
@@ -342,12 +364,12 @@ def run(
 ) -> None:
     """Run a drill: live view of steps, probes and mutations; Ctrl-C aborts and rolls back."""
     config = _settings()
-    request = runs.DrillRequest(
-        target=target,
-        environment=env,
-        sets=tuple(sets),
-        approvals=tuple(approved_by),
-        cmdb=tuple(cmdb),
+    request = _request(
+        target,
+        env=env,
+        sets=sets,
+        approved_by=approved_by,
+        cmdb=cmdb,
         strict=strict,
         access=runs.AccessOverrides(kubeconfig=kubeconfig, context=context, profile=profile),
     )
