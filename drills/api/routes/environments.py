@@ -1,0 +1,7 @@
+"""Routes: environments."""
+
+from __future__ import annotations
+
+import fastapi
+
+router = fastapi.APIRouter()
