@@ -80,8 +80,9 @@ def table(matrix: coverage.Matrix) -> list[rich.console.RenderableType]:
     grid = rich.table.Table(
         title=f"Drill coverage (policy {matrix.policy})", show_lines=False, pad_edge=False
     )
-    grid.add_column("system", max_width=10, overflow="ellipsis", no_wrap=True)
-    grid.add_column("service", max_width=16, overflow="ellipsis", no_wrap=True)
+    # Names are never cut: a long one folds onto the next line (people copy them).
+    grid.add_column("system", max_width=14, overflow="fold")
+    grid.add_column("service", overflow="fold", min_width=8)
     grid.add_column("T", justify="right")
     for mode in matrix.modes:
         grid.add_column(header(mode), justify="center", no_wrap=True)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
+import rich.box
 import rich.console
 import rich.table
 import rich.text
@@ -189,12 +190,7 @@ def ref_text(ref: models.EntityRef | None) -> str:
     `checkout` for a component in the default namespace (and, where the column names the
     kind, a group or user: an owner); `resource:payments-db`; `component:shop/checkout`.
     """
-    if ref is None:
-        return "-"
-    plain = (models.EntityKind.COMPONENT, models.EntityKind.GROUP, models.EntityKind.USER)
-    if ref.kind in plain and ref.namespace == models.DEFAULT_NAMESPACE:
-        return ref.name
-    return f"{ref.kind.value}:{ref.short}"
+    return "-" if ref is None else ref.display
 
 
 _ref_text = ref_text
@@ -323,14 +319,34 @@ def _on_call_text(catalog: models.Catalog, service: models.Service) -> str:
     return " | ".join(parts) or "-"
 
 
+def _via(path: Sequence[models.EntityRef], *, single: bool) -> str:
+    """The services between a target and a reached one (`payments, checkout`), target first.
+
+    With one target (named in the title) only the hops in between are shown; with several,
+    the path starts at the target it came from (`from resource:db: payments`).
+    """
+    between = ", ".join(_ref_text(r) for r in path[1:-1]) or "-"
+    if single or not path:
+        return between
+    return f"from {_ref_text(path[0])}: {between}"
+
+
 def _impact_table(result: impact.Impact, mode: str | None) -> rich.table.Table:
     title = "Impact of losing " + ", ".join(_ref_text(t) for t in result.targets)
-    table = rich.table.Table(title=title)
+    # Refs are never cut or folded (people copy them into `cmdb show`); a path wraps between
+    # refs, never inside one; the objectives fold. Light borders, so 80 columns hold it.
+    table = rich.table.Table(title=title, box=rich.box.SIMPLE_HEAD, pad_edge=False)
     _ref_column(table, "ref", [_ref_text(item.ref) for item in result.services])
     table.add_column("tier", no_wrap=True)
-    table.add_column("distance", no_wrap=True)
-    _text_columns(table, "path", "owner", "RTO", "RPO")
-    for item in result.services:
+    table.add_column("hops", no_wrap=True)
+    single = len(result.targets) == 1
+    vias = [_via(item.path, single=single) for item in result.services]
+    hops = [_ref_text(r) for item in result.services for r in item.path[1:-1]]
+    table.add_column("via", overflow="fold", min_width=max((len(h) + 1 for h in hops), default=3))
+    _ref_column(table, "owner", [_ref_text(item.owner) for item in result.services])
+    for header in ("RTO", "RPO"):
+        table.add_column(header, overflow="fold", min_width=3)
+    for item, via in zip(result.services, vias, strict=True):
         objectives = item.objectives
         table.add_row(
             *(
@@ -339,7 +355,7 @@ def _impact_table(result: impact.Impact, mode: str | None) -> rich.table.Table:
                     _ref_text(item.ref),
                     _tier_text(item.service),
                     str(item.distance),
-                    " <- ".join(_ref_text(r) for r in reversed(item.path)),
+                    via,
                     _ref_text(item.owner),
                     _objective_text(objectives.rto, dict(objectives.rto_by_mode), mode),
                     _objective_text(objectives.rpo, dict(objectives.rpo_by_mode), mode),

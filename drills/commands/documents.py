@@ -13,87 +13,62 @@ import enum
 import json
 from pathlib import Path
 
-import rich.console
 import rich.table
 import typer
 
-from orchestrator.providers import builtin
-from scenarios import errors, library, linting, loading, models, schema
+from drills.commands import output as output_mod
+from drills.service import scenarios as scenarios_service
+from scenarios import errors, library, loading, models, schema
 
 app = typer.Typer(help="List the bundled scenario library.", no_args_is_help=True)
 
 
-class OutputFormat(enum.StrEnum):
+class ValidateFormat(enum.StrEnum):
+    """`validate --format`: problems as lines (`text`, alias `table`), or the view."""
+
     TEXT = "text"
+    TABLE = "table"
     JSON = "json"
+    YAML = "yaml"
 
 
 def validate(
     paths: list[Path] = typer.Argument(
         ..., help="Scenario, Drill or Environment files or folders."
     ),
-    output_format: OutputFormat = typer.Option(OutputFormat.TEXT, "--format", help="text or json."),
+    output_format: ValidateFormat = typer.Option(
+        ValidateFormat.TEXT,
+        "--format",
+        help="text (alias table): one line per problem; json or yaml: the whole result.",
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help=output_mod.OUTPUT_HELP),
 ) -> None:
     """Check documents: YAML, schema, parameters and semantic lint. Exit 0 when valid, 1 if not."""
-    result, problems = check_paths(paths)
-    errors_found = [p for p in problems if p.severity == "error"]
-    if output_format is OutputFormat.JSON:
-        typer.echo(
-            json.dumps(
-                {
-                    "valid": not errors_found,
-                    "documents": [
-                        {"kind": d.kind.value, "name": d.name, "file": str(d.source.path)}
-                        for d in result.documents
-                    ],
-                    "problems": [
-                        {
-                            "file": p.file,
-                            "line": p.line,
-                            "column": p.column,
-                            "field": p.field,
-                            "message": p.message,
-                            "hint": p.hint,
-                            "severity": p.severity,
-                        }
-                        for p in problems
-                    ],
-                    "blocked": [
-                        {"file": b.file, "line": b.line, "checks": list(b.checks)}
-                        for b in result.blocked
-                    ],
-                },
-                indent=2,
-            )
-        )
+    checked = scenarios_service.check(paths)
+    if output_format in (ValidateFormat.JSON, ValidateFormat.YAML):
+        view = scenarios_service.validation_view(checked)
+        output_mod.emit(output_mod.dump_view(view, output_mod.Format(output_format.value)), output)
     else:
-        console = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
-        for problem in problems:
-            console.print(str(problem), markup=False)
-        for blocked in result.blocked:
-            console.print(str(blocked), markup=False)
-        shown = rich.console.Console(highlight=False)
-        shown.print(
-            f"{len(result.documents)} document(s), {len(errors_found)} error(s),"
-            f" {len(problems) - len(errors_found)} warning(s)"
+        lines = [str(problem) for problem in checked.problems]
+        lines.extend(str(blocked) for blocked in checked.result.blocked)
+        errors_found = len(checked.errors)
+        summary = (
+            f"{len(checked.result.documents)} document(s), {errors_found} error(s),"
+            f" {len(checked.problems) - errors_found} warning(s)"
         )
-    raise typer.Exit(1 if errors_found else 0)
+        if output is not None:
+            output_mod.emit("".join(f"{line}\n" for line in [*lines, summary]), output)
+        else:
+            for line in lines:
+                typer.echo(line, err=True)
+            typer.echo(summary)
+    raise typer.Exit(0 if checked.valid else 1)
 
 
 def check_paths(paths: list[Path]) -> tuple[loading.LoadResult, list[errors.Problem]]:
-    """The loaded documents, and every problem of loading and linting them (built-in registry).
-
-    Scenarios left out for their problems are linted too, as far as they could be salvaged
-    (`LoadResult.partial`), so one run reports every problem a file has.
-    """
-    result = loading.load_documents(paths)
-    catalog = builtin.registry_with_builtins().catalog()
-    problems = list(result.problems)
-    problems.extend(linting.lint(result.documents, catalog=catalog))
-    for partial in result.partial:
-        problems.extend(partial.adjust(linting.lint([partial.document], catalog=catalog)))
-    unique = loading.unique_problems(problems)
-    return result, sorted(unique, key=lambda p: (p.file, p.line, p.column, p.field))
+    """The loaded documents and every problem of loading and linting them (see the service)."""
+    checked = scenarios_service.check(paths)
+    return checked.result, list(checked.problems)
 
 
 def schema_command(
@@ -116,26 +91,27 @@ def schema_command(
 
 
 @app.command("list")
-def list_scenarios() -> None:
+def list_scenarios(
+    output_format: output_mod.Format = typer.Option(
+        output_mod.Format.TABLE, "--format", help=output_mod.FORMAT_HELP
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help=output_mod.OUTPUT_HELP),
+) -> None:
     """List the bundled scenarios: name, failure mode, and what they do."""
-    result = loading.load_documents(library.bundled_paths())
-    table = rich.table.Table(title="Bundled scenarios")
-    table.add_column("name", style="bold")
-    table.add_column("failure mode")
-    table.add_column("RTO")
-    table.add_column("description", overflow="fold")
-    for doc in sorted(result.scenarios(), key=lambda d: d.name):
-        spec = doc.model.spec
-        rto = spec.objectives.rto
-        table.add_row(
-            doc.name,
-            spec.failure_mode.value,
-            str(rto) if rto is not None else "-",
-            spec.description,
-        )
-    rich.console.Console().print(table)
-    for problem in result.problems:
-        typer.echo(str(problem), err=True)
+    view = scenarios_service.bundled_scenarios()
+    if output_format is not output_mod.Format.TABLE:
+        output_mod.emit(output_mod.dump_view(view, output_format), output)
+    else:
+        table = rich.table.Table(title="Bundled scenarios")
+        table.add_column("name", style="bold", no_wrap=True)
+        table.add_column("failure mode", no_wrap=True)
+        table.add_column("RTO", no_wrap=True)
+        table.add_column("description", overflow="fold")
+        for item in view.scenarios:
+            table.add_row(item.name, item.failure_mode, item.rto or "-", item.description)
+        output_mod.emit_rich([table], output)
+    for problem in view.problems:
+        typer.echo(f"{problem.file}:{problem.line}:{problem.column}: {problem.message}", err=True)
 
 
 def show_path(name: str) -> Path:

@@ -33,8 +33,9 @@ from drills import store as store_mod
 from drills.commands import output
 from drills.service import reports as run_reports
 from drills.service import runs, views
-from orchestrator import engine, events, journal, mutations, planning, rollback, states
+from orchestrator import engine, events, journal, mutations, planning, records, rollback, states
 from orchestrator import errors as orchestrator_errors
+from orchestrator import objectives as rto_objectives
 from orchestrator.cmdb import errors as cmdb_errors
 from reports import coverage
 from scenarios import errors, quantities, secrets
@@ -302,13 +303,14 @@ def show_plan(drill_plan: planning.Plan) -> None:
     _console.print(targets)
     if drill_plan.impact is not None:
         services = rich.table.Table(title="Affected CMDB services (targeted and downstream)")
-        for column in ("service", "tier", "owner", "distance"):
-            services.add_column(column)
-        for item in drill_plan.impact.services:
-            owner = str(item.service.owner) if item.service.owner else "-"
-            services.add_row(
-                str(item.service.ref), str(item.service.tier), owner, str(item.distance)
-            )
+        shown = [item.service.ref.display for item in drill_plan.impact.services]
+        # refs are copied into `cmdb show`: never cut or folded, shortest unambiguous form
+        services.add_column("service", no_wrap=True, min_width=max(map(len, shown), default=7))
+        for column in ("tier", "owner", "distance"):
+            services.add_column(column, overflow="fold")
+        for item, ref in zip(drill_plan.impact.services, shown, strict=True):
+            owner = item.service.owner.display if item.service.owner else "-"
+            services.add_row(ref, str(item.service.tier), owner, str(item.distance))
         _console.print(services)
     verdicts = rich.table.Table(title="Guardrails")
     verdicts.add_column("rule")
@@ -361,6 +363,13 @@ def run(
         "--stability-window",
         help="How long probes must pass to call it recovered (real-world).",
     ),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE,
+        "--format",
+        help="table: the live view; json or yaml: the finished run (as `runs show`) on stdout,"
+        " the timeline on stderr.",
+    ),
+    output_path: Path | None = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP),
 ) -> None:
     """Run a drill: live view of steps, probes and mutations; Ctrl-C aborts and rolls back."""
     config = _settings()
@@ -375,9 +384,10 @@ def run(
     )
     if dry_run:
         plan_exit = show_planned(
-            config, request, output_format=OutputFormat.TABLE, output_path=None
+            config, request, output_format=output_format, output_path=output_path
         )
         raise typer.Exit(plan_exit)
+    machine = output_format is not OutputFormat.TABLE
     with _user_errors():
         prepared = runs.prepare(config, request)
         _print_notes(prepared)
@@ -391,7 +401,7 @@ def run(
         _confirm(prepared.drill)
     stop = threading.Event()
     with open_journal(config) as store, _signals_set(stop), _full_width():
-        with _timeline() as listen:
+        with _timeline(to_stderr=machine) as listen:
             driven = runs.start(
                 config,
                 store,
@@ -403,9 +413,13 @@ def run(
                 listener=listen,
                 junit_path=junit_path,
             )
-        summarise(driven.outcome, store)
+        shown = _err if machine else _console
+        summarise(driven.outcome, store, console=shown)
         if driven.reports is not None:
-            print_reports(driven.reports)
+            print_reports(driven.reports, console=shown)
+        if machine:
+            detail = runs.show(store, driven.run.id)
+            output.emit(output.dump_view(detail.view(), output_format), output_path)
     raise typer.Exit(driven.exit_code)
 
 
@@ -424,17 +438,18 @@ def _confirm(drill: planning.DrillInput) -> None:
 
 
 @contextlib.contextmanager
-def _timeline() -> Iterator[engine.Listener]:
+def _timeline(*, to_stderr: bool = False) -> Iterator[engine.Listener]:
     """Where a run's events go as they happen.
 
     On a terminal, today's live view (`_LiveView`, the last lines, styled). Elsewhere (CI,
-    `tee`, a file) one plain line per event, written and flushed at once, never wrapped,
-    without markup, so nothing is held back while a manual step waits.
+    `tee`, a file) — and on stderr whenever stdout carries `--format json|yaml` — one plain
+    line per event, written and flushed at once, never wrapped, without markup, so nothing
+    is held back while a manual step waits.
     """
-    if not _console.is_terminal:
+    if to_stderr or not _console.is_terminal:
 
         def plain(kind: str, message: str, _data: Mapping[str, mutations.JsonValue]) -> None:
-            typer.echo(plain_line(kind, message))  # click.echo flushes
+            typer.echo(plain_line(kind, message), err=to_stderr)  # click.echo flushes
 
         yield plain
         return
@@ -526,25 +541,25 @@ class _LiveView:
         return text
 
 
-def summarise(outcome: engine.RunOutcome, store: journal.Journal) -> None:
+def summarise(
+    outcome: engine.RunOutcome,
+    store: journal.Journal,
+    *,
+    console: rich.console.Console = _console,
+) -> None:
     run_ = outcome.run
     colour = (
         "green" if outcome.exit_code == 0 else "yellow" if outcome.exit_code in (1, 2) else "red"
     )
     verdict = run_.verdict.value if run_.verdict else "-"
-    _console.print(
+    console.print(
         f"[bold {colour}]{run_.state.value.upper()}[/bold {colour}] verdict={verdict}"
         f" run={run_.id} exit={outcome.exit_code}"
     )
-    _console.print(f"reason: {run_.reason}", markup=False)
+    console.print(f"reason: {run_.reason}", markup=False)
     objectives = run_.record.objectives
     if objectives is not None:
-        _console.print(
-            f"achieved RTO: {objectives.achieved_rto_s} s"
-            f" (target {objectives.scaled_target_rto_s} s"
-            f" at time scale {objectives.time_scale})",
-            markup=False,
-        )
+        console.print(f"achieved RTO: {_rto_line(objectives)}", markup=False)
     for entry, error in outcome.leftovers:
         _err.print(
             f"LEFTOVER: {rollback.describe_leftover(entry, error)}", markup=False, soft_wrap=True
@@ -556,16 +571,39 @@ def summarise(outcome: engine.RunOutcome, store: journal.Journal) -> None:
             markup=False,
             soft_wrap=True,
         )
-    _console.print(f"run record: {store.url} (stormdrill runs show {run_.id})", markup=False)
+    console.print(f"run record: {store.url} (stormdrill runs show {run_.id})", markup=False)
 
 
-def print_reports(written: run_reports.RunReports) -> None:
+def _rto_line(objectives: records.Objectives) -> str:
+    """`12 s (target 6 s at time scale 0.02; about 10 min in a real outage, objective 5 min)`.
+
+    Rounded for people (`objectives.human_duration`); the real-world figure beside the scaled
+    one when the run was scaled.
+    """
+    human = rto_objectives.human_duration
+    achieved = objectives.achieved_rto_s
+    if achieved is None:
+        return f"not observed (target {human(objectives.scaled_target_rto_s)})"
+    line = f"{human(achieved)} (target {human(objectives.scaled_target_rto_s)}"
+    if objectives.time_scale in (None, 1):
+        return line + ")"
+    line += f" at time scale {objectives.time_scale:g}"
+    if objectives.real_world_rto_s is not None:
+        line += f"; about {human(objectives.real_world_rto_s)} in a real outage"
+        if objectives.target_rto_s is not None:
+            line += f", objective {human(objectives.target_rto_s)}"
+    return line + ")"
+
+
+def print_reports(
+    written: run_reports.RunReports, *, console: rich.console.Console = _console
+) -> None:
     """Say where a run's reports went (and, on stderr, what they lack)."""
     if written.warning is not None:
         _err.print(written.warning, markup=False, soft_wrap=True)
-    _console.print(f"post-mortem: {written.postmortem}", markup=False)
+    console.print(f"post-mortem: {written.postmortem}", markup=False)
     if written.junit is not None:
-        _console.print(f"JUnit XML: {written.junit}")
+        console.print(f"JUnit XML: {written.junit}")
 
 
 def abort(run_id: str = typer.Argument(..., help="The run to abort. " + _RUN_ID_HELP)) -> None:

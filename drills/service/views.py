@@ -600,6 +600,51 @@ class CatalogCheckView(CamelView):
     problems: list[ProblemView]
 
 
+# ---- documents ------------------------------------------------------------------------
+
+
+class DocumentView(View):
+    """One loaded document: its kind, name and file."""
+
+    kind: str
+    name: str
+    file: str
+
+
+class BlockedView(View):
+    """Checks of one document that wait until its reported errors are fixed."""
+
+    file: str
+    line: int
+    checks: list[str]
+
+
+class ValidationView(View):
+    """`validate --format json|yaml`: valid or not, what loaded, every problem, what waits."""
+
+    valid: bool
+    documents: list[DocumentView]
+    problems: list[ProblemView]
+    blocked: list[BlockedView]
+
+
+class ScenarioSummaryView(View):
+    """One scenario of a library: name, failure mode, RTO objective and what it does."""
+
+    name: str
+    failure_mode: str
+    rto: str | None
+    description: str
+    file: str
+
+
+class ScenarioListView(View):
+    """`scenarios list --format json|yaml`: the scenarios, sorted by name, and load problems."""
+
+    scenarios: list[ScenarioSummaryView]
+    problems: list[ProblemView]
+
+
 # ---- coverage -------------------------------------------------------------------------
 
 

@@ -73,6 +73,18 @@ class EntityRef:
             return self.name
         return f"{self.namespace}/{self.name}"
 
+    @property
+    def display(self) -> str:
+        """The shortest form `parse` reads back as this ref (for tables people copy from).
+
+        `checkout` for a component in the default namespace (and for a group or user, where
+        the column names the kind: an owner); `resource:payments-db`; `component:shop/checkout`.
+        """
+        plain = (EntityKind.COMPONENT, EntityKind.GROUP, EntityKind.USER)
+        if self.kind in plain and self.namespace == DEFAULT_NAMESPACE:
+            return self.name
+        return f"{self.kind.value}:{self.short}"
+
     @classmethod
     def parse(
         cls,

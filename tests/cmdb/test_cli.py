@@ -60,7 +60,20 @@ def test_impact_lists_the_dependents_with_distances() -> None:
     result = _run("impact", "payments-db", "--cmdb", str(f.SAMPLE))
     assert result.exit_code == 0, result.output
     assert "Impact of losing resource:payments-db" in result.stdout
-    assert "web <- checkout <- payments <- resource:payments-db" in result.stdout
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    # ref, tier, hops, then the services between the target and the reached one
+    assert rows["web"][:5] == ["web", "1", "3", "payments,", "checkout"]
+    assert rows["payments"][:4] == ["payments", "1", "1", "-"]
+
+
+def test_impact_at_80_columns_keeps_every_ref_whole() -> None:
+    result = _run("impact", "payments-db", "--cmdb", str(f.SAMPLE), env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert any("resource:payments-db" in line for line in lines[2:])
+    assert any("team-storefront" in line for line in lines)
+    assert "…" not in result.stdout
 
 
 def test_impact_json_takes_several_targets_and_a_failure_mode() -> None:
