@@ -15,7 +15,7 @@ import functools
 
 import jinja2
 
-from reports import markup, postmortem
+from reports import markup, postmortem, run_facts
 
 SECTIONS: tuple[str, ...] = (
     "Summary",
@@ -54,6 +54,11 @@ def utc(value: dt.datetime | None) -> str:
 
 def seconds(value: float | None) -> str:
     return postmortem.fmt_seconds(value)
+
+
+def human(value: float | None) -> str:
+    """Rounded for people: `0.4 s`, `12 s`, `10 min 56 s` (a derived figure, not a reading)."""
+    return run_facts.fmt_duration(value)
 
 
 def render(report: postmortem.PostMortem, fmt: Format) -> str:
@@ -242,8 +247,8 @@ def _recovery_md(report: postmortem.PostMortem) -> list[str]:
         f"- First revert (UTC): {utc(r.first_revert_at)};"
         f" after {seconds(r.time_to_first_revert_s)}",
         f"- Achieved RTO: {seconds(r.achieved_rto_s)} real time, of which"
-        f" {seconds(r.manual_wait_s)} waiting for people (never scaled);"
-        f" real-world equivalent {seconds(r.real_world_rto_s)}",
+        f" {human(r.manual_wait_s or 0.0)} waiting for people (never scaled);"
+        f" real-world equivalent {human(r.real_world_rto_s)}",
         f"- Target RTO: {seconds(r.scaled_target_rto_s)} scaled; {seconds(r.target_rto_s)} real"
         f" at time scale {r.time_scale:g}: {met}",
         f"- Achieved RPO: {seconds(r.achieved_rpo_s)} (scaled time"

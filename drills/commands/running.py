@@ -797,11 +797,16 @@ def runs_list(
         pad_edge=False,
     )
     table.add_column("run", no_wrap=True, min_width=max(map(len, short.values()), default=3))
-    table.add_column("scenario", overflow="fold", min_width=14)
-    table.add_column("env", overflow="fold", min_width=7)
+    # names people type back into `--scenario`/`--env`: never folded or cut
+    table.add_column(
+        "scenario", no_wrap=True, min_width=max((len(r.scenario) for r in found), default=8)
+    )
+    table.add_column(
+        "env", no_wrap=True, min_width=max((len(r.environment) for r in found), default=3)
+    )
     table.add_column("state", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
-    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("verdict", overflow="fold")
+    table.add_column("started (UTC)", overflow="fold")
     for r in found:
         table.add_row(
             short[r.id],

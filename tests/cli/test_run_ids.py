@@ -250,3 +250,31 @@ def test_an_unknown_run_id_exits_3_naming_what_works(sqlite_url: str) -> None:
 
     assert result.exit_code == 3
     assert "no run 'zzzz'" in result.stderr and "latest" in result.stderr
+
+
+def test_runs_list_at_80_columns_keeps_long_scenario_names_and_states_whole(
+    store_url: str,
+) -> None:
+    with journal.open_store(store_url) as store:
+        store.create_run(
+            _run(
+                "20250301T110000Z-77aa88bb",
+                hours_ago=1,
+                state=_S.ROLLING_BACK,
+                scenario="az-power-loss-kubernetes",
+                environment="staging-eu-west",
+            )
+        )
+
+    result = _cli(store_url, "runs", "list")
+
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+    row = next(line for line in result.stdout.splitlines() if "77aa88bb" in line)
+    assert row.split()[:4] == [
+        "77aa88bb",
+        "az-power-loss-kubernetes",
+        "staging-eu-west",
+        "rolling_back",
+    ]
+    assert "…" not in result.stdout
