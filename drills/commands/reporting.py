@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ import rich.console
 import typer
 
 from drills import binding, settings
+from drills.commands import output as output_mod
 from drills.commands import running
 from drills.service import catalogs, views
 from drills.service import coverage as coverage_service
@@ -32,7 +35,14 @@ from orchestrator import engine, states
 from orchestrator.cmdb import backstage
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import models as cmdb_models
-from reports import coverage_rendering, evidence, linting, postmortem, redaction, rendering
+from reports import (
+    coverage_rendering,
+    evidence,
+    linting,
+    postmortem,
+    redaction,
+    rendering,
+)
 from scenarios import errors, secrets
 
 app = typer.Typer(help="Post-mortems, the blameless lint and drill coverage.", no_args_is_help=True)
@@ -87,13 +97,36 @@ def _emit(text: str, output: Path | None) -> None:
     _err.print(f"wrote {output}", markup=False)
 
 
+class ReportFormat(enum.StrEnum):
+    """`report --format`: the post-mortem's formats, plus yaml and the run as JUnit XML."""
+
+    MARKDOWN = "md"
+    HTML = "html"
+    JSON = "json"
+    YAML = "yaml"
+    JUNIT = "junit"
+
+
+class CoverageFormat(enum.StrEnum):
+    """`coverage --format`: the matrix's formats, plus yaml (the json view, as YAML)."""
+
+    TABLE = "table"
+    MARKDOWN = "md"
+    HTML = "html"
+    JSON = "json"
+    YAML = "yaml"
+    CSV = "csv"
+
+
 def report(
     run_id: str = typer.Argument(
         ...,
         help="The run to report on (see `stormdrill runs list`): an id, a unique prefix, `latest`.",
     ),
-    output_format: rendering.Format = typer.Option(
-        rendering.Format.MARKDOWN, "--format", help="md, html or json."
+    output_format: ReportFormat = typer.Option(
+        ReportFormat.MARKDOWN,
+        "--format",
+        help="md, html, json or yaml (the post-mortem), or junit (the run as JUnit XML).",
     ),
     output: Path | None = typer.Option(None, "-o", "--output", help="Write here, not stdout."),
     cmdb: list[Path] = typer.Option([], "--cmdb", help=_CMDB_HELP),
@@ -105,8 +138,15 @@ def report(
         run_evidence = evidence.load(store, run_service.resolve_id(store, run_id))
         catalog = _catalog(config, cmdb, run=run_evidence.run, strict=strict)
         scenario = evidence.scenario_for(run_evidence.run)
+        if output_format is ReportFormat.JUNIT:
+            _emit(run_service.junit_xml(store, run_evidence.run.id), output)
+            return
         built = postmortem.build_postmortem(run_evidence, scenario, cmdb=catalog)
-    _emit(rendering.render(built, output_format), output)
+    if output_format is ReportFormat.YAML:
+        data = json.loads(rendering.render(built, rendering.Format.JSON))
+        _emit(output_mod.dump(data, output_mod.Format.YAML), output)
+        return
+    _emit(rendering.render(built, rendering.Format(output_format.value)), output)
 
 
 def lint_report(
@@ -135,8 +175,8 @@ def coverage(
     policy_path: Path | None = typer.Option(
         None, "--policy", help="Coverage policy YAML (default: the shipped policy)."
     ),
-    output_format: coverage_rendering.Format = typer.Option(
-        coverage_rendering.Format.TABLE, "--format", help="table, md, html, json or csv."
+    output_format: CoverageFormat = typer.Option(
+        CoverageFormat.TABLE, "--format", help="table, md, html, json, yaml or csv."
     ),
     output: Path | None = typer.Option(None, "-o", "--output", help="Write here, not stdout."),
 ) -> None:
@@ -151,16 +191,16 @@ def coverage(
             matrix = coverage_service.matrix(
                 store, catalog=catalog, policy_path=policy_path, now=dt.datetime.now(dt.UTC)
             )
-    if output_format is coverage_rendering.Format.JSON:
+    if output_format in (CoverageFormat.JSON, CoverageFormat.YAML):
         view = views.CoverageView.from_matrix(matrix)
-        _emit(view.to_text() + "\n", output)
+        _emit(output_mod.dump_view(view, output_mod.Format(output_format.value)), output)
         return
-    if output_format is coverage_rendering.Format.TABLE and output is None:
+    if output_format is CoverageFormat.TABLE and output is None:
         console = rich.console.Console(highlight=False)
         for renderable in coverage_rendering.table(matrix):
             console.print(renderable)
         return
-    _emit(coverage_rendering.render(matrix, output_format), output)
+    _emit(coverage_rendering.render(matrix, coverage_rendering.Format(output_format.value)), output)
 
 
 app.command("report")(report)

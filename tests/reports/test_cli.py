@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from drills.commands import reporting
@@ -44,6 +46,45 @@ def test_report_writes_html_to_a_file(env: dict[str, str], tmp_path: Path) -> No
     assert out.read_text().startswith("<!DOCTYPE html>")
 
 
+def test_report_as_yaml_is_the_json_post_mortem(env: dict[str, str]) -> None:
+    runner = CliRunner()
+    as_json = runner.invoke(reporting.app, ["report", "run-golden", "--format", "json"], env=env)
+    as_yaml = runner.invoke(reporting.app, ["report", "run-golden", "--format", "yaml"], env=env)
+
+    assert as_yaml.exit_code == 0, as_yaml.output
+    body = yaml.safe_load(as_yaml.stdout)
+    assert body["metadata"]["run_id"] == "run-golden"
+    assert body == json.loads(as_json.stdout)
+
+
+def test_report_as_junit_is_the_runs_xml(tmp_path: Path) -> None:
+    scenario_file = tmp_path / "scenario" / "zone-loss.yaml"
+    factories.scenario(scenario_file.parent)
+    store = factories.open_store(tmp_path)
+    factories.record_run(store, scenario_source=str(scenario_file))
+    store.close()
+    env = {"STORMDRILL_DATABASE_URL": f"sqlite:///{tmp_path / 'journal.db'}"}
+
+    result = CliRunner().invoke(
+        reporting.app, ["report", "run-golden", "--format", "junit"], env=env
+    )
+
+    assert result.exit_code == 0, result.output
+    suites = ElementTree.fromstring(result.stdout)
+    assert suites.tag == "testsuites" and suites.find("testsuite/testcase") is not None
+
+
+def test_report_as_junit_of_a_run_whose_scenario_is_gone_exits_3_saying_so(
+    env: dict[str, str],
+) -> None:
+    result = CliRunner().invoke(
+        reporting.app, ["report", "run-golden", "--format", "junit"], env=env
+    )
+
+    assert result.exit_code == 3
+    assert "cannot be read, so it has no JUnit report" in result.stderr
+
+
 def test_report_of_an_unknown_run_exits_3_naming_it(env: dict[str, str]) -> None:
     result = CliRunner().invoke(reporting.app, ["report", "nope"], env=env)
     assert result.exit_code == 3 and "nope" in result.output
@@ -70,7 +111,7 @@ def test_lint_report_exits_1_on_findings_and_0_when_clean(
 
 def test_coverage_prints_every_format(env: dict[str, str]) -> None:
     runner = CliRunner()
-    for fmt in ("table", "md", "html", "json", "csv"):
+    for fmt in ("table", "md", "html", "json", "yaml", "csv"):
         result = runner.invoke(reporting.app, ["coverage", "--format", fmt], env=env)
         assert result.exit_code == 0, (fmt, result.output)
     body = json.loads(
@@ -79,6 +120,10 @@ def test_coverage_prints_every_format(env: dict[str, str]) -> None:
     web = next(s for s in body["services"] if s["ref"] == "component:default/web")
     az = next(c for c in web["cells"] if c["mode"] == "availability-zone")
     assert az["state"] == "FAILED" and az["last_run"] == "run-golden"
+    as_yaml = yaml.safe_load(
+        runner.invoke(reporting.app, ["coverage", "--format", "yaml"], env=env).stdout
+    )
+    assert as_yaml == body | {"generated_at": as_yaml["generated_at"]}
 
 
 def test_coverage_with_a_bad_policy_exits_3(env: dict[str, str], tmp_path: Path) -> None:
