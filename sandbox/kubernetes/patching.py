@@ -3,6 +3,12 @@
 All functions are pure: they return a new document and never modify their inputs. Malformed
 patches raise `errors.BadRequest`/`errors.Invalid`, like the API server.
 
+A JSON patch is all or nothing: an operation that cannot be applied (a `test` that fails, a
+path that does not exist) refuses the whole patch with 422 Invalid and the real API server's
+message, which names neither the operation nor the path ("the server rejected our request due
+to an error in our request"); the sandbox logs which operation failed. `test` compares JSON
+values exactly, as the server's json-patch library does: `true` is not `1`, `1` is not `1.0`.
+
 Strategic merge covers what drills and kubectl send: maps merge recursively, `null` deletes,
 `$patch: replace|delete` on maps, `$setElementOrder/…` and `$retainKeys` ignored,
 `$deleteFromPrimitiveList/…`,
@@ -13,6 +19,7 @@ conditions, tolerations are replaced like upstream, taints are replaced, ...).
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 from sandbox.kubernetes import errors
@@ -21,6 +28,10 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+PATCH_REFUSED = "the server rejected our request due to an error in our request"
+"""The message of the API server's 422 for a JSON patch it could not apply."""
+
+log = logging.getLogger(__name__)
 
 # field name → merge key, for lists that strategic merge merges element-wise.
 _MERGE_KEYS: dict[str, str] = {
@@ -167,11 +178,27 @@ def _remove(doc: Any, parts: list[str], path: str) -> Any:
     return doc
 
 
+def same_json(a: Any, b: Any) -> bool:
+    """Whether two JSON values are equal, types included (`true` != `1`, `1` != `1.0`)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
 def json_patch(target: Any, operations: Any) -> Any:
-    """RFC 6902: add, remove, replace, move, copy, test."""
+    """RFC 6902: add, remove, replace, move, copy, test; all or nothing (module docstring)."""
     if not isinstance(operations, list):
         raise errors.BadRequest("json patch: the body must be a JSON array of operations")
-    doc = copy.deepcopy(target)
+    try:
+        return _json_patch(copy.deepcopy(target), operations)
+    except errors.Invalid as exc:
+        log.info("json patch refused (422): %s", exc)
+        raise errors.Invalid(PATCH_REFUSED) from exc
+
+
+def _json_patch(doc: Any, operations: list[Any]) -> Any:
     for op in operations:
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
             raise errors.BadRequest(f"json patch: malformed operation {op!r} (needs op and path)")
@@ -197,7 +224,7 @@ def json_patch(target: Any, operations: Any) -> Any:
                     doc = _remove(doc, _pointer(source), source)
                 doc = _add(doc, parts, value, path)
             case "test":
-                if _resolve(doc, parts, path) != op.get("value"):
+                if not same_json(_resolve(doc, parts, path), op.get("value")):
                     raise errors.Invalid(f"json patch: test failed at {path!r}")
             case other:
                 raise errors.BadRequest(f"json patch: unknown operation {other!r}")

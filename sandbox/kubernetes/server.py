@@ -216,7 +216,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             )
 
     def _send_json(self, code: int, body: Any, *, headers: Mapping[str, str] | None = None) -> None:
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        self._send_payload(code, json.dumps(body, separators=(",", ":")).encode(), headers=headers)
+
+    def _send_payload(
+        self, code: int, payload: bytes, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Answer with `payload`, compact JSON already encoded."""
         self._record(code, payload)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -498,6 +503,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             limit = int(query.get("limit") or 0)
         except ValueError as exc:
             raise errors.BadRequest(f"limit={query.get('limit')!r} is not an integer") from exc
+        as_table = method == "GET" and self._wants_table()
         page = st.list_page(
             resource=resource,
             namespace=route.namespace,
@@ -505,6 +511,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             field_selector=field_selector,
             limit=limit,
             continue_token=query.get("continue", ""),
+            resource_version=query.get("resourceVersion", ""),
+            resource_version_match=query.get("resourceVersionMatch", ""),
+            copies=method == "DELETE" or as_table,
         )
         if method == "DELETE":
             for item in page.items:
@@ -513,7 +522,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 st.delete(
                     resource=resource, namespace=item_meta.get("namespace"), name=item_meta["name"]
                 )
-        if method == "GET" and self._wants_table():
+        if as_table:
             self._send_json(
                 200,
                 tables.table(
@@ -529,15 +538,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             meta["continue"] = page.continue_token
             if page.remaining is not None and not label_selector and not field_selector:
                 meta["remainingItemCount"] = page.remaining
-        self._send_json(
-            200,
-            {
-                "kind": resource.list_kind,
-                "apiVersion": resource.api_version,
-                "metadata": meta,
-                "items": page.items,
-            },
-        )
+        if method == "DELETE":
+            self._send_json(
+                200,
+                {
+                    "kind": resource.list_kind,
+                    "apiVersion": resource.api_version,
+                    "metadata": meta,
+                    "items": page.items,
+                },
+            )
+            return
+        # Each stored object is serialised once (`encoded`); the list is joined around them.
+        head = json.dumps(
+            {"kind": resource.list_kind, "apiVersion": resource.api_version, "metadata": meta},
+            separators=(",", ":"),
+        ).encode()
+        items = b",".join(st.encoded(item) for item in page.items)
+        self._send_payload(200, head[:-1] + b',"items":[' + items + b"]}")
 
     def _scale(self, method: str, route: Route, body: bytes) -> None:
         st = self.server.api.store

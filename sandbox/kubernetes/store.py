@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import builtins
 import collections
 import dataclasses
@@ -45,6 +46,7 @@ _DNS1123_SUBDOMAIN_MESSAGE = (
 )
 PROPAGATION_POLICIES = ("Orphan", "Background", "Foreground")
 _LATEST = -1  # a continue token's resourceVersion meaning "at the latest version"
+_TOO_OLD = "The resourceVersion for the provided list is too old."
 _INCONSISTENT_CONTINUE = (
     "The provided continue parameter is too old to display a consistent list result. You can"
     " start a new list without the continue parameter, or use the continue token in this"
@@ -88,6 +90,12 @@ class ListPage:
     remaining: int | None
 
 
+def _matches(
+    obj: Mapping[str, Any], labels: selectors.LabelSelector, fields: selectors.FieldSelector
+) -> bool:
+    return labels.matches(_meta(obj).get("labels") or {}) and fields.matches(obj)
+
+
 def _drop_empty_meta(meta: dict[str, Any]) -> None:
     """Drop empty metadata maps and lists: Go's `omitempty` never writes them on the wire."""
     for field in ("labels", "annotations", "finalizers", "ownerReferences", "managedFields"):
@@ -115,6 +123,12 @@ class ClusterStore:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._objects: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
+        self._keys: dict[tuple[str, str], builtins.list[tuple[str, str]]] = {}
+        """Each bucket's keys, sorted; dropped when a key is added or removed (`_commit`)."""
+        self._pods_by_node: dict[str, set[tuple[str, str]]] = {}
+        """spec.nodeName → the keys of the pods bound to it ("" for unbound pods)."""
+        self._encoded: dict[tuple[str, str, str], tuple[Mapping[str, Any], bytes]] = {}
+        """(apiVersion/kind, namespace, name) → (the stored object, its JSON): `encoded`."""
         self._rv = 1
         self._log: collections.deque[WatchEvent] = collections.deque(maxlen=event_log_size)
         self._log_floor = 0  # events at or below this resourceVersion may have been dropped
@@ -168,23 +182,58 @@ class ClusterStore:
         with self._lock:
             return clone(self._get_ref(resource, namespace, name))  # type: ignore[no-any-return]
 
+    def _sorted_keys(self, resource: resources.ResourceType) -> builtins.list[tuple[str, str]]:
+        """The keys of `resource`, sorted (kept until a key is added or removed)."""
+        bucket_id = (resource.group, resource.plural)
+        found = self._keys.get(bucket_id)
+        if found is None:
+            found = sorted(self._bucket(resource))
+            self._keys[bucket_id] = found
+        return found
+
     def _select(
         self,
         resource: resources.ResourceType,
         namespace: str | None,
         label_selector: str,
         field_selector: str,
-    ) -> list[tuple[tuple[str, str], dict[str, Any]]]:
+    ) -> builtins.list[tuple[tuple[str, str], dict[str, Any]]]:
         labels = selectors.parse_label_selector(label_selector)
         fields = selectors.parse_field_selector(field_selector)
-        chosen = []
-        for key in sorted(self._bucket(resource)):
-            if resource.namespaced and namespace and key[0] != namespace:
-                continue
-            obj = self._bucket(resource)[key]
-            if labels.matches(_meta(obj).get("labels") or {}) and fields.matches(obj):
-                chosen.append((key, obj))
-        return chosen
+        bucket = self._bucket(resource)
+        return [
+            (key, bucket[key])
+            for key in self._in_namespace(self._sorted_keys(resource), resource, namespace)
+            if _matches(bucket[key], labels, fields)
+        ]
+
+    def _candidates(
+        self, resource: resources.ResourceType, fields: selectors.FieldSelector
+    ) -> builtins.list[tuple[str, str]]:
+        """Sorted keys that may match `fields`: a pod list by `spec.nodeName=` reads the
+        node's pods only (the real API server indexes pods by node the same way)."""
+        if resource == resources.PODS:
+            for req in fields.requirements:
+                if req.equal and req.path == ("spec", "nodeName"):
+                    return sorted(self._pods_by_node.get(req.value, ()))
+        return self._sorted_keys(resource)
+
+    @staticmethod
+    def _in_namespace(
+        keys: builtins.list[tuple[str, str]],
+        resource: resources.ResourceType,
+        namespace: str | None,
+        *,
+        after: tuple[str, str] | None = None,
+    ) -> builtins.list[tuple[str, str]]:
+        """The sorted `keys` in `namespace` (all: None, or a cluster-scoped type), past `after`."""
+        lo, hi = 0, len(keys)
+        if resource.namespaced and namespace:
+            lo = bisect.bisect_left(keys, (namespace, ""))
+            hi = bisect.bisect_left(keys, (namespace + "\x00", ""))
+        if after is not None:
+            lo = max(lo, bisect.bisect_right(keys, after))
+        return keys[lo:hi]
 
     def list(
         self,
@@ -210,27 +259,150 @@ class ClusterStore:
         field_selector: str = "",
         limit: int = 0,
         continue_token: str = "",
+        resource_version: str = "",
+        resource_version_match: str = "",
+        copies: bool = True,
     ) -> ListPage:
-        """One page (`limit` 0 = everything) starting after the position in `continue_token`."""
+        """One page (`limit` 0 = everything) of a list, as the real API server pages it.
+
+        With `copies=False` the items are the stored objects themselves (read-only: for
+        `encoded`, which serialises each stored object once).
+
+        A list without `continue` is served at the latest resourceVersion (or, with
+        `resource_version_match="Exact"`, at `resource_version`); a continued list is served
+        from the snapshot of its first page (objects changed since then are shown as they
+        were), so its pages add up to one consistent list. A snapshot older than the event
+        log (compacted) is `errors.Gone` with a token that continues at the latest version.
+        """
+        labels = selectors.parse_label_selector(label_selector)
+        fields = selectors.parse_field_selector(field_selector)
         start, list_rv = self._decode_continue(continue_token)
         with self._lock:
-            if continue_token and 0 < list_rv < self._log_floor:
-                # The list's snapshot is compacted away (the event log stands for etcd's
-                # history): 410 with a token that continues at the latest version, as upstream.
-                assert start is not None
-                raise errors.Gone(
-                    _INCONSISTENT_CONTINUE,
-                    list_continue=self._encode_continue(start, _LATEST),
+            if not continue_token:
+                list_rv = self._requested_rv(resource_version, resource_version_match)
+            elif resource_version not in ("", "0") or resource_version_match:
+                raise errors.BadRequest(
+                    "specifying resource version is not allowed when using continue"
                 )
-            chosen = self._select(resource, namespace, label_selector, field_selector)
+            # A snapshot compacted away (the event log stands for etcd's history) is 410, with
+            # a token that continues at the latest version for a continued list, as upstream.
+            expired = errors.Gone(
+                _INCONSISTENT_CONTINUE if continue_token else _TOO_OLD,
+                list_continue=(
+                    self._encode_continue(start, _LATEST)
+                    if continue_token and start is not None
+                    else ""
+                ),
+            )
+            if list_rv not in (0, _LATEST) and 0 < list_rv < self._log_floor:
+                raise expired
             rv = self._rv if list_rv in (0, _LATEST) else list_rv
-            if start is not None:
-                chosen = [(key, obj) for key, obj in chosen if key > start]
-            if limit <= 0 or len(chosen) <= limit:
-                return ListPage([clone(obj) for _, obj in chosen], str(rv), "", None)
-            page = chosen[:limit]
-            token = self._encode_continue(page[-1][0], rv)
-            return ListPage([clone(obj) for _, obj in page], str(rv), token, len(chosen) - limit)
+            try:
+                state = self._state_at(resource, rv)
+            except errors.Gone:
+                raise expired from None
+            keys = self._candidates(resource, fields)
+            if state:
+                keys = sorted(set(keys) | set(state))
+            bucket = self._bucket(resource)
+            chosen: builtins.list[tuple[tuple[str, str], dict[str, Any]]] = []
+            more = False
+            window = self._in_namespace(keys, resource, namespace, after=start)
+            for key in window:
+                obj = state[key] if key in state else bucket.get(key)
+                if obj is None or not _matches(obj, labels, fields):
+                    continue
+                if 0 < limit <= len(chosen):
+                    more = True
+                    break
+                chosen.append((key, obj))
+            items = [clone(obj) for _, obj in chosen] if copies else [obj for _, obj in chosen]
+            if not more:
+                return ListPage(items, str(rv), "", None)
+            token = self._encode_continue(chosen[-1][0], rv)
+            remaining = None
+            if not label_selector and not field_selector:
+                position = bisect.bisect_right(window, chosen[-1][0])
+                remaining = len(window) - position
+                if state:  # keys of objects created since the snapshot do not count
+                    remaining -= sum(1 for key in window[position:] if state.get(key, 1) is None)
+            return ListPage(items, str(rv), token, remaining)
+
+    def encoded(self, obj: Mapping[str, Any]) -> bytes:
+        """The compact JSON of a stored object (from `list_page(copies=False)`), cached.
+
+        Stored objects are never modified in place, so each is serialised once; the cache
+        keeps one entry per stored key and is checked by identity.
+        """
+        meta = _meta(obj)
+        key = (
+            f"{obj.get('apiVersion')}/{obj.get('kind')}",
+            str(meta.get("namespace") or ""),
+            str(meta.get("name")),
+        )
+        cached = self._encoded.get(key)
+        if cached is not None and cached[0] is obj:
+            return cached[1]
+        payload = json.dumps(obj, separators=(",", ":")).encode()
+        self._encoded[key] = (obj, payload)
+        return payload
+
+    def _requested_rv(self, resource_version: str, match: str) -> int:
+        """The resourceVersion a fresh list is served at (0: the latest)."""
+        if match and not resource_version:
+            raise errors.BadRequest(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided"
+            )
+        if match not in ("", "Exact", "NotOlderThan"):
+            raise errors.BadRequest(
+                f'resourceVersionMatch: Unsupported value: "{match}": supported values:'
+                ' "Exact", "NotOlderThan"'
+            )
+        if resource_version in ("", "0"):
+            return 0
+        try:
+            wanted = int(resource_version)
+        except ValueError as exc:
+            raise errors.BadRequest(
+                f"resourceVersion={resource_version!r}: pass a resourceVersion the server gave"
+            ) from exc
+        if wanted > self._rv:
+            raise errors.GatewayTimeout(
+                f"Too large resource version: {wanted}, current: {self._rv}",
+                retry_after_s=1,
+            )
+        return wanted if match == "Exact" else 0
+
+    def _state_at(
+        self, resource: resources.ResourceType, rv: int
+    ) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """The objects of `resource` changed after `rv`, as they were at `rv` (None: absent).
+
+        Read from the event log, newest first; a change whose state at `rv` the log no longer
+        holds is `errors.Gone` (upstream: the etcd revision was compacted).
+        """
+        if rv >= self._rv:
+            return {}
+        changed: dict[tuple[str, str], str] = {}  # key → type of its oldest event after rv
+        found: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for event in reversed(self._log):
+            if event.resource != resource:
+                continue
+            meta = _meta(event.object)
+            key = self._key(resource, meta.get("namespace"), str(meta.get("name")))
+            if event.resource_version > rv:
+                changed[key] = event.type
+            elif key in changed and key not in found:
+                found[key] = None if event.type == "DELETED" else dict(event.object)
+                if len(found) == len(changed):
+                    break
+        for key, oldest in changed.items():
+            if key in found:
+                continue
+            if oldest != "ADDED" and self._log_floor > 0:
+                raise errors.Gone(_TOO_OLD)
+            found[key] = None
+        return found
 
     @staticmethod
     def _encode_continue(key: tuple[str, str], rv: int) -> str:
@@ -258,10 +430,17 @@ class ClusterStore:
         meta = _meta(obj)
         meta["resourceVersion"] = str(self._rv)
         key = self._key(resource, meta.get("namespace"), str(meta.get("name")))
+        bucket = self._bucket(resource)
+        if resource == resources.PODS:
+            self._index_node(key, bucket.get(key), None if event_type == "DELETED" else obj)
         if event_type == "DELETED":
-            self._bucket(resource).pop(key, None)
+            if bucket.pop(key, None) is not None:
+                self._keys.pop((resource.group, resource.plural), None)
+            self._encoded.pop((f"{resource.api_version}/{resource.kind}", *key), None)
         else:
-            self._bucket(resource)[key] = obj
+            if key not in bucket:
+                self._keys.pop((resource.group, resource.plural), None)
+            bucket[key] = obj
         event = WatchEvent(event_type, resource, obj, self._rv)
         if self._log.maxlen is not None and len(self._log) == self._log.maxlen:
             self._log_floor = self._log[0].resource_version
@@ -270,6 +449,21 @@ class ClusterStore:
         for listener in list(self._listeners):
             listener(event)
         return obj
+
+    def _index_node(
+        self, key: tuple[str, str], old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+    ) -> None:
+        for obj, add in ((old, False), (new, True)):
+            if obj is None:
+                continue
+            node = str((obj.get("spec") or {}).get("nodeName") or "")
+            keys = self._pods_by_node.setdefault(node, set())
+            if add:
+                keys.add(key)
+            else:
+                keys.discard(key)
+                if not keys:
+                    del self._pods_by_node[node]
 
     def _validate(self, resource: resources.ResourceType, obj: dict[str, Any]) -> None:
         meta = _meta(obj)

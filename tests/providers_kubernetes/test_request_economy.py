@@ -1,4 +1,4 @@
-"""Request economy: a revert is one read and one conditional write; plans list in bulk.
+"""Request economy: a revert is one conditional write; plans list in bulk.
 
 Counts come from the sandbox server's exact request counters; outcomes are checked too.
 """
@@ -22,7 +22,7 @@ def _all_nodes(ctx: context.RunContext) -> list[str]:
     return sorted(objects.name_of(n) for n in objects.items(conn.call("n", conn.core.list_node)))
 
 
-def test_reverting_a_cordon_reads_the_node_once_and_patches_it_once(
+def test_reverting_a_cordon_is_one_conditional_patch_and_reverting_it_again_writes_nothing(
     fresh_kube: kube.KubeSandbox, ctx: context.RunContext
 ) -> None:
     action = nodes.CordonAction()
@@ -33,11 +33,13 @@ def test_reverting_a_cordon_reads_the_node_once_and_patches_it_once(
 
     action.revert(ctx, undo=tokens[0])
 
-    assert fresh_kube.server.request_count - requests == 2
+    assert fresh_kube.server.request_count - requests == 1
     assert factories.states_of(ctx, [target]) == before
     requests = fresh_kube.server.request_count
-    action.revert(ctx, undo=tokens[0])  # already undone: one read, no write
-    assert fresh_kube.server.request_count - requests == 1
+    writes = fresh_kube.server.mutating_request_count
+    action.revert(ctx, undo=tokens[0])  # already undone: the patch is refused, then one read
+    assert fresh_kube.server.request_count - requests == 2
+    assert fresh_kube.server.mutating_request_count - writes == 1  # the refused patch
     assert factories.states_of(ctx, [target]) == before
 
 
@@ -79,7 +81,7 @@ def test_a_dry_run_context_lists_once_and_a_new_context_or_a_run_lists_afresh(
     in_shop = listing.namespace_pods(dry, conn, "shop")
     assert fresh_kube.server.request_count - requests == 1
     assert again is first
-    assert in_shop and all(p["metadata"]["namespace"] == "shop" for p in in_shop)
+    assert in_shop and all(p.namespace == "shop" for p in in_shop)
 
     other = dataclasses.replace(ctx, dry_run=True)
     requests = fresh_kube.server.request_count

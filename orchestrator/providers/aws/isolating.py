@@ -9,7 +9,9 @@ Invariants:
   blocking ACL always knows how to undo itself, journal or not.
 - Undo re-reads the current association ids (they change on every replace), moves only
   subnets still on the blocking ACL back to their original ACL, reports subnets someone
-  moved meanwhile (never clobbers them), then deletes the blocking ACL once nothing uses it.
+  moved meanwhile (never clobbers them), then deletes the blocking ACL once nothing uses it
+  (AWS refuses to delete an ACL a subnet still uses, so the delete is not preceded by a read;
+  only a refusal reads it, to name those subnets).
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ _ACL_NOT_FOUND = frozenset(
 )
 
 
+_IN_USE = "DependencyViolation"
+"""DeleteNetworkAcl's answer while a subnet is still associated with the ACL."""
+
+
 def acl_by_id(ec2: EC2Client, acl_id: str) -> NetworkAclTypeDef | None:
     """The ACL `acl_id`, or None when it does not exist (any more)."""
     try:
@@ -110,6 +116,25 @@ def find_blocking_acl(
 def _default_acl(ec2: EC2Client, vpc_id: str) -> str | None:
     acl = _find_acl(ec2, {"vpc-id": vpc_id, "default": "true"})
     return acl["NetworkAclId"] if acl else None
+
+
+def _delete_unused(ec2: EC2Client, acl_id: str) -> None:
+    """Delete the blocking ACL, which AWS refuses while a subnet still uses it (a conditional
+    delete: no read first); refused, name those subnets for a person."""
+    try:
+        ec2.delete_network_acl(NetworkAclId=acl_id)
+        return
+    except wrapping.ClientError as exc:
+        if wrapping.code(exc) in _ACL_NOT_FOUND:
+            return
+        if wrapping.code(exc) != _IN_USE:
+            raise
+    remaining = acl_by_id(ec2, acl_id)
+    still = [a.get("SubnetId", "") for a in (remaining or {}).get("Associations", [])]
+    raise errors.ProviderPermanent(
+        f"blocking network ACL {acl_id} is still associated with {', '.join(still) or 'a subnet'};"
+        " move those subnets to their own ACL, then run `stormdrill recover` to delete it"
+    )
 
 
 def restore(ec2: EC2Client, acl: NetworkAclTypeDef, *, fallback: Mapping[str, str]) -> list[str]:
@@ -146,19 +171,7 @@ def restore(ec2: EC2Client, acl: NetworkAclTypeDef, *, fallback: Mapping[str, st
             notes.append(f"{subnet}: original {original_acl} is gone; moved to default {default}")
             destination = default
         ec2.replace_network_acl_association(AssociationId=association_id, NetworkAclId=destination)
-    remaining = acl_by_id(ec2, acl_id)
-    still = [a.get("SubnetId", "") for a in (remaining or {}).get("Associations", [])]
-    if still:
-        raise errors.ProviderPermanent(
-            f"blocking network ACL {acl_id} is still associated with {', '.join(still)}; move "
-            "those subnets to their own ACL, then run `stormdrill recover` to delete it"
-        )
-    if remaining is not None:
-        try:
-            ec2.delete_network_acl(NetworkAclId=acl_id)
-        except wrapping.ClientError as exc:
-            if wrapping.code(exc) not in _ACL_NOT_FOUND:
-                raise
+    _delete_unused(ec2, acl_id)
     for note in notes:
         log.warning("undoing isolation by %s: %s", acl_id, note)
     return notes

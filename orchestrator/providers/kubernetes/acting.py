@@ -5,6 +5,12 @@ changed it, and the `stormdrill.dev/undo` entry key holding the fault (None: the
 changed nothing there, e.g. the node was cordoned before the drill). Reverting heals exactly
 that entry through `healing.heal`, so revert and sweep undo the same way.
 
+An apply that made its change also keeps, under `healing.SNAPSHOT`, what the object looked
+like right after it (`healing.snapshot`): revert then tries `healing.heal_at_once` first, one
+conditional request, and reads the object (`_refuse_replaced`, `healing.heal`) only when the
+server refuses it. A token without a snapshot (a journal written before snapshots, or an
+intent whose apply never reported back) goes straight to the reading path.
+
 Invariants: `plan` only reads; `revert` is idempotent (a missing entry is "already undone" or
 "never happened", both success); params models forbid unknown fields.
 """
@@ -68,6 +74,21 @@ def refined(
     return mutations.UndoToken(action=undo.action, data={**undo.data, "entry": entry, **extra})
 
 
+def applied(
+    undo: mutations.UndoToken,
+    *,
+    entry: str | None,
+    after: Mapping[str, Any] | None,
+    **extra: mutations.JsonValue,
+) -> mutations.UndoToken:
+    """`undo` refined after an apply: `entry` (None: nothing of ours to undo) and, when there
+    is one, the `healing.snapshot` of `after` (the object as the apply left it)."""
+    snap = healing.snapshot(after, key=entry)
+    if snap is not None:
+        extra[healing.SNAPSHOT] = snap
+    return refined(undo, entry=entry, **extra)
+
+
 def token_target(undo: mutations.UndoToken) -> mutations.TargetRef:
     raw = undo.data.get("target")
     if not isinstance(raw, Mapping):
@@ -101,15 +122,19 @@ class MarkedAction(registry.Action[P], Generic[P]):
             log.info("%s on %s changed nothing; nothing to undo", undo.action, target)
             return
         run_id = token_str(undo, "runId") or str(ctx.run_id)
+        step = token_str(undo, "step") or None
         conn = connection.from_context(ctx)
+        snap = undo.data.get(healing.SNAPSHOT)
+        if isinstance(snap, Mapping) and (not target.uid or target.uid == snap.get("uid")):
+            done = healing.heal_at_once(
+                conn, target, run_id=run_id, key=entry, snap=snap, step=step
+            )
+            if done is healing.AtOnce.ABSENT:
+                log.info("%s on %s: already undone or never applied", undo.action, target)
+            if done is not healing.AtOnce.FALL_BACK:
+                return
         _refuse_replaced(conn, target)
-        healed = healing.heal(
-            conn,
-            target,
-            run_id=run_id,
-            keys={entry},
-            step=token_str(undo, "step") or None,
-        )
+        healed = healing.heal(conn, target, run_id=run_id, keys={entry}, step=step)
         if not healed:
             log.info("%s on %s: already undone or never applied", undo.action, target)
 

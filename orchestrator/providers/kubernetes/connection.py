@@ -14,7 +14,8 @@ Invariants:
 - Every API call goes through `KubeConnection.call`, which asks for the raw JSON answer (no
   model round-trip on reads), applies the request timeout, and maps SDK errors: 409, 429, 5xx,
   timeouts and connection errors to `ProviderRetryable` (subclasses in `kube_errors`), 404 to
-  `kube_errors.NotFound`, 401/403 to `ProviderDenied`, other 4xx to `ProviderPermanent` naming
+  `kube_errors.NotFound`, 410 (an expired list) to `ListExpired` (retryable: list again),
+  401/403 to `ProviderDenied`, other 4xx to `ProviderPermanent` naming
   the object and the reason.
 - Objects travel inside this package as `KubeObject`: the API's own JSON, never modified in place.
 """
@@ -56,21 +57,23 @@ KubeObject: TypeAlias = dict[str, Any]
 
 
 class Listings:
-    """The listings one dry-run context has made, keyed on that context (see `listing`)."""
+    """The listings one dry-run context has made, keyed on that context (see `listing`).
+
+    A listing is whatever `listing` keeps of a list (immutable facts or indexes)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._owner: weakref.ReferenceType[Any] | None = None
-        self._found: dict[str, list[KubeObject]] = {}
+        self._found: dict[str, object] = {}
 
-    def get(self, ctx: object, key: str) -> list[KubeObject] | None:
+    def get(self, ctx: object, key: str) -> object | None:
         """The listing `key` made for `ctx`, or None."""
         with self._lock:
             if self._owner is None or self._owner() is not ctx:
                 return None
             return self._found.get(key)
 
-    def put(self, ctx: object, key: str, found: list[KubeObject]) -> None:
+    def put(self, ctx: object, key: str, found: object) -> None:
         """Keep `found` for `ctx` (the listings of any other context are dropped first)."""
         try:
             owner = weakref.ref(ctx)
@@ -117,10 +120,16 @@ class KubeConnection:
 
     def call(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call an API method for `what` (the object, for messages); its JSON answer or None."""
+        data = self.call_raw(what, method, *args, **kwargs)
+        return json.loads(data) if data else None
+
+    def call_raw(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+        """`call`, but the answer's body unparsed (b"" for none); errors mapped the same."""
         kwargs.setdefault("_request_timeout", self.request_timeout_s)
         kwargs["_preload_content"] = False
         try:
             response = method(*args, **kwargs)
+            data = response.data
         except k8s_client.ApiException as exc:
             raise translate(exc, what=what) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -128,8 +137,7 @@ class KubeConnection:
                 f"{what}: cannot reach the Kubernetes API server ({type(exc).__name__}: {exc});"
                 " check the cluster is up and the kubeconfig points at it"
             ) from exc
-        data = response.data
-        return json.loads(data) if data else None
+        return bytes(data or b"")
 
     def close(self) -> None:
         self.api_client.close()
@@ -167,17 +175,23 @@ def translate(exc: Any, *, what: str) -> errors.ProviderError:
     detail = f"{what}: {exc.reason}" + (f" ({message})" if message else "")
     if status == 404:
         return kube_errors.NotFound(detail)
+    if status == 410:
+        return ListExpired(detail + "; list again from the start")
     if status == 409:
         if _status_reason(exc) == "AlreadyExists":
             return kube_errors.AlreadyExists(detail)
         return kube_errors.Conflict(detail + "; re-read the object and apply the change again")
     if status == 429:
-        return kube_errors.TooManyRequests(detail, delay=_retry_after(exc))
+        return kube_errors.too_many_requests(detail, body=exc.body, retry_after=_retry_after(exc))
     if status == 0 or status >= 500:
         return errors.ProviderRetryable(detail, delay=_retry_after(exc))
     if status in (401, 403):
         return errors.ProviderDenied(detail)
     return errors.ProviderPermanent(detail)
+
+
+class ListExpired(errors.ProviderRetryable):
+    """410 Gone: a paginated list's snapshot (its continue token) expired; list again."""
 
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")

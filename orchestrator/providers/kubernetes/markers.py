@@ -10,6 +10,8 @@ Invariants:
 - Entries keep their insertion order; healing all of them goes newest first.
 - Objects we create also carry the label `stormdrill.dev/run-id` (label-selector sweeps).
 - Removing the last entry removes every marker (annotations, and our label if present).
+  `remove_entries` says it as a merge patch, `remove_entries_ops` as JSON Patch operations
+  (for the one-request revert in `healing`): applied to the same object, both leave the same.
 """
 
 from __future__ import annotations
@@ -175,6 +177,34 @@ def remove_entries(obj: Mapping[str, Any], *, keys: set[str]) -> dict[str, Any]:
     if RUN_ID in labels:
         patch["labels"] = None if len(labels) == 1 else {RUN_ID: None}
     return patch
+
+
+def pointer(*parts: str) -> str:
+    """The JSON Pointer (RFC 6901) to `parts`: `pointer("metadata", "annotations", RUN_ID)`
+    is `/metadata/annotations/stormdrill.dev~1run-id`."""
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def remove_entries_ops(obj: Mapping[str, Any], *, keys: set[str]) -> list[dict[str, Any]]:
+    """The JSON Patch operations doing to `obj` what `remove_entries(obj, keys=keys)` does.
+
+    They assume `obj` is what the server holds (the caller's `test` operations make sure):
+    a `remove` of a marker the object no longer carries fails the whole patch.
+    """
+    marker = read(obj)
+    remaining = {k: v for k, v in (marker.entries if marker else {}).items() if k not in keys}
+    if remaining:
+        path = pointer("metadata", "annotations", UNDO)
+        return [{"op": "replace", "path": path, "value": _dump(remaining)}]
+    annotations = annotations_of(obj)
+    ops: list[dict[str, Any]] = [
+        {"op": "remove", "path": pointer("metadata", "annotations", key)}
+        for key in ANNOTATIONS
+        if key in annotations
+    ]
+    if RUN_ID in (_meta(obj).get("labels") or {}):
+        ops.append({"op": "remove", "path": pointer("metadata", "labels", RUN_ID)})
+    return ops
 
 
 def created_metadata(*, run_id: str, expires_at: datetime) -> tuple[dict[str, str], dict[str, str]]:

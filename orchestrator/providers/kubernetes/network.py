@@ -3,7 +3,9 @@
 Invariants:
 - Each fault is a NetworkPolicy we create, named `stormdrill-<fault>-<short run id>-<hash>`
   (deterministic, so applying twice finds the first one), labelled and annotated with the run
-  id; undo deletes exactly the policies we created (by name, run-id marker and uid).
+  id; undo deletes exactly the policies we created (by name, run-id marker and uid): in one
+  request with the uid and resourceVersion the create answered as preconditions, or, when
+  those fail (the policy was changed or replaced), after reading it (`healing.heal`).
 - NetworkPolicies only allow, so a denial is written as "allow everything except": egress to
   every pod (any namespace), to 0.0.0.0/0 and ::/0 minus the denied CIDRs, to the denied
   CIDRs on every port but the denied ones, and DNS (53/UDP+TCP) always.
@@ -174,32 +176,43 @@ def _policy(
     }
 
 
+CREATED_KEY = "created"
+"""Undo-token key: the `healing.snapshot` of each policy the apply created, by ref key."""
+
+
 def policy_ref(name: str, namespace: str) -> mutations.TargetRef:
     return mutations.TargetRef(
         provider=connection.PROVIDER, kind="networkpolicy", name=name, namespace=namespace
     )
 
 
-def create_policy(conn: connection.KubeConnection, body: Mapping[str, Any], *, run_id: str) -> None:
-    """Create the policy; finding our own already there is success, anyone else's is not."""
+def create_policy(
+    conn: connection.KubeConnection, body: Mapping[str, Any], *, run_id: str
+) -> connection.KubeObject:
+    """Create the policy; finding our own already there is success, anyone else's is not.
+
+    Returns the policy as created (or as found).
+    """
     meta = body["metadata"]
     ref = policy_ref(meta["name"], meta["namespace"])
     try:
-        conn.call(
+        created: connection.KubeObject = conn.call(
             str(ref),
             conn.networking.create_namespaced_network_policy,
             meta["namespace"],
             dict(body),
         )
         log.info("created %s", ref)
+        return created
     except kube_errors.AlreadyExists:
         existing = objects.read(conn, ref)
         marker = markers.read(existing) if existing is not None else None
-        if marker is None or marker.run_id != run_id:
+        if existing is None or marker is None or marker.run_id != run_id:
             raise errors.ProviderPermanent(
                 f"{ref}: a NetworkPolicy of that name exists and is not this run's; delete it"
                 " or run `stormdrill recover`"
             ) from None
+        return existing
 
 
 def _policy_refs(undo: mutations.UndoToken) -> list[mutations.TargetRef]:
@@ -210,12 +223,29 @@ def _policy_refs(undo: mutations.UndoToken) -> list[mutations.TargetRef]:
 
 
 class _PolicyAction(registry.Action[Any]):
-    """Shared revert: delete the policies the token names, if they are still this run's."""
+    """Shared revert: delete the policies the token names, if they are still this run's.
+
+    Apply keeps each created policy's `healing.snapshot` (uid, resourceVersion, markers) in
+    the token under `created`, keyed by the policy's ref key: revert then deletes each with
+    uid and resourceVersion preconditions in one request, and reads it first (`healing.heal`)
+    only when a precondition fails or there is no snapshot.
+    """
 
     def revert(self, ctx: registry.ProviderContext, *, undo: mutations.UndoToken) -> None:
         conn = connection.from_context(ctx)
         run_id = acting.token_str(undo, "runId") or str(ctx.run_id)
+        created = undo.data.get(CREATED_KEY)
+        snaps = created if isinstance(created, Mapping) else {}
         for ref in _policy_refs(undo):
+            snap = snaps.get(ref.key)
+            if isinstance(snap, Mapping):
+                done = healing.heal_at_once(
+                    conn, ref, run_id=run_id, key=healing.CREATED, snap=snap
+                )
+                if done is healing.AtOnce.ABSENT:
+                    log.info("%s: already deleted or never created", ref)
+                if done is not healing.AtOnce.FALL_BACK:
+                    continue
             if not healing.heal(conn, ref, run_id=run_id, keys={healing.CREATED}):
                 log.info("%s: already deleted or never created", ref)
 
@@ -225,10 +255,18 @@ class _PolicyAction(registry.Action[Any]):
         conn = connection.from_context(ctx)
         bodies = mutation.undo.data.get("bodies") or []
         assert isinstance(bodies, Sequence)
+        snaps: dict[str, mutations.JsonValue] = {}
         for body in bodies:
             if isinstance(body, Mapping):
-                create_policy(conn, body, run_id=str(ctx.run_id))
-        return None
+                found = create_policy(conn, body, run_id=str(ctx.run_id))
+                snap = healing.snapshot(found, key=healing.CREATED)
+                if snap is not None:
+                    snaps[objects.ref_of(found, kind="networkpolicy").key] = snap
+        if not snaps:
+            return None
+        return mutations.UndoToken(
+            action=mutation.undo.action, data={**mutation.undo.data, CREATED_KEY: snaps}
+        )
 
     def _planned(
         self,

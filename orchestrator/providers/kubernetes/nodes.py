@@ -14,7 +14,7 @@ Invariants:
   before it is deleted, and its undo recreates it. The node's own drain never evicts an
   unowned pod, nor a pod in a namespace its plan did not name (both are logged).
 - Plans read each node and list its pods in bulk over many nodes (`listing`: nodes once,
-  pods once, grouped by node), one by one over a few.
+  pods once, paginated, kept as slim facts and indexed by node), one by one over a few.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from scenarios import quantities
 log = logging.getLogger(__name__)
 
 NODE_KINDS = frozenset({"node"})
-MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+MIRROR_ANNOTATION = listing.MIRROR_ANNOTATION
 POLL_MIN_S = 0.05
 POLL_MAX_S = 2.0
 
@@ -58,8 +58,9 @@ def cordon(
     *,
     ctx: registry.ProviderContext,
     step: str,
-) -> bool:
-    """Make the node unschedulable; True if this step did (now or on an earlier attempt)."""
+) -> tuple[bool, connection.KubeObject]:
+    """Make the node unschedulable; (True if this step did, now or on an earlier attempt;
+    the node as it is afterwards)."""
     ours = False
 
     def change(node: connection.KubeObject) -> dict[str, Any] | None:
@@ -82,9 +83,10 @@ def cordon(
             ),
         }
 
-    if objects.update(conn, ref, change) is None:
+    after = objects.update(conn, ref, change)
+    if after is None:
         raise errors.ProviderPermanent(f"{ref}: the node does not exist (was it removed?)")
-    return ours
+    return ours, after
 
 
 class CordonAction(acting.MarkedAction[acting.NoParams]):
@@ -111,7 +113,7 @@ class CordonAction(acting.MarkedAction[acting.NoParams]):
         nodes = listing.nodes_named(ctx, conn, refs)
         planned = []
         for ref in refs:
-            before = _unschedulable(nodes[ref.name])
+            before = nodes[ref.name].unschedulable
             planned.append(
                 mutations.PlannedMutation(
                     step="",
@@ -135,8 +137,10 @@ class CordonAction(acting.MarkedAction[acting.NoParams]):
         self, ctx: registry.ProviderContext, *, mutation: mutations.PlannedMutation
     ) -> mutations.UndoToken | None:
         conn = connection.from_context(ctx)
-        ours = cordon(conn, mutation.target, ctx=ctx, step=mutation.step)
-        return acting.refined(_stepped(mutation), entry=healing.CORDON if ours else None)
+        ours, after = cordon(conn, mutation.target, ctx=ctx, step=mutation.step)
+        return acting.applied(
+            _stepped(mutation), entry=healing.CORDON if ours else None, after=after
+        )
 
 
 def _stepped(mutation: mutations.PlannedMutation) -> mutations.UndoToken:
@@ -166,17 +170,6 @@ def _pod_ref(pod: Mapping[str, Any]) -> mutations.TargetRef:
     return objects.ref_of(pod, kind="pod")
 
 
-def _is_own_pod(ctx: registry.ProviderContext, pod: Mapping[str, Any]) -> bool:
-    me = ctx.environment.spec.orchestrator
-    meta = pod.get("metadata") or {}
-    return bool(
-        me is not None
-        and me.pod_name
-        and meta.get("name") == me.pod_name
-        and (me.namespace is None or meta.get("namespace") == me.namespace)
-    )
-
-
 def pods_to_evict(
     conn: connection.KubeConnection,
     node: str,
@@ -185,12 +178,13 @@ def pods_to_evict(
     ignore_daemon_sets: bool,
 ) -> list[connection.KubeObject]:
     """The pods a drain of `node` must remove (see the module docstring for what is skipped)."""
-    answer = conn.call(
+    found = listing.all_objects(
+        conn,
         f"pods on node {node}",
         conn.core.list_pod_for_all_namespaces,
         field_selector=f"spec.nodeName={node}",
     )
-    return evictable(objects.items(answer), node, ctx=ctx, ignore_daemon_sets=ignore_daemon_sets)
+    return evictable(found, node, ctx=ctx, ignore_daemon_sets=ignore_daemon_sets)
 
 
 def evictable(
@@ -200,39 +194,71 @@ def evictable(
     ctx: registry.ProviderContext,
     ignore_daemon_sets: bool,
 ) -> list[connection.KubeObject]:
-    """Of `pods` (those bound to `node`), the ones a drain must remove."""
-    chosen = []
-    for pod in pods:
-        meta = pod.get("metadata") or {}
-        where = f"pod {meta.get('namespace')}/{meta.get('name')}"
-        if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
-            continue
-        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            continue
-        if _is_own_pod(ctx, pod):
-            log.warning("drain of %s leaves %s alone: it is the orchestrator itself", node, where)
-            continue
-        if _owner_kind(pod) == "DaemonSet":
-            if ignore_daemon_sets:
-                continue
-            raise kube_errors.DrainFailed(
-                f"node {node}: {where} belongs to a DaemonSet and would come straight back;"
-                " set 'ignoreDaemonSets: true' to drain anyway"
-            )
-        chosen.append(pod)
-    return chosen
+    """Of `pods` (those bound to `node`, as the API wrote them), the ones a drain must remove."""
+    return [
+        pod
+        for pod in pods
+        if _must_evict(listing.pod_facts(pod), node, ctx=ctx, ignore_daemon_sets=ignore_daemon_sets)
+    ]
+
+
+def evictable_facts(
+    pods: Sequence[listing.PodFacts],
+    node: str,
+    *,
+    ctx: registry.ProviderContext,
+    ignore_daemon_sets: bool,
+) -> list[listing.PodFacts]:
+    """Of `pods` (the facts of those bound to `node`), the ones a drain must remove."""
+    return [
+        pod
+        for pod in pods
+        if _must_evict(pod, node, ctx=ctx, ignore_daemon_sets=ignore_daemon_sets)
+    ]
+
+
+def _must_evict(
+    pod: listing.PodFacts,
+    node: str,
+    *,
+    ctx: registry.ProviderContext,
+    ignore_daemon_sets: bool,
+) -> bool:
+    """Whether a drain of `node` removes `pod` (mirror, finished, own pods stay; DaemonSet
+    pods stay, or refuse the drain, per `ignore_daemon_sets`)."""
+    if pod.mirror or pod.phase in ("Succeeded", "Failed"):
+        return False
+    me = ctx.environment.spec.orchestrator
+    if (
+        me is not None
+        and me.pod_name
+        and pod.name == me.pod_name
+        and (me.namespace is None or pod.namespace == me.namespace)
+    ):
+        log.warning(
+            "drain of %s leaves pod %s alone: it is the orchestrator itself", node, pod.path
+        )
+        return False
+    if pod.owner == "DaemonSet":
+        if ignore_daemon_sets:
+            return False
+        raise kube_errors.DrainFailed(
+            f"node {node}: pod {pod.path} belongs to a DaemonSet and would come straight back;"
+            " set 'ignoreDaemonSets: true' to drain anyway"
+        )
+    return True
 
 
 MANIFEST_METADATA = ("name", "namespace", "labels", "annotations")
 """What of a pod's metadata its recreation keeps (uid, resourceVersion… are the server's)."""
 
 
-def _touch(pod: Mapping[str, Any]) -> dict[str, mutations.JsonValue]:
+def _touch(pod: listing.PodFacts) -> dict[str, mutations.JsonValue]:
     """A pod the drain evicts, as the guardrails read it: its ref, labels and owner."""
     touched: dict[str, mutations.JsonValue] = {
-        **_pod_ref(pod).to_json(),
-        "labels": {str(k): str(v) for k, v in objects.labels_of(pod).items()},
-        "owner": _owner_kind(pod),
+        **pod.ref.to_json(),
+        "labels": dict(pod.labels),
+        "owner": pod.owner,
     }
     return touched
 
@@ -254,8 +280,8 @@ def manifest_of(pod: Mapping[str, Any]) -> dict[str, mutations.JsonValue]:
     )
 
 
-def _unowned_refusal(node: str, pod: Mapping[str, Any]) -> dict[str, mutations.JsonValue]:
-    where = "/".join(str(p) for p in (_pod_ref(pod).namespace, _pod_ref(pod).name))
+def _unowned_refusal(node: str, pod: listing.PodFacts) -> dict[str, mutations.JsonValue]:
+    where = pod.path
     return {
         "rule": "unowned-pods",
         "subject": f"pod {where}",
@@ -436,14 +462,14 @@ class DrainAction(acting.MarkedAction[DrainParams]):
         planned = []
         unowned: list[mutations.PlannedMutation] = []
         for ref in refs:
-            before = _unschedulable(nodes[ref.name])
-            pods = evictable(
+            before = nodes[ref.name].unschedulable
+            pods = evictable_facts(
                 on_node[ref.name], ref.name, ctx=ctx, ignore_daemon_sets=params.ignore_daemon_sets
             )
-            bare = [p for p in pods if _owner_kind(p) is None]
+            bare = [p for p in pods if p.owner is None]
             pre_state: dict[str, mutations.JsonValue] = {
                 "unschedulable": before,
-                "pods": _pod_names(pods),
+                "pods": [p.path for p in pods],
                 "touches": [_touch(p) for p in pods],
             }
             if bare and not params.delete_unowned_pods:
@@ -473,14 +499,16 @@ class DrainAction(acting.MarkedAction[DrainParams]):
         self,
         ctx: registry.ProviderContext,
         node: str,
-        pods: Sequence[connection.KubeObject],
+        pods: Sequence[listing.PodFacts],
         *,
         params: DrainParams,
     ) -> list[mutations.PlannedMutation]:
         """One mutation per unowned pod: delete it; the undo holds its whole manifest."""
         found = []
         for pod in pods:
-            ref = _pod_ref(pod)
+            ref = pod.ref
+            if pod.bare is None:  # a listing keeps the object of every unowned pod
+                raise errors.ProviderPermanent(f"{ref}: no manifest was kept for it; plan again")
             found.append(
                 mutations.PlannedMutation(
                     step="",
@@ -494,7 +522,7 @@ class DrainAction(acting.MarkedAction[DrainParams]):
                         run_id=str(ctx.run_id),
                         step="",
                         entry=None,
-                        manifest=manifest_of(pod),
+                        manifest=manifest_of(pod.bare),
                     ),
                 )
             )
@@ -515,7 +543,7 @@ class DrainAction(acting.MarkedAction[DrainParams]):
         if mutation.target.kind == "pod":
             delete_unowned(conn, mutation.target, ctx=ctx, params=params)
             return _stepped(mutation)
-        ours = cordon(conn, mutation.target, ctx=ctx, step=mutation.step)
+        ours, after = cordon(conn, mutation.target, ctx=ctx, step=mutation.step)
         try:
             evicted = drain(
                 conn,
@@ -537,8 +565,11 @@ class DrainAction(acting.MarkedAction[DrainParams]):
                     step=mutation.step,
                 )
             raise
-        return acting.refined(
-            _stepped(mutation), entry=healing.CORDON if ours else None, evicted=evicted
+        return acting.applied(
+            _stepped(mutation),
+            entry=healing.CORDON if ours else None,
+            after=after,  # evictions change none of what the snapshot keeps
+            evicted=evicted,
         )
 
 
@@ -657,7 +688,7 @@ class TaintAction(acting.MarkedAction[TaintParams]):
         nodes = listing.nodes_named(ctx, conn, refs)
         planned = []
         for ref in refs:
-            taints = _taints(nodes[ref.name])
+            taints = [dict(t) for t in nodes[ref.name].taints]
             present = any(healing.same_taint(t, ours) for t in taints)
             planned.append(
                 mutations.PlannedMutation(
@@ -715,6 +746,7 @@ class TaintAction(acting.MarkedAction[TaintParams]):
                 ),
             }
 
-        if objects.update(conn, mutation.target, change) is None:
+        after = objects.update(conn, mutation.target, change)
+        if after is None:
             raise errors.ProviderPermanent(f"{mutation.target}: the node does not exist")
-        return acting.refined(_stepped(mutation), entry=key if added else None)
+        return acting.applied(_stepped(mutation), entry=key if added else None, after=after)

@@ -5,7 +5,12 @@ Invariants:
   so a concurrent change answers 409 and the change is recomputed from a fresh read (a few
   times, then `kube_errors.Conflict`, which is retryable). A caller that has just read the
   object passes it (`current=`) to save the first read; the precondition still guards it.
-- Patches are JSON merge patches (`null` removes a key; lists are replaced whole).
+- Patches are JSON merge patches (`null` removes a key; lists are replaced whole), except
+  `json_patch`: a JSON Patch (RFC 6902) whose `test` operations make it a conditional write
+  in one request. The server applies all of it or none; it refuses it with 422 when an
+  operation cannot be applied (a test fails, a path is missing), which is `PatchRefused`.
+- `delete_exact` deletes with uid and resourceVersion preconditions in one request; a failed
+  precondition (409) answers None rather than being looked into.
 - `object_state` is the object minus what the server changes by itself (resourceVersion,
   managedFields, generation, observedGeneration, status timestamps), with empty label and
   annotation maps dropped (the API server omits them): before/after comparisons are exact.
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from orchestrator import errors, mutations
@@ -25,6 +30,8 @@ from orchestrator.providers.kubernetes import errors as kube_errors
 log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+UNPROCESSABLE = 422
 UPDATE_ATTEMPTS = 6
 KubeObject = connection.KubeObject
 
@@ -91,6 +98,76 @@ def patch(
         _content_type=MERGE_PATCH,
     )
     return result
+
+
+class PatchRefused(errors.ProviderPermanent):
+    """The API server would not apply a JSON Patch (422): a `test` failed or a path is gone.
+
+    The server says no more than that (its message names neither), and nothing was changed.
+    """
+
+
+def _status_code(exc: BaseException) -> int | None:
+    """The HTTP status of the SDK error `connection.call` translated into `exc`."""
+    status = getattr(exc.__cause__, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def json_patch(
+    conn: connection.KubeConnection,
+    ref: mutations.TargetRef,
+    operations: Sequence[Mapping[str, Any]],
+) -> KubeObject | None:
+    """Apply a JSON Patch in one request: the object as written, None if it does not exist.
+
+    `PatchRefused` when the server refuses it (a `test` failed: nothing was changed).
+    """
+    api, spec = _api(conn, ref)
+    try:
+        result: KubeObject = conn.call(
+            str(ref),
+            getattr(api, f"patch_{spec.stem}"),
+            *_args(spec, ref),
+            [dict(op) for op in operations],
+            _content_type=JSON_PATCH,
+        )
+    except kube_errors.NotFound:
+        return None
+    except errors.ProviderPermanent as exc:
+        if _status_code(exc) == UNPROCESSABLE:
+            raise PatchRefused(
+                f"{ref}: the API server refused the conditional patch (a test failed): {exc}"
+            ) from exc
+        raise
+    return result
+
+
+def delete_exact(
+    conn: connection.KubeConnection,
+    ref: mutations.TargetRef,
+    *,
+    uid: str,
+    resource_version: str | None = None,
+) -> bool | None:
+    """Delete this incarnation (`uid`), unchanged since `resource_version` when given, in one
+    request: True deleted, False already gone, None a precondition failed (409: replaced or
+    changed since; the caller looks into it)."""
+    api, spec = _api(conn, ref)
+    preconditions = {"uid": uid}
+    if resource_version:
+        preconditions["resourceVersion"] = resource_version
+    try:
+        conn.call(
+            str(ref),
+            getattr(api, f"delete_{spec.stem}"),
+            *_args(spec, ref),
+            body={"preconditions": preconditions},
+        )
+    except kube_errors.NotFound:
+        return False
+    except kube_errors.Conflict:
+        return None
+    return True
 
 
 def delete(

@@ -132,12 +132,13 @@ class RevokeSubjectAction(acting.MarkedAction[acting.NoParams]):
                 ),
             }
 
-        if objects.update(conn, mutation.target, change) is None:
+        after = objects.update(conn, mutation.target, change)
+        if after is None:
             log.info("%s is gone; nothing to revoke there", mutation.target)
-        return mutations.UndoToken(
-            action=mutation.undo.action,
-            data={**mutation.undo.data, "step": mutation.step, "entry": key if ours else None},
+        stepped = mutations.UndoToken(
+            action=mutation.undo.action, data={**mutation.undo.data, "step": mutation.step}
         )
+        return acting.applied(stepped, entry=key if ours else None, after=after)
 
 
 def targets_subject(ref: mutations.TargetRef) -> targets.Subject:

@@ -8,9 +8,11 @@ Invariants:
   they are listed in `excluded` with the reason.
 - Service hints: for nodes, one per (namespace, pod labels) of the pods running there, with
   the node's zone; for pods and workloads, their (template) labels.
-- Each kind is listed once per resolve (label selectors matched client-side; only field
-  selectors go to the server); nodes and pods through `listing`, which shares them within a
-  dry-run planning pass and lists all pods at most once for node hints.
+- Each kind is listed once per resolve, paginated. Nodes and pods go through `listing`
+  (slim facts, shared within a dry-run planning pass, all pods listed at most once for node
+  hints): a pod target's labels and fields are selected by the server unless the pass
+  already holds the namespace's pods; a node target's labels are matched on the pass's node
+  listing (which the node count, its population, needs anyway), its fields by the server.
 - Namespace opt-in: a namespace takes drills only when labelled
   `stormdrill.dev/allow-drills=true` (`opted_out_namespaces` lists the others).
 - A subject target's `namespaces:` is carried on its selection (`Selection.namespaces`):
@@ -20,8 +22,8 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from orchestrator import errors, mutations, registry
 from orchestrator import targets as selections
@@ -38,7 +40,7 @@ SUBJECT_KINDS = {"user": "User", "group": "Group", "serviceaccount": "ServiceAcc
 
 
 def label_selector(labels: Mapping[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return listing.label_selector(labels)
 
 
 def field_selector(fields: Mapping[str, str]) -> str:
@@ -131,6 +133,49 @@ def subject_of_ref(ref: mutations.TargetRef) -> Subject:
     raise errors.ProviderPermanent(f"{ref} is not an RBAC subject, person or team")
 
 
+_Named = TypeVar("_Named")
+
+
+def _name(item: listing.NodeFacts | listing.PodFacts) -> str:
+    return item.name
+
+
+def _named(
+    found: Iterable[_Named], target: models.Target, name_of: Callable[[_Named], str]
+) -> list[_Named]:
+    """Of `found`, those `target.selector.names` names (all when it names none)."""
+    if not target.selector.names:
+        return list(found)
+    wanted = set(target.selector.names)
+    return [item for item in found if name_of(item) in wanted]
+
+
+class _Hints:
+    """Service hints in first-seen order, one per (namespace, label map, zone) built once.
+
+    Pods of one workload share one interned label map (`listing`), so 50,000 pods make a few
+    hundred hints, not 50,000 (the selection de-duplicates equal hints as before)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str | None, int, str | None], selections.ServiceHint] = {}
+        self._keep: list[listing.Labels] = []  # keeps each id() above alive and unique
+
+    def add(self, namespace: str | None, labels: listing.Labels, zone: str | None) -> None:
+        key = (namespace, id(labels), zone)
+        if key not in self._seen:
+            self._keep.append(labels)
+            self._seen[key] = selections.ServiceHint.of(
+                provider=connection.PROVIDER,
+                namespace=namespace,
+                labels=stable_labels(labels),
+                zone=zone,
+            )
+
+    @property
+    def found(self) -> list[selections.ServiceHint]:
+        return list(self._seen.values())
+
+
 class KubernetesResolver(registry.TargetResolver):
     """Resolves kubernetes targets of every kind this provider knows."""
 
@@ -167,40 +212,27 @@ class KubernetesResolver(registry.TargetResolver):
         target: models.Target,
         namespace: str | None = None,
     ) -> tuple[list[connection.KubeObject], int]:
-        """(selected objects, population) for `target`'s selector."""
+        """(selected objects, population) for `target`'s selector (kinds a cluster has few of:
+        one paginated list, labels matched client-side, fields by the server)."""
         args = (namespace,) if namespace is not None else ()
-        population = objects.items(conn.call(what, method, *args))
-        return KubernetesResolver._select(
-            conn, what=what, method=method, target=target, population=population, args=args
-        )
-
-    @staticmethod
-    def _select(
-        conn: connection.KubeConnection,
-        *,
-        what: str,
-        method: Any,
-        target: models.Target,
-        population: list[connection.KubeObject],
-        args: tuple[str, ...] = (),
-    ) -> tuple[list[connection.KubeObject], int]:
-        """(selected objects, population): labels matched client-side, fields by the server."""
+        population = listing.all_objects(conn, what, method, *args)
         if target.selector.fields:
-            selected = objects.items(
-                conn.call(
-                    what,
-                    method,
-                    *args,
-                    label_selector=label_selector(target.selector.labels) or None,
-                    field_selector=field_selector(target.selector.fields),
-                )
+            selected = listing.all_objects(
+                conn,
+                what,
+                method,
+                *args,
+                label_selector=label_selector(target.selector.labels) or None,
+                field_selector=field_selector(target.selector.fields),
             )
         else:
-            selected = listing.matching(population, target.selector.labels)
-        if target.selector.names:
-            wanted = set(target.selector.names)
-            selected = [o for o in selected if objects.name_of(o) in wanted]
-        return sorted(selected, key=objects.name_of), len(population)
+            wanted = tuple(target.selector.labels.items())
+            selected = [
+                o for o in population if all(objects.labels_of(o).get(k) == v for k, v in wanted)
+            ]
+        return sorted(_named(selected, target, objects.name_of), key=objects.name_of), len(
+            population
+        )
 
     @staticmethod
     def _namespace(target: models.Target, name: str) -> str:
@@ -241,41 +273,37 @@ class KubernetesResolver(registry.TargetResolver):
         name: str,
         target: models.Target,
     ) -> selections.Selection:
-        selected, population = self._select(
-            conn,
-            what="nodes",
-            method=conn.core.list_node,
-            target=target,
-            population=listing.all_nodes(ctx, conn),
-        )
+        everyone = listing.all_nodes(ctx, conn)
+        if target.selector.fields:
+            chosen = listing.list_nodes(
+                conn,
+                label_selector=label_selector(target.selector.labels) or None,
+                field_selector=field_selector(target.selector.fields),
+            )
+        else:
+            chosen = listing.matching(everyone, target.selector.labels)
+        selected = sorted(_named(chosen, target, _name), key=_name)
         me = ctx.environment.spec.orchestrator
         own_node = me.node_name if me is not None else None
         refs: list[mutations.TargetRef] = []
         excluded: list[tuple[mutations.TargetRef, str]] = []
         zones: dict[str, str | None] = {}
         for node in selected:
-            ref = objects.ref_of(node, kind="node")
+            ref = node.ref
             if own_node and ref.name == own_node:
                 excluded.append(
                     (ref, "the orchestrator runs on this node (spec.orchestrator.nodeName)")
                 )
                 continue
             refs.append(ref)
-            zones[ref.name] = objects.labels_of(node).get(ZONE_LABEL)
-        hints: list[selections.ServiceHint] = []
+            zones[ref.name] = node.labels.get(ZONE_LABEL)
+        hints = _Hints()
         on_node = listing.pods_on_nodes(ctx, conn, [ref.name for ref in refs]) if refs else {}
         for node_name, pods in on_node.items():
             for pod in pods:
-                hints.append(
-                    selections.ServiceHint.of(
-                        provider=connection.PROVIDER,
-                        namespace=(pod.get("metadata") or {}).get("namespace"),
-                        labels=stable_labels(objects.labels_of(pod)),
-                        zone=zones[node_name],
-                    )
-                )
+                hints.add(pod.namespace, pod.labels, zones[node_name])
         return self._selection(
-            name, target, refs, population=population, hints=hints, excluded=excluded
+            name, target, refs, population=len(everyone), hints=hints.found, excluded=excluded
         )
 
     def _pods(
@@ -287,28 +315,25 @@ class KubernetesResolver(registry.TargetResolver):
         target: models.Target,
     ) -> selections.Selection:
         namespace = self._namespace(target, name)
-        selected, population = self._select(
+        chosen, population = listing.selected_pods(
+            ctx,
             conn,
-            what=f"pods in {namespace}",
-            method=conn.core.list_namespaced_pod,
-            target=target,
-            population=listing.namespace_pods(ctx, conn, namespace),
-            args=(namespace,),
+            namespace,
+            labels=target.selector.labels,
+            fields=field_selector(target.selector.fields),
         )
+        selected = sorted(_named(chosen, target, _name), key=_name)
         me = ctx.environment.spec.orchestrator
         zones = (
-            {
-                objects.name_of(n): objects.labels_of(n).get(ZONE_LABEL)
-                for n in listing.all_nodes(ctx, conn)
-            }
+            {node.name: node.labels.get(ZONE_LABEL) for node in listing.all_nodes(ctx, conn)}
             if selected
             else {}
         )
         refs: list[mutations.TargetRef] = []
         excluded: list[tuple[mutations.TargetRef, str]] = []
-        hints: list[selections.ServiceHint] = []
+        hints = _Hints()
         for pod in selected:
-            ref = objects.ref_of(pod, kind="pod")
+            ref = pod.ref
             if (
                 me is not None
                 and me.pod_name == ref.name
@@ -317,16 +342,9 @@ class KubernetesResolver(registry.TargetResolver):
                 excluded.append((ref, "this is the orchestrator's own pod (spec.orchestrator)"))
                 continue
             refs.append(ref)
-            hints.append(
-                selections.ServiceHint.of(
-                    provider=connection.PROVIDER,
-                    namespace=namespace,
-                    labels=stable_labels(objects.labels_of(pod)),
-                    zone=zones.get(str((pod.get("spec") or {}).get("nodeName"))),
-                )
-            )
+            hints.add(namespace, pod.labels, zones.get(str(pod.node)))
         return self._selection(
-            name, target, refs, population=population, hints=hints, excluded=excluded
+            name, target, refs, population=population, hints=hints.found, excluded=excluded
         )
 
     def _workloads(

@@ -5,7 +5,9 @@ Invariants:
   recreated under the same name is left alone. It is `revertible=False`, so scenarios must say
   `rollback: none` with `irreversible: <why>` (scenarios/linting.py).
 - `kubernetes.deployment.scale` writes its marker (with the replica count it saw) before it
-  scales, and restores that count through the scale subresource before removing the marker.
+  scales. Its undo restores that count and removes the marker in one JSON Patch of the
+  workload's spec.replicas (`healing.heal_at_once`); when the object is not as the apply left
+  it, through the scale subresource before removing the marker (`healing.heal`).
 """
 
 from __future__ import annotations
@@ -216,16 +218,15 @@ class ScaleAction(acting.MarkedAction[ScaleParams]):
                 )
             }
 
-        if objects.update(conn, mutation.target, change) is None:
+        marked = objects.update(conn, mutation.target, change)
+        if marked is None:
             raise errors.ProviderPermanent(f"{mutation.target}: it does not exist")
         if (ours or seen != wanted) and not objects.set_replicas(conn, mutation.target, wanted):
             raise errors.ProviderPermanent(f"{mutation.target}: it disappeared while scaling")
-        return mutations.UndoToken(
-            action=mutation.undo.action,
-            data={
-                **mutation.undo.data,
-                "step": mutation.step,
-                "entry": healing.SCALE if ours else None,
-                "replicas": seen,
-            },
+        stepped = mutations.UndoToken(
+            action=mutation.undo.action, data={**mutation.undo.data, "step": mutation.step}
+        )
+        # Scaling changes spec.replicas only, none of what the snapshot keeps of `marked`.
+        return acting.applied(
+            stepped, entry=healing.SCALE if ours else None, after=marked, replicas=seen
         )
