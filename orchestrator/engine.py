@@ -84,6 +84,7 @@ class EngineConfig:
     """Tunables of a run; durations are real-world seconds, shrunk by the time scale."""
 
     rollback_concurrency: int = 16
+    """Reverts at once, in all and per API server, when the Environment has no `spec.rollback`."""
     retry: retrying.RetryPolicy = dataclasses.field(default_factory=retrying.RetryPolicy)
     stability_window_s: float = 60.0
     recovery_timeout_s: float = 600.0
@@ -606,13 +607,17 @@ class _Driver:
         self.move(_S.ROLLING_BACK, reason=reason, ending=ending)
         if self.observer is not None:
             self.observer.pause()
+        limits = rollback.Limits.of_environment(
+            self.ctx.environment, default=self.config.rollback_concurrency
+        )
         outcome = rollback.revert_run(
             store=self.store,
             reg=self.engine.registry,
             ctx=self.ctx,
             run_id=self.run.id,
             retry=self.config.retry,
-            concurrency=self.config.rollback_concurrency,
+            concurrency=limits.total,
+            per_provider=limits.per_provider,
             listener=self.listener,  # live view only: revert_run journals the timeline itself
         )
         explicit_failed = self._explicit_rollback_steps()

@@ -2,8 +2,9 @@
 
 Every error here derives from `scenarios.errors.StormdrillError` through
 `OrchestratorError`. Provider code wraps SDK errors at its edge into
-`ProviderRetryable` (try again, maybe after `delay` seconds) or `ProviderPermanent`
-(trying again will not help); anything else escaping a provider is a bug.
+`ProviderRetryable` (try again, maybe after `delay` seconds; with `retry_after_s`, the
+server throttles everyone and its callers pause) or `ProviderPermanent` (trying again will
+not help); anything else escaping a provider is a bug.
 """
 
 from __future__ import annotations
@@ -64,11 +65,19 @@ class ProviderError(OrchestratorError):
 
 
 class ProviderRetryable(ProviderError):
-    """A transient provider failure: try again, after `delay` seconds if the provider knows."""
+    """A transient provider failure: try again, after `delay` seconds if the provider knows.
 
-    def __init__(self, message: str, delay: float | None = None) -> None:
+    `retry_after_s` says the server is throttling every caller, not just this call (HTTP 429
+    with `Retry-After` from API Priority and Fairness, AWS throttling): whoever shares that
+    server (a rollback's pool) starts no new call on it for that long.
+    """
+
+    def __init__(
+        self, message: str, delay: float | None = None, *, retry_after_s: float | None = None
+    ) -> None:
         self.message = message
         self.delay = delay
+        self.retry_after_s = retry_after_s
         super().__init__(message)
 
 

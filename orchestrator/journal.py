@@ -3,9 +3,14 @@
 Invariants:
 - Every write commits before the method returns: an intent is on disk before the
   caller mutates anything (SQLite: WAL + synchronous=FULL; PostgreSQL: committed
-  transaction). Entry-state changes made at the same moment by several threads (a
-  concurrent rollback marking entries reverted) share one transaction (group commit):
-  each caller still returns only once the transaction holding its change has committed.
+  transaction). A write of one statement (an intent, one mark, one event) commits on its
+  own (autocommit: one round trip, durable when the statement returns).
+- Entry-state changes made at the same moment by several threads (a concurrent rollback
+  marking entries reverted) share one transaction (group commit): the first caller to find
+  no write in flight writes every queued mark, one `UPDATE ... WHERE seq IN (...) RETURNING`
+  per group of identical changes, plus the timeline events the marks carry (`Timeline`), so a
+  mark and its events are durable together or not at all. Each caller returns only once the
+  transaction holding its change has committed.
 - Entries are append-only; only their state (intended -> applied | apply_failed |
   skipped | reverted | revert_failed; applied/revert_failed -> reverted |
   revert_failed) and attempts/error change, each change checked against the state
@@ -13,7 +18,8 @@ Invariants:
 - Runs are saved optimistically: `save_run` only writes if the stored state is the
   one the caller moved from, so two processes can never both move one run.
 - Several processes may share one store: SQLite writers take the database lock up
-  front (BEGIN IMMEDIATE) and wait on it (busy_timeout); target locks are rows with
+  front (BEGIN IMMEDIATE, or the one autocommit statement, which takes it as it starts)
+  and wait on it (busy_timeout); target locks are rows with
   a unique key, acquired all-or-nothing in sorted order (no deadlocks).
 - All timestamps are timezone-aware UTC.
 - Nothing a person reads is written with a secret in it: run records, reasons, event
@@ -27,12 +33,15 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,7 +65,13 @@ Clock = Callable[[], datetime]
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_CONNECT_TIMEOUT_S = 10
 """A PostgreSQL host that never answers is reported after this long (unless the URL says)."""
+PING_AFTER_IDLE_S = 1.0
+"""A pooled PostgreSQL connection unused this long is pinged before it is used again."""
+MAX_SEQS_PER_STATEMENT = 500
+"""A group of marks larger than this is written with several UPDATEs (bound-parameter limits)."""
+_IDLE_SINCE = "stormdrill_idle_since"
 _SCHEMA_LOCK_ID = 0x5707_D111  # pg_advisory_xact_lock key serialising table creation
+_AUTOCOMMIT = "stormdrill_autocommit"
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
@@ -194,6 +209,29 @@ class Event:
     data: Mapping[str, mutations.JsonValue]
 
 
+@dataclass(frozen=True)
+class Timeline:
+    """Events of one run to write in the same transaction as an entry's mark (all or none).
+
+    A rollback passes each revert's "reverting" and "reverted" lines with its mark, so the
+    timeline never says more (or less) than the entry's durable state.
+    """
+
+    run_id: states.RunId
+    events: Sequence[NewEvent]
+
+
+@dataclass(frozen=True)
+class _PendingEvent:
+    """A timeline event, redacted, waiting for its mark's transaction (`at` None: then)."""
+
+    run_id: states.RunId
+    kind: str
+    message: str
+    data: dict[str, mutations.JsonValue]
+    at: datetime | None
+
+
 @dataclass
 class _Mark:
     """One entry-state change waiting for its (possibly shared) transaction."""
@@ -203,10 +241,17 @@ class _Mark:
     error: str | None
     add_attempts: int
     extra: Mapping[str, Any]
+    events: Sequence[_PendingEvent] = ()
     done: bool = False
-    rowcount: int = 0
     row: Row[Any] | None = None
-    failure: Exception | None = None
+    moved: bool = False
+    """The UPDATE matched (the entry was in an allowed state); `row` is then its new state."""
+    failure: BaseException | None = None
+
+    def group(self) -> tuple[str, str | None, int, str]:
+        """Marks of one group write identical values: one UPDATE covers them all."""
+        extra = json.dumps(self.extra, sort_keys=True, default=str) if self.extra else ""
+        return (self.to.value, self.error, self.add_attempts, extra)
 
 
 @dataclass(frozen=True)
@@ -249,10 +294,12 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def open_store(url: str, *, clock: Clock | None = None) -> Journal:
+def open_store(url: str, *, clock: Clock | None = None, create_tables: bool = True) -> Journal:
     """Connect to the journal at `url`, creating its tables if missing.
 
-    `sqlite:///path/to/journal.db` or `postgresql+psycopg://user@host/db`.
+    `sqlite:///path/to/journal.db` or `postgresql+psycopg://user@host/db`. With
+    `create_tables=False` it only checks the store answers: the application's opener
+    (`drills.store`) leaves the schema to its Alembic migrations (`drills.service.schema`).
     """
     url = normalise_url(url)
     try:
@@ -266,7 +313,11 @@ def open_store(url: str, *, clock: Clock | None = None) -> Journal:
         ) from exc
     store = Journal(engine, clock=clock or _utcnow)
     try:
-        store.create_tables()
+        if create_tables:
+            store.create_tables()
+        else:
+            with engine.connect():
+                pass
     except sa.exc.OperationalError as exc:
         engine.dispose()
         raise errors.StoreUnreachable(
@@ -298,9 +349,38 @@ def _create_engine(url: str) -> Engine:
     connect_args: dict[str, object] = {}
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
-    return sa.create_engine(
-        parsed, pool_pre_ping=True, pool_size=8, max_overflow=24, connect_args=connect_args
-    )
+    engine = sa.create_engine(parsed, pool_size=8, max_overflow=24, connect_args=connect_args)
+    _ping_when_idle(engine, idle_s=PING_AFTER_IDLE_S)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, *, idle_s: float) -> None:
+    """Check a pooled connection still answers before use, if it sat unused `idle_s` or more.
+
+    What `pool_pre_ping` does, without its extra round trip on every checkout: a connection
+    returned moments ago (a rollback or a drill writing back to back) was alive then. One that
+    answers no more is dropped and the pool connects afresh (SQLAlchemy retries checkout on
+    `DisconnectionError`), so a restarted server costs no error.
+    """
+
+    @sa.event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < idle_s:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+            dbapi_connection.rollback()
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
 
 def _private_sqlite_file(path: Path) -> None:
@@ -342,7 +422,10 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         # Writers take the lock at BEGIN, so a read-then-write transaction never
         # deadlocks on lock upgrade; readers use a plain (deferred) BEGIN.
-        immediate = conn.get_execution_options().get("stormdrill_write", False)
+        options = conn.get_execution_options()
+        if options.get(_AUTOCOMMIT, False):
+            return  # one statement, committed on its own (see `Journal._statement`)
+        immediate = options.get("stormdrill_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -354,9 +437,10 @@ class Journal:
         self._clock = clock
         self._redactor = secrets.Redactor()
         self._fingerprints: dict[states.RunId, secrets.Fingerprints | None] = {}
-        self._marks: list[_Mark] = []
-        self._marks_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
+        self._marks_lock = threading.Lock()  # guards the fingerprint cache
+        self._queued: list[_Mark] = []
+        self._queue = threading.Condition(threading.Lock())
+        self._leading = False  # a caller is writing a batch of marks right now
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -367,6 +451,19 @@ class Journal:
     @property
     def dialect(self) -> str:
         return self._engine.dialect.name
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for Alembic migrations: `drills.service.schema`)."""
+        return self._engine
+
+    def transaction(self, *, write: bool = False) -> AbstractContextManager[Connection]:
+        """A connection inside one transaction, committed on exit, rolled back on error.
+
+        For the tables the application adds to `metadata` (approvals, tokens, audit…);
+        `write=True` takes SQLite's write lock at BEGIN, as the journal's own writes do.
+        """
+        return self._writing() if write else self._reading()
 
     @property
     def redactor(self) -> secrets.Redactor:
@@ -447,6 +544,21 @@ class Journal:
                 yield conn
 
     @contextmanager
+    def _statement(self) -> Iterator[Connection]:
+        """A connection whose one write statement commits on its own (autocommit).
+
+        Durable when the statement has returned every row: SQLite commits (and syncs the WAL)
+        as the statement completes, PostgreSQL before it reports ready. One round trip instead
+        of BEGIN, statement, COMMIT. Only for writes of exactly one statement.
+        """
+        with self._engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.execution_options(**{_AUTOCOMMIT: True})
+            else:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
+    @contextmanager
     def _reading(self) -> Iterator[Connection]:
         with self._engine.connect() as conn, conn.begin():
             yield conn
@@ -477,9 +589,17 @@ class Journal:
         states_in: Collection[states.RunState] | None = None,
         scenario: str | None = None,
         environment: str | None = None,
+        verdicts: Collection[states.Verdict] | None = None,
+        started_from: datetime | None = None,
+        started_before: datetime | None = None,
+        older_than: tuple[datetime, str] | None = None,
         limit: int | None = 100,
     ) -> list[states.Run]:
-        """Runs, newest first, optionally filtered."""
+        """Runs, newest first (started_at, then id), optionally filtered, in SQL.
+
+        `started_from` is inclusive, `started_before` exclusive; `older_than` is a keyset
+        cursor: only runs strictly after `(started_at, id)` in that order.
+        """
         query = runs_table.select()
         if states_in is not None:
             query = query.where(runs_table.c.state.in_([s.value for s in states_in]))
@@ -487,11 +607,49 @@ class Journal:
             query = query.where(runs_table.c.scenario == scenario)
         if environment is not None:
             query = query.where(runs_table.c.environment == environment)
+        if verdicts is not None:
+            query = query.where(runs_table.c.verdict.in_([v.value for v in verdicts]))
+        if started_from is not None:
+            query = query.where(runs_table.c.started_at >= started_from)
+        if started_before is not None:
+            query = query.where(runs_table.c.started_at < started_before)
+        if older_than is not None:
+            at, run_id = older_than
+            query = query.where(
+                sa.or_(
+                    runs_table.c.started_at < at,
+                    sa.and_(runs_table.c.started_at == at, runs_table.c.id < run_id),
+                )
+            )
         query = query.order_by(runs_table.c.started_at.desc(), runs_table.c.id.desc())
         if limit is not None:
             query = query.limit(limit)
         with self._reading() as conn:
             return [_run_from_row(row) for row in conn.execute(query)]
+
+    def run_ids(self, *, prefix: str | None = None, limit: int | None = None) -> list[states.RunId]:
+        """Run ids only (no records read), newest first; with `prefix`, those ids that start
+        with it or whose random part (after the last `-`) does."""
+        query = sa.select(runs_table.c.id)
+        if prefix is not None:
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(
+                sa.or_(
+                    runs_table.c.id.like(f"{escaped}%", escape="\\"),
+                    runs_table.c.id.like(f"%-{escaped}%", escape="\\"),
+                )
+            )
+        query = query.order_by(runs_table.c.started_at.desc(), runs_table.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self._reading() as conn:
+            return [states.RunId(row[0]) for row in conn.execute(query)]
+
+    def find_run(self, run_id: str) -> states.Run | None:
+        """The run with exactly this id, or None."""
+        with self._reading() as conn:
+            row = conn.execute(runs_table.select().where(runs_table.c.id == run_id)).first()
+        return None if row is None else _run_from_row(row)
 
     def runs_in_flight(self) -> list[states.Run]:
         """Runs not in a terminal state (including CRASHED), newest first."""
@@ -599,10 +757,8 @@ class Journal:
             "updated_at": now,
         }
         try:
-            with self._writing() as conn:
-                seq = conn.execute(
-                    journal_table.insert().values(**values).returning(journal_table.c.seq)
-                ).scalar_one()
+            with self._statement() as conn:
+                seq = conn.execute(_INSERT_ENTRY, values).scalar_one()
         except sa.exc.IntegrityError as exc:
             raise errors.JournalError(
                 f"cannot journal {mutation.action} on {mutation.target.key} for run {run_id}: "
@@ -639,15 +795,23 @@ class Journal:
         """The mutation was never attempted."""
         return self._mark(seq, _E.SKIPPED, error=reason)
 
-    def mark_reverted(self, seq: int, *, attempts: int = 1) -> mutations.JournalEntry:
-        """The mutation is undone (or never happened). Idempotent."""
-        return self._mark(seq, _E.REVERTED, error=None, add_attempts=attempts)
+    def mark_reverted(
+        self, seq: int, *, attempts: int = 1, timeline: Timeline | None = None
+    ) -> mutations.JournalEntry:
+        """The mutation is undone (or never happened). Idempotent.
+
+        `timeline`'s events are written in the same transaction as the mark, and only if the
+        mark is made: when this returns, both are durable; when it raises, neither was written.
+        """
+        return self._mark(seq, _E.REVERTED, error=None, add_attempts=attempts, timeline=timeline)
 
     def mark_revert_failed(
-        self, seq: int, *, error: str, attempts: int = 1
+        self, seq: int, *, error: str, attempts: int = 1, timeline: Timeline | None = None
     ) -> mutations.JournalEntry:
-        """The undo failed; the mutation may still be in effect."""
-        return self._mark(seq, _E.REVERT_FAILED, error=error, add_attempts=attempts)
+        """The undo failed; the mutation may still be in effect (`timeline`: as `mark_reverted`)."""
+        return self._mark(
+            seq, _E.REVERT_FAILED, error=error, add_attempts=attempts, timeline=timeline
+        )
 
     def _mark(
         self,
@@ -656,44 +820,94 @@ class Journal:
         *,
         error: str | None,
         add_attempts: int = 0,
+        timeline: Timeline | None = None,
         **extra: Any,
     ) -> mutations.JournalEntry:
         allowed = _ENTRY_MOVES[to]
         if error is not None:
             error = self._text(error)
-        mark = _Mark(seq=seq, to=to, error=error, add_attempts=add_attempts, extra=extra)
-        with self._marks_lock:
-            self._marks.append(mark)
-        # Group commit: whoever holds the commit lock writes every mark queued so far in one
-        # transaction; a caller whose mark a previous holder already committed just returns.
-        with self._commit_lock:
-            if not mark.done:
-                with self._marks_lock:
-                    batch, self._marks = self._marks, []
-                self._commit_marks(batch)
+        mark = _Mark(
+            seq=seq,
+            to=to,
+            error=error,
+            add_attempts=add_attempts,
+            extra=extra,
+            events=self._pending_events(timeline),
+        )
+        self._commit_together(mark)
         if mark.failure is not None:
             raise mark.failure
         row = mark.row
         if row is None:
             raise errors.JournalError(f"no journal entry #{seq} at {self.url}")
         entry = _entry_from_row(row)
-        if mark.rowcount != 1:
+        if not mark.moved:
             raise errors.JournalError(
                 f"journal entry {entry} is {entry.state.value}; it cannot be marked {to.value} "
                 f"(only from {', '.join(sorted(s.value for s in allowed))})"
             )
         return entry
 
+    @property
+    def pending_marks(self) -> int:
+        """Marks queued behind the batch being written now (what the next batch will hold)."""
+        with self._queue:
+            return len(self._queued)
+
+    def _pending_events(self, timeline: Timeline | None) -> tuple[_PendingEvent, ...]:
+        if timeline is None:
+            return ()
+        run_id = timeline.run_id
+        return tuple(
+            _PendingEvent(
+                run_id=run_id,
+                kind=event.kind,
+                message=self._text(event.message, run_id=run_id),
+                data=self._data(
+                    mutations.freeze_json(event.data, what=f"event {event.kind} data"),
+                    run_id=run_id,
+                ),
+                at=None if event.at is None else _aware(event.at, what=f"event {event.kind} time"),
+            )
+            for event in timeline.events
+        )
+
+    def _commit_together(self, mark: _Mark) -> None:
+        """Return once `mark` is committed (or failed), sharing a transaction with others.
+
+        Group commit: a caller that finds no batch being written writes every mark queued so
+        far (its own included); callers arriving meanwhile queue theirs and wait, and the first
+        of them still waiting when that batch is done writes the next one.
+        """
+        with self._queue:
+            self._queued.append(mark)
+            while not mark.done:
+                if self._leading:
+                    self._queue.wait()
+                    continue
+                self._leading = True
+                batch, self._queued = self._queued, []
+                self._queue.release()
+                try:
+                    self._commit_marks(batch)
+                finally:
+                    self._queue.acquire()
+                    self._leading = False
+                    self._queue.notify_all()
+
     def _commit_marks(self, batch: Sequence[_Mark]) -> None:
         """Write `batch` in one transaction; every mark ends done (with its row or failure).
 
         A batch whose connection was cut (the server restarted, `pg_terminate_backend`) is
         written once more on a fresh connection when every mark in it is idempotent (marking
-        reverted twice is harmless), so one dropped connection does not page a human.
+        reverted twice is harmless), so one dropped connection does not page a human; if the
+        cut came after the commit (the rows show this batch's changes), it is not written again,
+        so its events are not written twice.
         """
+        now = self._now()
         try:
             try:
-                self._write_marks(batch)
+                self._write_marks(batch, now=now)
             except sa.exc.DBAPIError as exc:
                 if not (
                     exc.connection_invalidated and all(m.to in _ENTRY_MOVES[m.to] for m in batch)
@@ -704,37 +918,86 @@ class Journal:
                     exc.orig,
                     len(batch),
                 )
-                self._write_marks(batch)
-        except Exception as exc:  # nothing of the batch is on disk: each caller raises it
+                for mark in batch:
+                    mark.row, mark.moved = None, False
+                if not self._landed(batch, now=now):
+                    self._write_marks(batch, now=now)
+        except BaseException as exc:  # nothing of the batch is on disk: each caller raises it
             for mark in batch:
                 mark.failure = exc
+            if not isinstance(exc, Exception):
+                raise
         finally:
             for mark in batch:
                 mark.done = True
 
-    def _write_marks(self, batch: Sequence[_Mark]) -> None:
-        now = self._now()
-        with self._writing() as conn:
-            for mark in batch:
-                allowed = _ENTRY_MOVES[mark.to]
-                result = conn.execute(
-                    journal_table.update()
-                    .where(
-                        journal_table.c.seq == mark.seq,
-                        journal_table.c.state.in_([s.value for s in allowed]),
-                    )
-                    .values(
-                        state=mark.to.value,
-                        error=mark.error,
-                        attempts=journal_table.c.attempts + mark.add_attempts,
-                        updated_at=now,
-                        **mark.extra,
-                    )
-                )
-                mark.rowcount = result.rowcount
-                mark.row = conn.execute(
-                    journal_table.select().where(journal_table.c.seq == mark.seq)
-                ).first()
+    def _landed(self, batch: Sequence[_Mark], *, now: datetime) -> bool:
+        """Whether a batch whose connection was cut committed after all (then fill its marks).
+
+        Every mark retried is idempotent (its target state is among the states it may move
+        from), so after a commit a mark took effect exactly when its entry is in that state.
+        """
+        with self._reading() as conn:
+            rows = {
+                row.seq: row
+                for row in conn.execute(_SELECT_ENTRIES, {"b_seqs": sorted({m.seq for m in batch})})
+            }
+        if not any(
+            (row := rows.get(m.seq)) is not None
+            and row.updated_at == now
+            and row.state == m.to.value
+            for m in batch
+        ):
+            return False
+        for mark in batch:
+            mark.row = rows.get(mark.seq)
+            mark.moved = mark.row is not None and mark.row.state == mark.to.value
+        return True
+
+    def _write_marks(self, batch: Sequence[_Mark], *, now: datetime) -> None:
+        """One UPDATE ... RETURNING per group of identical marks, then the marks' events.
+
+        Marks of one entry keep their order (`_rounds`); a mark the UPDATE did not match (the
+        entry is missing or in a state it may not move from) is read back for its message
+        and its events are not written. A batch of one statement commits on its own.
+        """
+        rounds = [_groups(marks) for marks in _rounds(batch)]
+        has_events = any(mark.events for mark in batch)
+        single = (
+            len(rounds) == 1
+            and len(rounds[0]) == 1
+            and len(rounds[0][0]) <= MAX_SEQS_PER_STATEMENT
+            and not has_events
+        )
+        with self._statement() if single else self._writing() as conn:
+            for groups in rounds:
+                for group in groups:
+                    for start in range(0, len(group), MAX_SEQS_PER_STATEMENT):
+                        _update_group(conn, group[start : start + MAX_SEQS_PER_STATEMENT], now=now)
+                refused = [mark for group in groups for mark in group if not mark.moved]
+                if refused:
+                    found = {
+                        row.seq: row
+                        for row in conn.execute(
+                            _SELECT_ENTRIES, {"b_seqs": sorted({m.seq for m in refused})}
+                        )
+                    }
+                    for mark in refused:
+                        mark.row = found.get(mark.seq)
+            events = [
+                {
+                    "run_id": event.run_id,
+                    "at": now if event.at is None else event.at,
+                    "kind": event.kind,
+                    "message": event.message,
+                    "data": event.data,
+                }
+                for mark in batch
+                if mark.moved
+                for event in mark.events
+            ]
+            if events:
+                conn.execute(events_table.insert(), events)
 
     def entries(self, run_id: states.RunId) -> list[mutations.JournalEntry]:
         """All of a run's entries, oldest first."""
@@ -785,11 +1048,10 @@ class Journal:
         frozen = mutations.freeze_json(data or {}, what=f"event {kind} data")
         payload = self._data(frozen, run_id=run_id)
         message = self._text(message, run_id=run_id)
-        with self._writing() as conn:
+        with self._statement() as conn:
             seq = conn.execute(
-                events_table.insert()
-                .values(run_id=run_id, at=at, kind=kind, message=message, data=payload)
-                .returning(events_table.c.seq)
+                _INSERT_EVENT,
+                {"run_id": run_id, "at": at, "kind": kind, "message": message, "data": payload},
             ).scalar_one()
         return Event(seq=seq, run_id=run_id, at=at, kind=kind, message=message, data=payload)
 
@@ -835,24 +1097,29 @@ class Journal:
                 )
         return written
 
-    def events(self, run_id: states.RunId, *, kind: str | None = None) -> list[Event]:
-        """A run's timeline, oldest first."""
+    def events(
+        self, run_id: states.RunId, *, kind: str | None = None, after: int | None = None
+    ) -> list[Event]:
+        """A run's timeline, oldest first; with `after`, only the events past that seq."""
         query = events_table.select().where(events_table.c.run_id == run_id)
         if kind is not None:
             query = query.where(events_table.c.kind == kind)
+        if after is not None:
+            query = query.where(events_table.c.seq > after)
         with self._reading() as conn:
             rows = conn.execute(query.order_by(events_table.c.seq)).all()
-        return [
-            Event(
-                seq=row.seq,
-                run_id=states.RunId(row.run_id),
-                at=row.at,
-                kind=row.kind,
-                message=row.message,
-                data=row.data,
-            )
-            for row in rows
-        ]
+        return [_event_from_row(row) for row in rows]
+
+    def events_of_kinds(self, kinds: Collection[str]) -> list[Event]:
+        """Every run's events of `kinds`, in seq order (what store-wide metrics read)."""
+        query = (
+            events_table.select()
+            .where(events_table.c.kind.in_(sorted(kinds)))
+            .order_by(events_table.c.seq)
+        )
+        with self._reading() as conn:
+            rows = conn.execute(query).all()
+        return [_event_from_row(row) for row in rows]
 
     # -- killswitch ------------------------------------------------------------------
 
@@ -937,6 +1204,78 @@ class Journal:
             return list(rows)
 
 
+_INSERT_ENTRY = journal_table.insert().returning(journal_table.c.seq)
+_INSERT_EVENT = events_table.insert().returning(events_table.c.seq)
+_SELECT_ENTRIES = journal_table.select().where(
+    journal_table.c.seq.in_(sa.bindparam("b_seqs", expanding=True))
+)
+
+
+@functools.cache
+def _update_statement(extra: tuple[str, ...]) -> sa.Update:
+    """The UPDATE of one group of marks (built once per set of extra columns)."""
+    columns = journal_table.c
+    values: dict[str, Any] = {
+        "state": sa.bindparam("b_state", type_=columns.state.type),
+        "error": sa.bindparam("b_error", type_=columns.error.type),
+        "attempts": columns.attempts + sa.bindparam("b_add", type_=columns.attempts.type),
+        "updated_at": sa.bindparam("b_now", type_=columns.updated_at.type),
+    }
+    for name in extra:
+        values[name] = sa.bindparam(f"b_x_{name}", type_=columns[name].type)
+    return (
+        journal_table.update()
+        .where(
+            columns.seq.in_(sa.bindparam("b_seqs", expanding=True)),
+            columns.state.in_(sa.bindparam("b_allowed", expanding=True)),
+        )
+        .values(values)
+        .returning(*journal_table.c)
+    )
+
+
+def _update_group(conn: Connection, group: Sequence[_Mark], *, now: datetime) -> None:
+    """Move every mark of `group` (identical changes, distinct entries) with one UPDATE."""
+    first = group[0]
+    params: dict[str, Any] = {
+        "b_seqs": [mark.seq for mark in group],
+        "b_allowed": sorted(s.value for s in _ENTRY_MOVES[first.to]),
+        "b_state": first.to.value,
+        "b_error": first.error,
+        "b_add": first.add_attempts,
+        "b_now": now,
+    }
+    for name, value in first.extra.items():
+        params[f"b_x_{name}"] = value
+    statement = _update_statement(tuple(sorted(first.extra)))
+    moved = {row.seq: row for row in conn.execute(statement, params).all()}
+    for mark in group:
+        row = moved.get(mark.seq)
+        if row is not None:
+            mark.row, mark.moved = row, True
+
+
+def _rounds(batch: Sequence[_Mark]) -> list[list[_Mark]]:
+    """`batch` split so no entry appears twice in a round; an entry's marks keep their order."""
+    rounds: list[list[_Mark]] = []
+    seen: dict[int, int] = {}
+    for mark in batch:
+        index = seen.get(mark.seq, -1) + 1
+        seen[mark.seq] = index
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(mark)
+    return rounds
+
+
+def _groups(marks: Sequence[_Mark]) -> list[list[_Mark]]:
+    """`marks` grouped by the values they write, in order of first appearance."""
+    groups: dict[tuple[str, str | None, int, str], list[_Mark]] = {}
+    for mark in marks:
+        groups.setdefault(mark.group(), []).append(mark)
+    return list(groups.values())
+
+
 def _aware(value: datetime, *, what: str) -> datetime:
     if value.tzinfo is None:
         raise errors.JournalError(
@@ -988,6 +1327,17 @@ def _run_from_row(row: Row[Any]) -> states.Run:
         updated_at=row.updated_at,
         finished_at=row.finished_at,
         record=records.RunRecord.from_json(row.record),
+    )
+
+
+def _event_from_row(row: Row[Any]) -> Event:
+    return Event(
+        seq=row.seq,
+        run_id=states.RunId(row.run_id),
+        at=row.at,
+        kind=row.kind,
+        message=row.message,
+        data=row.data,
     )
 
 

@@ -168,13 +168,15 @@ def _recover_one(
         expires_at=datetime.now(UTC),
         time_scale=environment.spec.time_scale,
     )
+    limits = rollback.Limits.of_environment(environment, default=config.rollback_concurrency)
     outcome = rollback.revert_run(
         store=store,
         reg=reg,
         ctx=ctx,
         run_id=run.id,
         retry=config.retry,
-        concurrency=config.rollback_concurrency,
+        concurrency=limits.total,
+        per_provider=limits.per_provider,
     )
     store.release_targets(run.id)
     if not outcome.ok:

@@ -5,12 +5,16 @@ Invariants:
   wins over the computed backoff.
 - A retry never starts past `max_attempts` or past `max_elapsed` seconds since the
   first attempt (the sleep it would need counts).
+- A server that throttles everyone (`errors.ProviderRetryable.retry_after_s`) pauses every
+  caller sharing it: `Pauses` holds, per pool key (an API server), the moment new calls may
+  start again; a pause only ever moves later, never earlier.
 - Clock, sleep and randomness are injected, so tests run without waiting.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,12 +49,21 @@ class RetryPolicy:
         return backoff * (1.0 - self.jitter * rand())
 
     def next_delay(
-        self, attempt: int, *, elapsed: float, hint: float | None, rand: Random
+        self,
+        attempt: int,
+        *,
+        elapsed: float,
+        hint: float | None,
+        rand: Random,
+        floor: float = 0.0,
     ) -> float | None:
-        """The wait before another attempt, or None if the budget forbids one."""
+        """The wait before another attempt, or None if the budget forbids one.
+
+        `floor`: wait at least this long (the caller's pool is paused that long).
+        """
         if attempt >= self.max_attempts:
             return None
-        wait = self.delay(attempt, hint=hint, rand=rand)
+        wait = max(floor, self.delay(attempt, hint=hint, rand=rand))
         if elapsed + wait > self.max_elapsed:
             return None
         return wait
@@ -63,3 +76,38 @@ class Timing:
     clock: Clock = time.monotonic
     sleep: Sleep = time.sleep
     rand: Random = random.random
+
+
+class Pauses:
+    """When calls to each pool (an API server) may start again; thread-safe.
+
+    `pause(key, seconds)` holds back new calls on `key` until `seconds` from now (or later,
+    if an earlier pause already reaches further); `remaining(key)` is how long that still is.
+    """
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def pause(self, key: str, seconds: float) -> float:
+        """Start no new call on `key` for `seconds`; returns the seconds now left to wait."""
+        with self._lock:
+            now = self._clock()
+            until = max(self._until.get(key, now), now + max(0.0, seconds))
+            self._until[key] = until
+            return until - now
+
+    def remaining(self, key: str) -> float:
+        """Seconds until calls on `key` may start (0.0 when it is not paused)."""
+        with self._lock:
+            until = self._until.get(key)
+            return 0.0 if until is None else max(0.0, until - self._clock())
+
+    def wait(self, key: str, sleep: Sleep) -> float:
+        """Sleep until `key` is not paused (pauses added meanwhile included); seconds slept."""
+        slept = 0.0
+        while (left := self.remaining(key)) > 0:
+            sleep(left)
+            slept += left
+        return slept

@@ -1,21 +1,29 @@
 """Rollback: undo journalled mutations, newest first, with bounded concurrency.
 
 Invariants:
-- Reverts start in newest-first order. Entries on the same target are reverted
-  strictly newest first, one after the other; different targets run concurrently,
-  at most `concurrency` at a time (with 1, the whole rollback is newest first).
+- Reverts start in newest-first order among those free to start. Entries on the same target
+  are reverted strictly newest first, one after the other; different targets run
+  concurrently, at most `Limits.total` at a time and at most `Limits.of(provider)` against
+  one API server (with a total of 1, the whole rollback is newest first, pauses included).
+- A server that throttles (`errors.ProviderRetryable.retry_after_s`: HTTP 429 with
+  Retry-After, AWS throttling) pauses its whole pool: no revert starts or retries on that
+  API server until the moment passes; reverts on other servers go on.
 - If a revert on a target fails, the older entries on that target are NOT
   attempted (their undo may assume the newer one was undone); they are marked
   revert_failed with the reason and reported.
 - Nothing is reported reverted unless the provider's revert returned and the
-  journal recorded it. Every other ending (permanent error, retries exhausted, a
+  journal recorded it durably. Every other ending (permanent error, retries exhausted, a
   bug in the provider, a journal write failing) is reported as failed.
+- Each revert's timeline lines ("reverting #n" per attempt, stamped when it started, then
+  "reverted #n" or "REVERT FAILED #n") are written in the same transaction as its mark
+  (`journal.Timeline`), so the timeline never claims more than the entries' states.
 - Reverts are idempotent by contract: a provider treats "already undone" and
   "never happened" as success, so re-running a rollback is always safe.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import random
@@ -30,6 +38,7 @@ from typing import Protocol
 
 from orchestrator import context, errors, events, mutations, registry, retrying, states
 from orchestrator import journal as journal_mod
+from scenarios import models as scenario_models
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,51 @@ ROLLBACK_FAILED_EVENT = events.EventKind.ROLLBACK_FAILED
 """Timeline event kind appended whenever a rollback (the engine's or recovery's) leaves faults
 behind; its data holds `leftovers` (see `leftover_json`). The hook point for notifications:
 a notifier watches the journal for this kind (none is wired yet)."""
+
+DEFAULT_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many reverts may run at once: `total`, and per API server of each provider."""
+
+    total: int = DEFAULT_CONCURRENCY
+    per_provider: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.total < 1:
+            raise ValueError(f"rollback concurrency must be at least 1, got {self.total}")
+        for provider, limit in self.per_provider.items():
+            if limit < 1:
+                raise ValueError(
+                    f"rollback concurrency for {provider} must be at least 1, got {limit}"
+                )
+
+    def of(self, provider: str) -> int:
+        """The most reverts at once against one API server of `provider`."""
+        return min(self.total, self.per_provider.get(provider, self.total))
+
+    @classmethod
+    def of_environment(
+        cls, environment: scenario_models.Environment, *, default: int = DEFAULT_CONCURRENCY
+    ) -> Limits:
+        """The Environment's `spec.rollback`, or `default` in all and per server if it has none."""
+        spec = environment.spec.rollback
+        if spec is None:
+            return cls(total=default)
+        return cls(
+            total=spec.concurrency,
+            per_provider={provider.value: n for provider, n in spec.per_provider.items()},
+        )
+
+
+def api_server(target: mutations.TargetRef) -> str:
+    """The pool a revert on `target` belongs to: its provider's API server (one per region)."""
+    return f"{target.provider}/{target.region}" if target.region else target.provider
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _where(target: mutations.TargetRef) -> str:
@@ -99,11 +153,22 @@ def leftover_json(entry: mutations.JournalEntry, error: str) -> dict[str, mutati
 class RevertRecorder(Protocol):
     """The part of `journal.Journal` the executor writes to."""
 
-    def mark_reverted(self, seq: int, *, attempts: int = 1) -> mutations.JournalEntry: ...
+    def mark_reverted(
+        self, seq: int, *, attempts: int = 1, timeline: journal_mod.Timeline | None = None
+    ) -> mutations.JournalEntry: ...
 
     def mark_revert_failed(
-        self, seq: int, *, error: str, attempts: int = 1
+        self,
+        seq: int,
+        *,
+        error: str,
+        attempts: int = 1,
+        timeline: journal_mod.Timeline | None = None,
     ) -> mutations.JournalEntry: ...
+
+    def append_events(
+        self, run_id: states.RunId, events: Sequence[journal_mod.NewEvent]
+    ) -> list[journal_mod.Event]: ...
 
 
 @dataclass(frozen=True)
@@ -135,7 +200,8 @@ def rollback(
     revert: Revert,
     journal: RevertRecorder,
     retry: retrying.RetryPolicy | None = None,
-    concurrency: int = 16,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    per_provider: Mapping[str, int] | None = None,
     clock: retrying.Clock = time.monotonic,
     sleep: retrying.Sleep = time.sleep,
     rand: retrying.Random = random.random,
@@ -143,11 +209,12 @@ def rollback(
     """Revert `entries` (any order given; newest first is enforced) and record each result.
 
     `revert` must be idempotent. It may raise `errors.ProviderRetryable` (retried with
-    backoff), `errors.ProviderPermanent` (recorded as revert_failed); anything else
-    is a bug, logged with its traceback and recorded as revert_failed.
+    backoff; with `retry_after_s`, its API server's whole pool pauses), `errors.ProviderPermanent`
+    (recorded as revert_failed); anything else is a bug, logged with its traceback and recorded
+    as revert_failed. At most `concurrency` reverts run at once, and at most
+    `per_provider[p]` against one API server of provider `p` (see `api_server`).
     """
-    if concurrency < 1:
-        raise ValueError(f"rollback concurrency must be at least 1, got {concurrency}")
+    limits = Limits(total=concurrency, per_provider=dict(per_provider or {}))
     executor = _Executor(
         revert=revert,
         journal=journal,
@@ -155,15 +222,16 @@ def rollback(
         clock=clock,
         sleep=sleep,
         rand=rand,
+        pauses=retrying.Pauses(clock),
     )
     pending = sorted({e.seq: e for e in entries}.values(), key=lambda e: e.seq, reverse=True)
     results: list[_Result] = []
     if not pending:
         return RollbackOutcome()
     with ThreadPoolExecutor(
-        max_workers=min(concurrency, len(pending)), thread_name_prefix="stormdrill-revert"
+        max_workers=min(limits.total, len(pending)), thread_name_prefix="stormdrill-revert"
     ) as pool:
-        _schedule(pending, pool=pool, executor=executor, slots=concurrency, results=results)
+        _schedule(pending, pool=pool, executor=executor, limits=limits, results=results)
     results.sort(key=lambda r: r.entry.seq, reverse=True)
     return RollbackOutcome(
         reverted=[r.entry for r in results if r.error is None],
@@ -176,44 +244,87 @@ def _schedule(
     *,
     pool: ThreadPoolExecutor,
     executor: _Executor,
-    slots: int,
+    limits: Limits,
     results: list[_Result],
 ) -> None:
-    """Start reverts in newest-first order, one at a time per target, `slots` at a time.
+    """Start reverts in newest-first order, one at a time per target, within the limits.
 
-    An entry starts only when every newer entry on its target has finished, so with
-    one slot the whole rollback is strictly newest first.
+    An entry starts only when every newer entry on its target has finished, its API server
+    has a free slot and is not paused, and a slot is free in all (with one slot in all the
+    whole rollback is strictly newest first: a paused server holds everything back).
     """
     running: dict[Future[_Result], mutations.JournalEntry] = {}
     busy: set[str] = set()
+    per_server: collections.Counter[str] = collections.Counter()
     failed_on: dict[str, mutations.JournalEntry] = {}
+    strict = limits.total == 1
     while pending or running:
         seen: set[str] = set()
+        wake: float | None = None  # seconds until the first paused server resumes
         for entry in list(pending):
-            if len(running) >= slots:
+            if len(running) >= limits.total:
                 break
             key = entry.target.key
             if key in seen or key in busy:
                 seen.add(key)
                 continue
             seen.add(key)
-            pending.remove(entry)
             blocker = failed_on.get(key)
             if blocker is not None:
+                pending.remove(entry)
                 results.append(executor.give_up_on(entry, blocker=blocker))
                 continue
+            server = api_server(entry.target)
+            if per_server[server] >= limits.of(entry.target.provider):
+                continue
+            paused = executor.pauses.remaining(server)
+            if paused > 0:
+                wake = paused if wake is None else min(wake, paused)
+                if strict:
+                    break
+                continue
+            pending.remove(entry)
             busy.add(key)
+            per_server[server] += 1
             running[pool.submit(executor.revert_one, entry)] = entry
         if not running:
+            if wake is not None:
+                executor.sleep(wake)
             continue
-        done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+        done, _ = futures.wait(running, timeout=wake, return_when=futures.FIRST_COMPLETED)
         for future in done:
             entry = running.pop(future)
             busy.discard(entry.target.key)
+            per_server[api_server(entry.target)] -= 1
             result = future.result()
             results.append(result)
             if result.error is not None:
                 failed_on.setdefault(entry.target.key, entry)
+
+
+def _started_event(entry: mutations.JournalEntry, at: datetime) -> journal_mod.NewEvent:
+    return journal_mod.NewEvent(
+        kind=events.EventKind.REVERT,
+        message=f"reverting #{entry.seq}: {entry.action} on {entry.target}",
+        data={"seq": entry.seq},
+        at=at,
+    )
+
+
+def _reverted_event(entry: mutations.JournalEntry) -> journal_mod.NewEvent:
+    return journal_mod.NewEvent(
+        kind=events.EventKind.MUTATION,
+        message=f"reverted #{entry.seq}: {entry.action} on {entry.target}",
+        data={"seq": entry.seq, "state": "reverted"},
+    )
+
+
+def _failed_event(entry: mutations.JournalEntry, error: str) -> journal_mod.NewEvent:
+    return journal_mod.NewEvent(
+        kind=events.EventKind.MUTATION,
+        message=f"REVERT FAILED #{entry.seq}: {entry.action} on {entry.target}: {error}",
+        data={"seq": entry.seq, "state": "revert_failed", "error": error},
+    )
 
 
 @dataclass(frozen=True)
@@ -224,29 +335,47 @@ class _Executor:
     clock: retrying.Clock
     sleep: retrying.Sleep
     rand: retrying.Random
+    pauses: retrying.Pauses
+    wall: Callable[[], datetime] = _utcnow
     _rand_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def revert_one(self, entry: mutations.JournalEntry) -> _Result:
+        server = api_server(entry.target)
         started = self.clock()
+        starts: list[datetime] = []
         attempt = 0
         while True:
+            self.pauses.wait(server, self.sleep)
             attempt += 1
+            starts.append(self.wall())
             try:
                 self.revert(entry)
             except errors.ProviderRetryable as exc:
+                if exc.retry_after_s is not None:
+                    held = self.pauses.pause(server, exc.retry_after_s)
+                    log.warning(
+                        "%s is throttling (%s); no revert starts on it for %.1fs",
+                        server,
+                        exc,
+                        held,
+                    )
                 with self._rand_lock:
                     wait = self.retry.next_delay(
-                        attempt, elapsed=self.clock() - started, hint=exc.delay, rand=self.rand
+                        attempt,
+                        elapsed=self.clock() - started,
+                        hint=exc.delay,
+                        rand=self.rand,
+                        floor=self.pauses.remaining(server),
                     )
                 if wait is None:
                     return self._failed(
-                        entry, f"{exc} (gave up after {attempt} attempt(s))", attempt
+                        entry, f"{exc} (gave up after {attempt} attempt(s))", attempt, starts
                     )
                 log.warning("revert of %s failed: %s; retrying in %.1fs", entry, exc, wait)
                 self.sleep(wait)
                 continue
             except errors.ProviderError as exc:
-                return self._failed(entry, str(exc) or type(exc).__name__, attempt)
+                return self._failed(entry, str(exc) or type(exc).__name__, attempt, starts)
             except Exception as exc:
                 log.exception(
                     "revert of %s raised %s, a bug in the provider; the mutation may still "
@@ -254,28 +383,63 @@ class _Executor:
                     entry,
                     type(exc).__name__,
                 )
-                return self._failed(entry, f"bug: {type(exc).__name__}: {exc}", attempt)
-            return self._reverted(entry, attempt)
+                return self._failed(entry, f"bug: {type(exc).__name__}: {exc}", attempt, starts)
+            return self._reverted(entry, attempt, starts)
 
-    def _reverted(self, entry: mutations.JournalEntry, attempts: int) -> _Result:
+    def _reverted(
+        self, entry: mutations.JournalEntry, attempts: int, starts: Sequence[datetime]
+    ) -> _Result:
+        timeline = journal_mod.Timeline(
+            entry.run_id, [*(_started_event(entry, at) for at in starts), _reverted_event(entry)]
+        )
         try:
-            recorded = self.journal.mark_reverted(entry.seq, attempts=attempts)
+            recorded = self.journal.mark_reverted(entry.seq, attempts=attempts, timeline=timeline)
         except Exception as exc:
             log.exception("revert of %s succeeded but the journal could not record it", entry)
             # Not recorded means recovery will revert it again (harmless); report it as
             # not done rather than claim a success nobody can check later.
-            return _Result(entry, f"reverted, but the journal could not record it: {exc}")
+            error = f"reverted, but the journal could not record it: {exc}"
+            self._write_timeline(
+                entry,
+                journal_mod.Timeline(
+                    entry.run_id,
+                    [*(_started_event(entry, at) for at in starts), _failed_event(entry, error)],
+                ),
+            )
+            return _Result(entry, error)
         log.info("reverted %s after %d attempt(s)", entry, attempts)
         return _Result(recorded, None)
 
-    def _failed(self, entry: mutations.JournalEntry, error: str, attempts: int) -> _Result:
+    def _failed(
+        self,
+        entry: mutations.JournalEntry,
+        error: str,
+        attempts: int,
+        starts: Sequence[datetime] = (),
+    ) -> _Result:
         log.error("revert of %s failed for good: %s; it may still be in effect", entry, error)
+        timeline = journal_mod.Timeline(
+            entry.run_id,
+            [*(_started_event(entry, at) for at in starts), _failed_event(entry, error)],
+        )
         try:
-            recorded = self.journal.mark_revert_failed(entry.seq, error=error, attempts=attempts)
+            recorded = self.journal.mark_revert_failed(
+                entry.seq, error=error, attempts=attempts, timeline=timeline
+            )
         except Exception:
             log.exception("could not record the failed revert of %s in the journal", entry)
+            self._write_timeline(entry, timeline)
             return _Result(entry, error)
         return _Result(recorded, error)
+
+    def _write_timeline(
+        self, entry: mutations.JournalEntry, timeline: journal_mod.Timeline
+    ) -> None:
+        """The timeline of a revert whose mark was not written: on its own, if it can be."""
+        try:
+            self.journal.append_events(timeline.run_id, timeline.events)
+        except Exception as exc:
+            log.warning("the timeline of the revert of %s is not written either: %s", entry, exc)
 
     def give_up_on(
         self, entry: mutations.JournalEntry, *, blocker: mutations.JournalEntry
@@ -294,58 +458,31 @@ def revert_run(
     ctx: context.RunContext,
     run_id: states.RunId,
     retry: retrying.RetryPolicy | None = None,
-    concurrency: int = 16,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    per_provider: Mapping[str, int] | None = None,
     listener: RevertListener | None = None,
 ) -> RollbackOutcome:
     """Undo every journaled mutation of `run_id` that may be in place, newest first.
 
-    The engine's rollback phase and recovery both call this. One durable journal write per
-    revert: the entry's new state (`rollback` marks it). The timeline lines — each revert's
-    start ("reverting #n", timestamped when it started) and each ending ("reverted" /
-    "REVERT FAILED") — are appended afterwards in one transaction; `listener` (the live
-    view) hears each start as it happens. A crash before that append loses only timeline
-    lines: the entries' states are already on disk.
+    The engine's rollback phase and recovery both call this (with `Limits.of_environment`).
+    One durable journal write per revert, shared with concurrent reverts (group commit): the
+    entry's new state and its timeline lines — each attempt's start ("reverting #n",
+    timestamped when it started) and the ending ("reverted" / "REVERT FAILED") — together.
+    `listener` (the live view) hears each start as it happens.
     """
-    started: list[journal_mod.NewEvent] = []
-    started_lock = threading.Lock()
 
     def revert(entry: mutations.JournalEntry) -> None:
-        message = f"reverting #{entry.seq}: {entry.action} on {entry.target}"
-        with started_lock:
-            started.append(
-                journal_mod.NewEvent(
-                    kind=events.EventKind.REVERT,
-                    message=message,
-                    data={"seq": entry.seq},
-                    at=datetime.now(UTC),
-                )
-            )
         if listener is not None:
+            message = f"reverting #{entry.seq}: {entry.action} on {entry.target}"
             listener(events.EventKind.REVERT, message, {"seq": entry.seq})
         action = reg.get_action(entry.action)()
         action.revert(ctx, undo=entry.undo)
 
-    outcome = rollback(
+    return rollback(
         entries=store.undo_plan(run_id),
         revert=revert,
         journal=store,
         retry=retry,
         concurrency=concurrency,
+        per_provider=per_provider,
     )
-    ended = [
-        journal_mod.NewEvent(
-            kind=events.EventKind.MUTATION,
-            message=f"reverted #{entry.seq}: {entry.action} on {entry.target}",
-            data={"seq": entry.seq, "state": "reverted"},
-        )
-        for entry in outcome.reverted
-    ] + [
-        journal_mod.NewEvent(
-            kind=events.EventKind.MUTATION,
-            message=f"REVERT FAILED #{entry.seq}: {entry.action} on {entry.target}: {error}",
-            data={"seq": entry.seq, "state": "revert_failed", "error": error},
-        )
-        for entry, error in outcome.failed
-    ]
-    store.append_events(run_id, [*started, *ended])
-    return outcome

@@ -805,6 +805,33 @@ class ApprovalPolicy(Model):
     required: Annotated[int, pydantic.Field(ge=0)] = 0
 
 
+RevertConcurrency = Annotated[int, pydantic.Field(ge=1, le=256)]
+
+
+class RollbackLimits(Model):
+    """`spec.rollback`: how many reverts run at once, in all and per API server of a provider.
+
+    `concurrency` caps the reverts in flight (default 16); `perProvider` caps them per API
+    server of one provider (the cluster's API server; each AWS region's endpoint), never more
+    than `concurrency`. A server that throttles (HTTP 429 with Retry-After) pauses every
+    revert on it, whatever these say.
+    """
+
+    concurrency: RevertConcurrency = 16
+    per_provider: dict[Provider, RevertConcurrency] = pydantic.Field(default_factory=dict)
+
+    @pydantic.model_validator(mode="after")
+    def _within_concurrency(self) -> RollbackLimits:
+        for provider, limit in sorted(self.per_provider.items()):
+            if limit > self.concurrency:
+                raise ValueError(
+                    f"perProvider.{provider.value} is {limit}, more than 'concurrency'"
+                    f" ({self.concurrency}), which caps every revert in flight; lower it, or"
+                    f" raise 'concurrency' to at least {limit}"
+                )
+        return self
+
+
 class EnvironmentSpec(Model):
     """Where drills run: access, protection, time scale and parameter values."""
 
@@ -820,6 +847,8 @@ class EnvironmentSpec(Model):
     kill_switch_file: RelativePath | None = None
     freezes: tuple[Freeze, ...] = ()
     allowed_failure_modes: tuple[FailureMode, ...] | None = None
+    rollback: RollbackLimits | None = None
+    """How many reverts run at once (none given: 16 in all, 16 per API server)."""
 
 
 class Environment(Model):

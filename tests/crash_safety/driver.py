@@ -176,8 +176,12 @@ class KillingJournal:
     ) -> mutations.JournalEntry:
         return self._entry("applied", self._inner.mark_applied(seq, undo=undo))
 
-    def mark_reverted(self, seq: int, *, attempts: int = 1) -> mutations.JournalEntry:
-        return self._entry("reverted", self._inner.mark_reverted(seq, attempts=attempts))
+    def mark_reverted(
+        self, seq: int, *, attempts: int = 1, timeline: journal.Timeline | None = None
+    ) -> mutations.JournalEntry:
+        return self._entry(
+            "reverted", self._inner.mark_reverted(seq, attempts=attempts, timeline=timeline)
+        )
 
     # The other marks move the position but are no kill points.
     def mark_apply_failed(self, seq: int, *, error: str) -> mutations.JournalEntry:
@@ -191,9 +195,16 @@ class KillingJournal:
         return entry
 
     def mark_revert_failed(
-        self, seq: int, *, error: str, attempts: int = 1
+        self,
+        seq: int,
+        *,
+        error: str,
+        attempts: int = 1,
+        timeline: journal.Timeline | None = None,
     ) -> mutations.JournalEntry:
-        entry = self._inner.mark_revert_failed(seq, error=error, attempts=attempts)
+        entry = self._inner.mark_revert_failed(
+            seq, error=error, attempts=attempts, timeline=timeline
+        )
         self._ticker.entry(entry)
         return entry
 

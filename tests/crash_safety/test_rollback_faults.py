@@ -155,6 +155,46 @@ def test_kubernetes_rollback_under_500s_timeouts_and_409s_never_claims_a_false_s
     assert sum(endings.values()) == 4, endings
 
 
+def test_kubernetes_rollback_throttled_by_apf_pauses_its_pool_and_reverts_everything(
+    tmp_path: pathlib.Path, crash_seed: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    kube_file, _ = scenarios.write(tmp_path)
+    retry = retrying.RetryPolicy(max_attempts=20, base_delay=0.01, max_delay=0.05, max_elapsed=120)
+    db = f"sqlite:///{tmp_path / 'journal.db'}"
+    caplog.set_level(logging.WARNING, logger="orchestrator.rollback")
+    with stack.Sandbox(tmp_path / "sandbox", controller_interval_s=0.05) as world:
+        kube = world.kube
+        assert kube is not None
+        before = harness.kube_world(world)
+        # API Priority and Fairness: plain-text 429s with `Retry-After: 1`.
+        faults = server.FaultConfig(throttle_rate=0.3, retry_after_s=1, seed=crash_seed)
+
+        def listen(kind: str, _message: str, data: Mapping[str, Any]) -> None:
+            if kind == "state" and data.get("state") == "rolling_back":
+                kube.faults = faults
+
+        bound = binding.bind(str(kube_file), env=str(world.info.environment), sets=[])
+        with journal.open_store(db) as store:
+            eng = binding.make_engine(
+                store=store, catalog=None, config=_config(retry), killswitch_file=None
+            )
+            outcome = eng.run(bound.drill, listener=listen)
+            kube.faults = server.FaultConfig()
+            entries = store.entries(outcome.run.id)
+            timeline = store.events(outcome.run.id)
+        world.wait_settled()
+        after = harness.kube_world(world)
+    assert outcome.run.state is states.RunState.COMPLETED, outcome.run.reason
+    assert [e for e in entries if e.state is not _E.REVERTED] == []
+    assert any(e.attempts > 1 for e in entries), [(e.action, e.attempts) for e in entries]
+    paused = [r.getMessage() for r in caplog.records if "is throttling" in r.getMessage()]
+    assert paused and all(m.startswith("kubernetes is throttling") for m in paused), paused
+    reverted = {e.data.get("seq") for e in timeline if e.message.startswith("reverted #")}
+    assert reverted == {e.seq for e in entries}
+    changes = list(harness.diff(before, after))
+    assert not changes, "\n  ".join(changes)
+
+
 def _pre_aspect(entry: mutations.JournalEntry) -> Any:
     """The aspect before the drill (the seeded shop: nothing of ours, nodes schedulable)."""
     if entry.action == "kubernetes.network.deny-egress":

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from orchestrator import journal as journaling
 from orchestrator import mutations, states
-from tests.engine_core import factories
+from tests.engine_core import crash_marker, factories
 from tests.fixtures import stores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +45,60 @@ def test_an_intent_written_by_a_process_killed_mid_mutation_is_in_the_undo_plan(
         assert entry.state is mutations.EntryState.INTENDED
         assert entry.undo.data == {"value": 3}
         assert [r.id for r in survivor.runs_in_flight()] == ["run-crash"]
+
+
+def _killed_marker(store_url: str, run_id: str, moment: str) -> list[str]:
+    """Run `crash_marker` until it has said everything for `moment`, SIGKILL it, its lines."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.engine_core.crash_marker", store_url, run_id, moment],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert child.stdout is not None
+        for _ in range(2):
+            lines.append(child.stdout.readline().strip())
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    return lines
+
+
+def test_a_writer_killed_between_a_revert_mark_and_its_events_leaves_neither(
+    store_url: str,
+) -> None:
+    applied, inside = _killed_marker(store_url, "run-cut", "inside")
+
+    assert applied.startswith("applied ") and inside == "inside", (applied, inside)
+    with journaling.open_store(store_url) as survivor:
+        (entry,) = survivor.entries(states.RunId("run-cut"))
+        assert entry.seq == int(applied.split()[1])
+        assert entry.state is mutations.EntryState.APPLIED
+        assert [e.seq for e in survivor.undo_plan(states.RunId("run-cut"))] == [entry.seq]
+        assert survivor.events(states.RunId("run-cut")) == []
+
+
+def test_a_revert_mark_reported_done_survives_its_writer_with_its_events(
+    store_url: str,
+) -> None:
+    applied, marked = _killed_marker(store_url, "run-done", "after")
+
+    seq = int(applied.split()[1])
+    assert marked == f"marked {seq}"
+    with journaling.open_store(store_url) as survivor:
+        entry = survivor.entry(seq)
+        assert (entry.state, entry.attempts) == (mutations.EntryState.REVERTED, 1)
+        assert survivor.undo_plan(states.RunId("run-done")) == []
+        lines = survivor.events(states.RunId("run-done"))
+        assert [(e.kind, e.message) for e in lines] == [
+            ("revert", f"reverting #{seq}"),
+            ("mutation", f"reverted #{seq}"),
+        ]
+        assert lines[0].at == crash_marker.STARTED
+        assert lines[1].at == entry.updated_at
 
 
 def test_exactly_one_of_many_concurrent_runs_gets_an_overlapping_target_set(

@@ -318,12 +318,24 @@ def test_reverting_twice_and_reverting_what_never_happened_are_harmless(
 class _BrokenJournal:
     """A recorder whose writes fail, as when the database goes away mid-rollback."""
 
-    def mark_reverted(self, seq: int, *, attempts: int = 1) -> mutations.JournalEntry:
+    def mark_reverted(
+        self, seq: int, *, attempts: int = 1, timeline: journaling.Timeline | None = None
+    ) -> mutations.JournalEntry:
         raise errors.JournalError("database is gone")
 
     def mark_revert_failed(
-        self, seq: int, *, error: str, attempts: int = 1
+        self,
+        seq: int,
+        *,
+        error: str,
+        attempts: int = 1,
+        timeline: journaling.Timeline | None = None,
     ) -> mutations.JournalEntry:
+        raise errors.JournalError("database is gone")
+
+    def append_events(
+        self, run_id: states.RunId, events: Sequence[journaling.NewEvent]
+    ) -> list[journaling.Event]:
         raise errors.JournalError("database is gone")
 
 

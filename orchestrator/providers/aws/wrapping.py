@@ -3,8 +3,10 @@
 Invariants:
 - Throttling (`Throttling`, `ThrottlingException`, `RequestLimitExceeded`,
   `TooManyRequestsException`), any 5xx answer and connection failures become
-  `errors.ProviderRetryable`; permission and credential refusals (`DENIED_CODES`, 401/403)
-  become `errors.ProviderDenied`; every other SDK error becomes
+  `errors.ProviderRetryable`; throttling also sets `retry_after_s` (the answer's Retry-After,
+  else `THROTTLE_PAUSE_S`), so a rollback pauses every call to that region's API;
+  permission and credential refusals (`DENIED_CODES`, 401/403) become
+  `errors.ProviderDenied`; every other SDK error becomes
   `errors.ProviderPermanent(f"{target}: {message}")`.
 - Code that expects a particular AWS error (NotFound while undoing, Duplicate while
   re-authorising) catches `ClientError` *inside* `edge(...)` and checks `code(exc)`;
@@ -32,6 +34,8 @@ THROTTLING_CODES: Final = frozenset(
         "SlowDown",
     }
 )
+THROTTLE_PAUSE_S: Final = 1.0
+"""How long callers of a throttling AWS API pause when its answer names no Retry-After."""
 SERVER_CODES: Final = frozenset(
     {"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable"}
 )
@@ -70,10 +74,26 @@ def _message(exc: botocore_errors.ClientError) -> str:
     return f"{code(exc) or 'error'}: {text}"
 
 
+def _retry_after(exc: botocore_errors.ClientError) -> float | None:
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}
+    try:
+        seconds = float(headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
 def wrap(exc: Exception, target: object) -> errors.ProviderError:
     """The provider error `exc` (an SDK error) stands for."""
     if isinstance(exc, botocore_errors.ClientError):
-        if code(exc) in THROTTLING_CODES or code(exc) in SERVER_CODES or _status(exc) >= 500:
+        if code(exc) in THROTTLING_CODES or _status(exc) == 429:
+            retry_after = _retry_after(exc)
+            return errors.ProviderRetryable(
+                f"{target}: {_message(exc)} (throttled; retrying)",
+                delay=retry_after,
+                retry_after_s=THROTTLE_PAUSE_S if retry_after is None else retry_after,
+            )
+        if code(exc) in SERVER_CODES or _status(exc) >= 500:
             return errors.ProviderRetryable(f"{target}: {_message(exc)} (transient; retrying)")
         if code(exc) in DENIED_CODES or _status(exc) in (401, 403):
             return errors.ProviderDenied(f"{target}: {_message(exc)}")
