@@ -1,25 +1,29 @@
-"""Rollback benchmark: rollback wall time, abort latency and plan time against the sandbox.
+"""Rollback benchmark: rollback wall time against the physical limit, abort latency, a peer.
 
-Run it as `.venv/bin/python -m benchmarks.rollback` (`--quick` for a smoke run). It prints a
-table and writes `benchmarks/results/rollback-<date>.json` and `rollback-latest.json`.
+Run it as `.venv/bin/python -m benchmarks.rollback` (every row, about 20 minutes with the
+peer), `--quick` (N=100 at c=1 and 16, 5 abort trials) or one row:
+`--n 1000 --concurrency 16 [--repeats 3] [--results DIR]`. It prints a table and writes
+`benchmarks/results/rollback-<date>.json` and `rollback-latest.json`.
 
-What it measures (see benchmarks/README.md for how to read the figures):
-- Rollback: N nodes of a 1,000-node sandbox are cordoned for real (the Kubernetes provider's
-  cordon action, journalled in a SQLite journal as the engine does), then undone with
-  `rollback.revert_run` at concurrency 1 and at the default, with `FaultConfig.latency_s` on
-  every API request. Each figure is reported only after checking that every node is
-  schedulable again and carries no marker, and that the journal has nothing left to undo.
-- The journal floor: the same `revert_run` over N journalled no-op mutations (no API calls),
-  i.e. what the SQLite writes of a rollback cost on their own.
+What it measures (benchmarks/README.md says how to read the figures):
+- Rollback rows (N x c): the Kubernetes sandbox API server runs in its own process
+  (`sandbox.kubernetes.standalone`, seeded there with the nodes). For each repetition N nodes
+  are cordoned for real through the Kubernetes provider's cordon action, journalled in a
+  SQLite journal as the engine does (intent, apply, applied), with no latency; then the
+  server's latency is set to 20 ms and `rollback.revert_run` undoes the run at concurrency c.
+  The API requests are counted by the server and read back from its control endpoint. A
+  repetition counts only if every revert succeeded, every node is schedulable again with no
+  drill marker (read through the API) and the journal has nothing left to undo.
+- The journal floor: the same `revert_run` over N journalled no-op mutations (no API calls).
+- Chaos Toolkit (when `benchmarks/peers/.venv` exists): the same N and latency through
+  `benchmarks.peers.chaostoolkit`, timed from its own journal.
 - Abort latency: the real engine (`Engine.run`) on a one-node cordon scenario whose `http`
   probe (interval 1 s, tolerance 0, in abortWhen) starts failing at a known instant; the
-  latency is the time from that instant to the sandbox applying the uncordon PATCH.
-- Plan time: `Engine.plan` on an az-failure-kubernetes-like scenario over 1,000 nodes and
-  10,000 pods (no injected latency).
+  latency runs to the server applying the uncordon (its store's change time, CLOCK_MONOTONIC).
 
 Invariants: a figure is never reported for a wrong result (each phase checks its outcome and
 raises `BenchmarkFailed`); everything listens on 127.0.0.1 with ephemeral ports; all state
-lives in a temporary directory.
+lives in a temporary directory; the sandbox process ends with the benchmark.
 """
 
 from __future__ import annotations
@@ -41,13 +45,16 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent import futures
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import pydantic
 import yaml
 
+from benchmarks.peers import chaostoolkit
 from drills import binding
 from orchestrator import (
     context,
@@ -61,8 +68,7 @@ from orchestrator import (
 )
 from orchestrator.providers.kubernetes import acting, markers
 from orchestrator.providers.kubernetes import nodes as kube_nodes
-from sandbox.kubernetes import resources, seed, server
-from sandbox.kubernetes import store as store_module
+from sandbox.kubernetes import standalone
 from scenarios import errors as scenario_errors
 from scenarios import loading, models
 
@@ -70,9 +76,11 @@ log = logging.getLogger(__name__)
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 ENVIRONMENT_NAME = "bench"
-BENCH_NAMESPACE = "bench"
-BENCH_LABELS: Mapping[str, str] = {"app": "bench"}
 ABORT_NODE = "node-us-east-1a-1"
+SETUP_WORKERS = 16
+"""Threads cordoning the nodes before each repetition (untimed set-up)."""
+BASELINE_CONCURRENCY = 1
+HEADLINE_CONCURRENCY = 16
 
 
 class BenchmarkFailed(scenario_errors.StormdrillError):
@@ -84,62 +92,144 @@ class BenchmarkFailed(scenario_errors.StormdrillError):
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """What to measure. The defaults are the issue's figures; `quick()` is the smoke run."""
+    """What to measure. The defaults are the issue's rows; `quick()` is the smoke run."""
 
-    sizes: tuple[int, ...] = (100, 1000)
-    node_count: int = 1000
+    sizes: tuple[int, ...] = (100, 1000, 3000)
+    concurrencies: tuple[int, ...] = (1, 16, 64)
+    repeats: int = 3
     latency_s: float = 0.02
-    concurrencies: tuple[int, ...] = (1, engine.EngineConfig().rollback_concurrency)
+    node_count: int = 0
+    """Nodes seeded in the sandbox; 0 means the largest N."""
     abort_trials: int = 20
     probe_interval_s: float = 1.0
-    plan_nodes: int = 1000
-    plan_pods: int = 10_000
-    plan_repeats: int = 5
+    peer: bool = True
+    """Measure Chaos Toolkit for each N when its side venv exists."""
+    peer_venv: pathlib.Path = chaostoolkit.VENV
+    journal_floor: bool = True
     seed: int = 20250101
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(sizes=(100,), abort_trials=5)
+        return cls(sizes=(100,), concurrencies=(1, 16), abort_trials=5)
 
     @property
-    def default_concurrency(self) -> int:
-        return max(self.concurrencies)
+    def nodes(self) -> int:
+        return self.node_count or max(self.sizes, default=0)
+
+
+Load = tuple[float, float, float]
+
+
+def load_now() -> Load:
+    """`os.getloadavg()`: the 1, 5 and 15 minute load averages."""
+    one, five, fifteen = os.getloadavg()
+    return (one, five, fifteen)
 
 
 @dataclasses.dataclass(frozen=True)
 class RollbackRun:
-    """One rollback of N cordons at one concurrency."""
+    """Repetitions of one row: N cordons rolled back at concurrency c."""
 
     n: int
     concurrency: int
-    wall_s: float
+    walls_s: tuple[float, ...]
+    """`revert_run`'s wall time of each repetition."""
     api_calls: int
+    """Requests the server received during the slowest-calling repetition."""
     api_calls_per_revert: float
     limit_stated_s: float
-    """ceil(N / c) x latency: one API call per revert."""
+    """The physical limit: ceil(N / c) x latency, one API request per revert."""
     limit_per_call_s: float
-    """ceil(N / c) x calls per revert x latency: the calls a revert makes are sequential."""
-    journal_floor_s: float
-    """The same revert_run over N no-op mutations: the SQLite journal writes alone."""
+    """ceil(N / c) x calls per revert x latency: the limit of the calls actually made."""
+    journal_floor_s: float | None
+    """The same revert_run over N no-op mutations: the journal writes alone (None: skipped)."""
+    load_start: Load
+    load_end: Load
+
+    @property
+    def wall_s(self) -> float:
+        """The row's figure: the median of the repetitions."""
+        return statistics.median(self.walls_s)
+
+    @property
+    def wall_min_s(self) -> float:
+        return min(self.walls_s)
+
+    @property
+    def limit_s(self) -> float:
+        return self.limit_stated_s
+
+    @property
+    def ratio_to_limit(self) -> float:
+        """Median wall time over the physical limit (1.0 would be the limit itself)."""
+        return self.wall_s / self.limit_stated_s
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "concurrency": self.concurrency,
+            "wall_s": self.wall_s,
+            "wall_min_s": self.wall_min_s,
+            "wall_median_s": self.wall_s,
+            "walls_s": list(self.walls_s),
+            "repeats": len(self.walls_s),
+            "api_calls": self.api_calls,
+            "api_calls_per_revert": self.api_calls_per_revert,
+            "limit_stated_s": self.limit_stated_s,
+            "limit_s": self.limit_s,
+            "limit_per_call_s": self.limit_per_call_s,
+            "ratio_to_limit": self.ratio_to_limit,
+            "ratio_to_limit_min": self.wall_min_s / self.limit_stated_s,
+            "journal_floor_s": self.journal_floor_s,
+            "load_start": list(self.load_start),
+            "load_end": list(self.load_end),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
 class RollbackFigures:
-    """Sequential against concurrent rollback of N cordons."""
+    """Every row of one N, and the peer's figure for the same N and latency."""
 
     n: int
     latency_s: float
     runs: tuple[RollbackRun, ...]
+    peer: chaostoolkit.PeerFigures | None = None
 
-    def at(self, concurrency: int) -> RollbackRun:
-        return next(run for run in self.runs if run.concurrency == concurrency)
+    def at(self, concurrency: int) -> RollbackRun | None:
+        return next((run for run in self.runs if run.concurrency == concurrency), None)
+
+    def speedup_over_baseline(self, run: RollbackRun) -> float | None:
+        """Median at c=1 over this row's median; None without a c=1 row."""
+        base = self.at(BASELINE_CONCURRENCY)
+        if base is None or run.concurrency == BASELINE_CONCURRENCY:
+            return None
+        return base.wall_s / run.wall_s
 
     @property
-    def speedup(self) -> float:
-        """Wall time at concurrency 1 over wall time at the highest concurrency measured."""
-        slowest = min(self.runs, key=lambda r: r.concurrency)
-        fastest = max(self.runs, key=lambda r: r.concurrency)
-        return slowest.wall_s / fastest.wall_s
+    def speedup(self) -> float | None:
+        """c=16 against c=1 (medians); None unless both rows were measured."""
+        top = self.at(HEADLINE_CONCURRENCY)
+        return None if top is None else self.speedup_over_baseline(top)
+
+    def vs_peer(self, run: RollbackRun) -> float | None:
+        """How many times faster than Chaos Toolkit (its median over this row's median)."""
+        return None if self.peer is None else self.peer.median_s / run.wall_s
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "latency_s": self.latency_s,
+            "speedup": self.speedup,
+            "runs": [
+                {
+                    **run.to_json(),
+                    "speedup_vs_c1": self.speedup_over_baseline(run),
+                    "vs_chaostoolkit": self.vs_peer(run),
+                }
+                for run in self.runs
+            ],
+            "chaostoolkit": None if self.peer is None else self.peer.to_json(),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +240,7 @@ class AbortFigures:
     probe_interval_s: float
     time_scale: float
     to_patch_s: tuple[float, ...]
-    """Breach to the sandbox applying the uncordon PATCH (the headline figure)."""
+    """Breach to the sandbox applying the uncordon (the headline figure)."""
     to_revert_event_s: tuple[float, ...]
     """Breach to the journal's first `revert` event (the engine starting the revert)."""
 
@@ -166,23 +256,31 @@ class AbortFigures:
     def max_s(self) -> float:
         return max(self.to_patch_s)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self),
+            "median_s": self.median_s,
+            "max_s": self.max_s,
+            "target_s": self.target_s,
+        }
+
 
 @dataclasses.dataclass(frozen=True)
-class PlanFigures:
-    """`Engine.plan` over a large cluster (no injected latency)."""
+class Check:
+    """One of the issue's targets: `measured <= bound`, or `>=` with `at_least`."""
 
-    nodes: int
-    pods: int
-    zone_nodes: int
-    planned_mutations: int
-    api_calls: int
-    times_s: tuple[float, ...]
-    breakdown_s: Mapping[str, float]
-    """One untimed-for-the-median pass: target resolution, then each action step's planning."""
+    name: str
+    measured: float
+    bound: float
+    unit: str = "s"
+    at_least: bool = False
 
     @property
-    def median_s(self) -> float:
-        return statistics.median(self.times_s)
+    def met(self) -> bool:
+        return self.measured >= self.bound if self.at_least else self.measured <= self.bound
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "met": self.met}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,10 +289,16 @@ class Results:
 
     started_at: str
     quick: bool
+    partial: bool
+    """Only some rows were asked for (`--n`/`--concurrency`)."""
     host: Mapping[str, str | int | None]
+    load_start: Load
+    load_end: Load
+    latency_s: float
     rollback: tuple[RollbackFigures, ...]
-    abort: AbortFigures
-    plan: PlanFigures
+    abort: AbortFigures | None
+    peer_note: str
+    """Why Chaos Toolkit was not measured ("" when it was)."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON written to benchmarks/results (figures plus the targets they meet or not)."""
@@ -202,65 +306,60 @@ class Results:
             "benchmark": "rollback",
             "started_at": self.started_at,
             "quick": self.quick,
+            "partial": self.partial,
             "host": dict(self.host),
-            "rollback": [
-                {
-                    "n": fig.n,
-                    "latency_s": fig.latency_s,
-                    "speedup": fig.speedup,
-                    "runs": [dataclasses.asdict(run) for run in fig.runs],
-                }
-                for fig in self.rollback
-            ],
-            "abort": {
-                **dataclasses.asdict(self.abort),
-                "median_s": self.abort.median_s,
-                "max_s": self.abort.max_s,
-                "target_s": self.abort.target_s,
-            },
-            "plan": {**dataclasses.asdict(self.plan), "median_s": self.plan.median_s},
-            "targets": [dataclasses.asdict(check) for check in self.checks()],
+            "load_start": list(self.load_start),
+            "load_end": list(self.load_end),
+            "latency_s": self.latency_s,
+            "sandbox": "separate process (sandbox.kubernetes.standalone)",
+            "rollback": [fig.to_json() for fig in self.rollback],
+            "abort": None if self.abort is None else self.abort.to_json(),
+            "peer_note": self.peer_note,
+            "targets": [check.to_json() for check in self.checks()],
         }
 
     def checks(self) -> list[Check]:
         """The issue's targets, each with the measured figure and whether it is met."""
         found: list[Check] = []
         for fig in self.rollback:
-            top = fig.at(max(r.concurrency for r in fig.runs))
+            top = fig.at(HEADLINE_CONCURRENCY)
+            if top is None:
+                continue
             found.append(
                 Check(
-                    f"rollback N={fig.n} c={top.concurrency} <= 2x limit (stated, 1 call/revert)",
+                    f"rollback N={fig.n} c={top.concurrency} median <= 1.5x limit",
                     top.wall_s,
-                    2 * top.limit_stated_s,
+                    1.5 * top.limit_stated_s,
                 )
             )
+            if fig.speedup is not None:
+                found.append(
+                    Check(
+                        f"rollback N={fig.n} c={top.concurrency} >= 14x faster than c=1",
+                        fig.speedup,
+                        14.0,
+                        unit="x",
+                        at_least=True,
+                    )
+                )
+            peer_ratio = fig.vs_peer(top)
+            if peer_ratio is not None:
+                found.append(
+                    Check(
+                        f"rollback N={fig.n} c={top.concurrency} >= 12x faster than Chaos Toolkit",
+                        peer_ratio,
+                        12.0,
+                        unit="x",
+                        at_least=True,
+                    )
+                )
+        if self.abort is not None:
             found.append(
                 Check(
-                    f"rollback N={fig.n} c={top.concurrency} <= 2x limit (per call)",
-                    top.wall_s,
-                    2 * top.limit_per_call_s,
+                    "abort latency max <= interval + 0.2 s", self.abort.max_s, self.abort.target_s
                 )
             )
-            found.append(Check(f"rollback N={fig.n} speedup >= 10x", 10.0, fig.speedup, unit="x"))
-        found.append(
-            Check("abort latency max <= interval + 0.2 s", self.abort.max_s, self.abort.target_s)
-        )
-        found.append(Check("plan median <= 2 s", self.plan.median_s, 2.0))
         return found
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """`measured <= bound` (for a speedup the bound is the measured figure: 10 <= speedup)."""
-
-    name: str
-    measured: float
-    bound: float
-    unit: str = "s"
-
-    @property
-    def met(self) -> bool:
-        return self.measured <= self.bound
 
 
 # ---- the sandbox -----------------------------------------------------------------------------
@@ -268,69 +367,62 @@ class Check:
 
 @dataclasses.dataclass
 class Cluster:
-    """A seeded sandbox store behind a loopback API server, and an Environment file for it."""
+    """The sandbox API server in its own process, and an Environment file for it."""
 
-    store: store_module.ClusterStore
-    api: server.KubeApiServer
+    server: standalone.StandaloneServer
     environment_path: pathlib.Path
 
+    def nodes(self) -> list[Mapping[str, Any]]:
+        """Every node, read through the API (one list request)."""
+        request = urllib.request.Request(
+            f"{self.server.url}/api/v1/nodes",
+            headers={"Authorization": "Bearer sandbox-token", "Accept": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            body = json.loads(answer.read())
+        items: list[Mapping[str, Any]] = body["items"]
+        return items
+
     def node_names(self) -> list[str]:
-        return [_name(node) for node in self.store.list(resource=resources.NODES)]
+        return [_name(node) for node in self.nodes()]
 
     def cordoned(self) -> list[str]:
         """Nodes that are unschedulable or still carry a drill marker."""
-        return [
-            _name(node)
-            for node in self.store.list(resource=resources.NODES)
-            if _spec(node).get("unschedulable") or _has_marker(node)
-        ]
-
-    def zone_size(self, zone: str) -> int:
-        """How many nodes carry the zone label `zone`."""
-        return len(
-            self.store.list(
-                resource=resources.NODES, label_selector=f"topology.kubernetes.io/zone={zone}"
-            )
-        )
+        return [_name(node) for node in self.nodes() if _dirty(node)]
 
     def set_latency(self, seconds: float) -> None:
-        self.api.faults.latency_s = seconds
+        self.server.set_faults(latency_s=seconds)
+
+    def request_count(self) -> int:
+        return self.server.stats().requests
 
 
 def _name(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("name"))
 
 
-def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+def _unschedulable(obj: Mapping[str, Any]) -> bool:
     spec = obj.get("spec")
-    return spec if isinstance(spec, Mapping) else {}
+    return bool(spec.get("unschedulable")) if isinstance(spec, Mapping) else False
 
 
-def _has_marker(obj: Mapping[str, Any]) -> bool:
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    return any(key in annotations for key in markers.ANNOTATIONS)
+def _dirty(obj: Mapping[str, Any]) -> bool:
+    """Unschedulable, or carrying a drill marker (annotation or run-id label)."""
+    metadata = obj.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    labels = metadata.get("labels") or {}
+    return (
+        _unschedulable(obj)
+        or any(key in annotations for key in markers.ANNOTATIONS)
+        or markers.RUN_ID in labels
+    )
 
 
 @contextlib.contextmanager
-def cluster(
-    workdir: pathlib.Path, *, nodes: int, pods: int = 0, name: str = "cluster"
-) -> Iterator[Cluster]:
-    """A sandbox with `nodes` Ready nodes over three zones and `pods` bench pods (opted in)."""
+def cluster(workdir: pathlib.Path, *, nodes: int, name: str = "cluster") -> Iterator[Cluster]:
+    """A sandbox process with `nodes` Ready nodes over three zones, and its Environment file."""
     folder = workdir / name
-    folder.mkdir(parents=True, exist_ok=True)
-    cluster_store = store_module.ClusterStore()
-    seed.seed_nodes(cluster_store, count=nodes, zones=seed.ZONES)
-    if pods:
-        seed.ensure_namespace(
-            cluster_store, BENCH_NAMESPACE, labels={seed.ALLOW_DRILLS_LABEL: "true"}
-        )
-        seed.seed_pods(
-            cluster_store, namespace=BENCH_NAMESPACE, count=pods, labels=BENCH_LABELS, owned=True
-        )
-    api = server.KubeApiServer(store=cluster_store, faults=server.FaultConfig())
-    api.start()
-    try:
-        kubeconfig = api.write_kubeconfig(folder / "kubeconfig")
+    with standalone.start(folder, nodes=nodes) as server:
         environment = folder / "environment.yaml"
         _write_yaml(
             environment,
@@ -338,12 +430,10 @@ def cluster(
                 "apiVersion": "stormdrill.dev/v1",
                 "kind": "Environment",
                 "metadata": {"name": ENVIRONMENT_NAME},
-                "spec": {"timeScale": 1.0, "kubernetes": {"kubeconfig": str(kubeconfig)}},
+                "spec": {"timeScale": 1.0, "kubernetes": {"kubeconfig": str(server.kubeconfig)}},
             },
         )
-        yield Cluster(store=cluster_store, api=api, environment_path=environment)
-    finally:
-        api.stop()
+        yield Cluster(server=server, environment_path=environment)
 
 
 def _write_yaml(path: pathlib.Path, document: Mapping[str, Any]) -> None:
@@ -384,11 +474,7 @@ def _context(
 
 
 def _live_view() -> engine.Listener:
-    """A `revert_run` listener like the engine's during rollback: the live view only.
-
-    `revert_run` journals the timeline itself (one batch after the rollback), so the engine
-    hands it the CLI's live listener, not its journalling one; this one just counts.
-    """
+    """A `revert_run` listener like the engine's during rollback: the live view only."""
     heard: list[str] = []
 
     def listen(kind: str, message: str, data: Mapping[str, mutations.JsonValue]) -> None:
@@ -449,14 +535,20 @@ def _cordon(
     ctx: context.RunContext,
     names: Sequence[str],
 ) -> None:
-    """Cordon `names` for real, journalled as the engine does (intent, apply, applied)."""
+    """Cordon `names` for real, each journalled as the engine does (intent, apply, applied)."""
     action = reg.get_action(kube_nodes.CordonAction.name)()
     refs = [mutations.TargetRef(provider="kubernetes", kind="node", name=name) for name in names]
-    for planned in action.plan(ctx, targets=refs, params=acting.NoParams()):
+
+    def cordon_one(planned: mutations.PlannedMutation) -> None:
         mutation = dataclasses.replace(planned, step="cordon")
         entry = store.record_intent(ctx.run_id, mutation)
         undo = action.apply(ctx, mutation=mutation)
         store.mark_applied(entry.seq, undo=undo)
+
+    planned = action.plan(ctx, targets=refs, params=acting.NoParams())
+    with futures.ThreadPoolExecutor(SETUP_WORKERS, thread_name_prefix="bench-cordon") as pool:
+        for done in pool.map(cordon_one, planned):
+            del done
 
 
 def _journal_floor(workdir: pathlib.Path, *, n: int, concurrency: int) -> float:
@@ -466,10 +558,11 @@ def _journal_floor(workdir: pathlib.Path, *, n: int, concurrency: int) -> float:
     store = _open_journal(workdir / f"floor-{n}-{concurrency}.db")
     try:
         run = _new_run(store, label="floor")
+        stub = _environment_stub()
         ctx = context.RunContext(
             run_id=run.id,
-            environment=_environment_stub(),
-            connections=context.Connections(_environment_stub(), {}),
+            environment=stub,
+            connections=context.Connections(stub, {}),
             expires_at=datetime.now(UTC) + timedelta(hours=1),
         )
         refs = [mutations.TargetRef(provider="bench", kind="thing", name=f"t{i}") for i in range(n)]
@@ -505,64 +598,115 @@ def _environment_stub() -> models.Environment:
     )
 
 
-def measure_rollback(
-    workdir: pathlib.Path, sandbox: Cluster, *, n: int, config: Config
-) -> RollbackFigures:
-    """Cordon `n` nodes and roll them back at each concurrency; check every node is clean."""
+def _rollback_once(
+    workdir: pathlib.Path,
+    sandbox: Cluster,
+    *,
+    names: Sequence[str],
+    concurrency: int,
+    latency_s: float,
+    repeat: int,
+) -> tuple[float, int]:
+    """Cordon `names`, roll them back at `concurrency`, check; (wall seconds, API calls)."""
+    n = len(names)
+    reg = binding.make_registry()
+    store = _open_journal(workdir / f"rollback-{n}-{concurrency}-{repeat}.db")
+    try:
+        run = _new_run(store, label=f"rollback-{n}-{concurrency}")
+        ctx = _context(reg, sandbox.environment_path, run.id)
+        sandbox.set_latency(0.0)
+        _cordon(store, reg, ctx, names)
+        cordoned = sandbox.cordoned()
+        if len(cordoned) != n:
+            raise BenchmarkFailed(f"rollback N={n}: {len(cordoned)} nodes cordoned, expected {n}")
+        sandbox.set_latency(latency_s)
+        calls_before = sandbox.request_count()
+        started = time.perf_counter()
+        outcome = rollback.revert_run(
+            store=store,
+            reg=reg,
+            ctx=ctx,
+            run_id=run.id,
+            concurrency=concurrency,
+            listener=_live_view(),
+        )
+        wall = time.perf_counter() - started
+        calls = sandbox.request_count() - calls_before
+        sandbox.set_latency(0.0)
+        left = sandbox.cordoned()
+        undo_left = store.undo_plan(run.id)
+        if not outcome.ok or len(outcome.reverted) != n or left or undo_left:
+            reasons = "; ".join(error for _, error in outcome.failed[:3])
+            raise BenchmarkFailed(
+                f"rollback N={n} c={concurrency}: {len(outcome.reverted)} of {n} reverted, "
+                f"{len(outcome.failed)} failed ({reasons}), {len(left)} nodes still cordoned or "
+                f"marked ({', '.join(left[:5])}), {len(undo_left)} journal entries left to undo"
+            )
+    finally:
+        store.close()
+    return wall, calls
+
+
+def measure_row(
+    workdir: pathlib.Path, sandbox: Cluster, *, n: int, concurrency: int, config: Config
+) -> RollbackRun:
+    """`config.repeats` rollbacks of N cordons at `concurrency`, every one checked."""
     names = sandbox.node_names()[:n]
     if len(names) < n:
         raise BenchmarkFailed(f"rollback N={n}: the sandbox has only {len(names)} nodes")
-    reg = binding.make_registry()
-    runs: list[RollbackRun] = []
-    for concurrency in config.concurrencies:
-        store = _open_journal(workdir / f"rollback-{n}-{concurrency}.db")
-        try:
-            run = _new_run(store, label=f"rollback-{n}-{concurrency}")
-            ctx = _context(reg, sandbox.environment_path, run.id)
-            sandbox.set_latency(0.0)
-            _cordon(store, reg, ctx, names)
-            if len(sandbox.cordoned()) != n:
-                raise BenchmarkFailed(
-                    f"rollback N={n}: {len(sandbox.cordoned())} nodes cordoned, expected {n}"
-                )
-            sandbox.set_latency(config.latency_s)
-            calls_before = sandbox.api.request_count
-            started = time.perf_counter()
-            outcome = rollback.revert_run(
-                store=store,
-                reg=reg,
-                ctx=ctx,
-                run_id=run.id,
-                concurrency=concurrency,
-                listener=_live_view(),
-            )
-            wall = time.perf_counter() - started
-            calls = sandbox.api.request_count - calls_before
-            sandbox.set_latency(0.0)
-            left = sandbox.cordoned()
-            if not outcome.ok or len(outcome.reverted) != n or left or store.undo_plan(run.id):
-                raise BenchmarkFailed(
-                    f"rollback N={n} c={concurrency}: {len(outcome.failed)} reverts failed, "
-                    f"{len(left)} nodes still cordoned or marked ({', '.join(left[:5])})"
-                )
-        finally:
-            store.close()
-        per_revert = calls / n
-        waves = math.ceil(n / concurrency)
-        runs.append(
-            RollbackRun(
-                n=n,
-                concurrency=concurrency,
-                wall_s=wall,
-                api_calls=calls,
-                api_calls_per_revert=per_revert,
-                limit_stated_s=waves * config.latency_s,
-                limit_per_call_s=waves * per_revert * config.latency_s,
-                journal_floor_s=_journal_floor(workdir, n=n, concurrency=concurrency),
-            )
+    load_start = load_now()
+    walls: list[float] = []
+    calls_seen: list[int] = []
+    for repeat in range(config.repeats):
+        wall, calls = _rollback_once(
+            workdir,
+            sandbox,
+            names=names,
+            concurrency=concurrency,
+            latency_s=config.latency_s,
+            repeat=repeat,
         )
-        log.info("rollback N=%d c=%d: %.3fs, %d API calls", n, concurrency, wall, calls)
-    return RollbackFigures(n=n, latency_s=config.latency_s, runs=tuple(runs))
+        walls.append(wall)
+        calls_seen.append(calls)
+        log.info("rollback N=%d c=%d #%d: %.3fs, %d API calls", n, concurrency, repeat, wall, calls)
+    load_end = load_now()
+    calls = max(calls_seen)
+    per_revert = calls / n
+    waves = math.ceil(n / concurrency)
+    return RollbackRun(
+        n=n,
+        concurrency=concurrency,
+        walls_s=tuple(walls),
+        api_calls=calls,
+        api_calls_per_revert=per_revert,
+        limit_stated_s=waves * config.latency_s,
+        limit_per_call_s=waves * per_revert * config.latency_s,
+        journal_floor_s=(
+            _journal_floor(workdir, n=n, concurrency=concurrency) if config.journal_floor else None
+        ),
+        load_start=load_start,
+        load_end=load_end,
+    )
+
+
+def measure_rollback(
+    workdir: pathlib.Path, sandbox: Cluster, *, n: int, config: Config
+) -> RollbackFigures:
+    """Every concurrency of `config` for N, then the peer for the same N (if set up)."""
+    runs = tuple(
+        measure_row(workdir, sandbox, n=n, concurrency=c, config=config)
+        for c in config.concurrencies
+    )
+    peer = None
+    if config.peer and chaostoolkit.chaos_executable(config.peer_venv) is not None:
+        peer = chaostoolkit.measure(
+            n=n,
+            latency_s=config.latency_s,
+            repeats=config.repeats,
+            workdir=workdir / "peer",
+            venv=config.peer_venv,
+        )
+    return RollbackFigures(n=n, latency_s=config.latency_s, runs=runs, peer=peer)
 
 
 # ---- abort latency ---------------------------------------------------------------------------
@@ -648,23 +792,20 @@ def _abort_scenario(path: pathlib.Path, *, url: str, interval_s: float) -> None:
     )
 
 
-class _NodeWatch:
-    """Timestamps (monotonic) when the abort node is cordoned and when it is uncordoned."""
-
-    def __init__(self, probe: _ProbeTarget) -> None:
-        self._probe = probe
-        self.cordoned = threading.Event()
-        self.uncordoned_at: float | None = None
-
-    def __call__(self, event: store_module.WatchEvent) -> None:
-        if event.resource != resources.NODES or _name(event.object) != ABORT_NODE:
-            return
-        unschedulable = bool(_spec(event.object).get("unschedulable"))
-        if unschedulable:
-            self.cordoned.set()
-        elif self.cordoned.is_set() and self.uncordoned_at is None:
-            self.uncordoned_at = time.monotonic()
-            self._probe.healthy = True  # the fault is gone: let verify pass at once
+def _wait_node(
+    sandbox: Cluster, *, after: int, unschedulable: bool, timeout_s: float
+) -> standalone.Change | None:
+    """The first change of the abort node after `after` with `unschedulable` as given."""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        changes = sandbox.server.changes(
+            resource="nodes", name=ABORT_NODE, after=after, timeout_s=min(left, 5.0)
+        )
+        for change in changes:
+            if _unschedulable(change.object) is unschedulable:
+                return change
+            after = change.seq
+    return None
 
 
 def measure_abort(workdir: pathlib.Path, *, config: Config) -> AbortFigures:
@@ -691,7 +832,7 @@ def measure_abort(workdir: pathlib.Path, *, config: Config) -> AbortFigures:
                 )
                 to_patch.append(latency)
                 to_event.append(event_latency)
-                log.info("abort trial %d: %.3fs to the PATCH", trial, latency)
+                log.info("abort trial %d: %.3fs to the uncordon", trial, latency)
         finally:
             store.close()
     return AbortFigures(
@@ -714,8 +855,6 @@ def _abort_trial(
     trial: int,
 ) -> tuple[float, float]:
     probe.healthy = True
-    watch = _NodeWatch(probe)
-    unsubscribe = sandbox.store.subscribe(watch)
     outcomes: list[engine.RunOutcome] = []
     failures: list[BaseException] = []
 
@@ -726,24 +865,30 @@ def _abort_trial(
             failures.append(exc)
 
     runner = threading.Thread(target=drive, name=f"bench-abort-{trial}", daemon=True)
+    uncordon: standalone.Change | None = None
     try:
+        since = sandbox.server.stats().seq
         runner.start()
-        if not watch.cordoned.wait(30):
-            raise BenchmarkFailed(f"abort trial {trial}: the node was never cordoned")
+        cordon = _wait_node(sandbox, after=since, unschedulable=True, timeout_s=30)
+        if cordon is None:
+            raise BenchmarkFailed(
+                f"abort trial {trial}: the node was never cordoned ({failures[:1]})"
+            )
         time.sleep(rng.uniform(0.0, config.probe_interval_s))
         breach_at = time.monotonic()
         breach_wall = datetime.now(UTC)
         probe.healthy = False
+        uncordon = _wait_node(sandbox, after=cordon.seq, unschedulable=False, timeout_s=60)
+        probe.healthy = True  # the fault is gone: let verify pass at once
         runner.join(60)
     finally:
-        unsubscribe()
         probe.healthy = True
     if failures:
         raise BenchmarkFailed(f"abort trial {trial}: the run raised {failures[0]!r}")
     if runner.is_alive() or not outcomes:
         raise BenchmarkFailed(f"abort trial {trial}: the run did not end within 60 s")
     run = outcomes[0].run
-    if run.state is not states.RunState.ABORTED or watch.uncordoned_at is None:
+    if run.state is not states.RunState.ABORTED or uncordon is None:
         raise BenchmarkFailed(
             f"abort trial {trial}: run {run.id} ended {run.state.value} ({run.reason}); "
             "expected ABORTED with the node uncordoned"
@@ -754,131 +899,9 @@ def _abort_trial(
     if not reverts:
         raise BenchmarkFailed(f"abort trial {trial}: run {run.id} journalled no revert event")
     return (
-        watch.uncordoned_at - breach_at,
+        uncordon.at - breach_at,
         (reverts[0].at - breach_wall).total_seconds(),
     )
-
-
-# ---- plan time -------------------------------------------------------------------------------
-
-
-def _plan_scenario(path: pathlib.Path, *, zone: str) -> None:
-    _write_yaml(
-        path,
-        {
-            "apiVersion": "stormdrill.dev/v1",
-            "kind": "Scenario",
-            "metadata": {"name": "bench-az-failure"},
-            "spec": {
-                "description": "Cordon and drain one zone's nodes; delete a few bench pods.",
-                "failureMode": "availability-zone",
-                "hypothesis": "The bench workload survives the loss of one zone.",
-                "targets": {
-                    "zone-nodes": {
-                        "provider": "kubernetes",
-                        "kind": "node",
-                        "selector": {"labels": {"topology.kubernetes.io/zone": zone}},
-                        "blastRadius": {"max": "100%"},
-                    },
-                    "bench-pods": {
-                        "provider": "kubernetes",
-                        "kind": "pod",
-                        "namespace": BENCH_NAMESPACE,
-                        "selector": {"labels": dict(BENCH_LABELS)},
-                        "blastRadius": {"max": "100%"},
-                    },
-                },
-                "guardrails": {"environments": [ENVIRONMENT_NAME], "maxDuration": "30m"},
-                "steps": [
-                    {
-                        "name": "cordon-zone",
-                        "action": kube_nodes.CordonAction.name,
-                        "target": "zone-nodes",
-                    },
-                    {
-                        "name": "drain-zone",
-                        "action": kube_nodes.DrainAction.name,
-                        "target": "zone-nodes",
-                        "with": {"timeout": "2m"},
-                    },
-                    {
-                        "name": "delete-some",
-                        "action": "kubernetes.pods.delete",
-                        "target": "bench-pods",
-                        "with": {"count": 10},
-                        "rollback": "none",
-                        "irreversible": "bare bench pods are not recreated",
-                    },
-                    {"name": "hold", "wait": "5m"},
-                ],
-            },
-        },
-    )
-
-
-def measure_plan(workdir: pathlib.Path, *, config: Config) -> PlanFigures:
-    """Median `Engine.plan` time over a big cluster; the plan must select the whole zone."""
-    folder = workdir / "plan"
-    folder.mkdir(parents=True, exist_ok=True)
-    zone = seed.ZONES[0]
-    with cluster(
-        workdir, nodes=config.plan_nodes, pods=config.plan_pods, name="plan-cluster"
-    ) as sandbox:
-        expected = sandbox.zone_size(zone)
-        scenario_path = folder / "scenario.yaml"
-        _plan_scenario(scenario_path, zone=zone)
-        bound = binding.bind(str(scenario_path), env=str(sandbox.environment_path), sets=[])
-        store = _open_journal(folder / "journal.db")
-        try:
-            eng = engine.Engine(store=store, reg=binding.make_registry())
-            times: list[float] = []
-            calls = 0
-            mutations_planned = 0
-            for _ in range(config.plan_repeats):
-                before = sandbox.api.request_count
-                started = time.perf_counter()
-                plan = eng.plan(bound.drill)
-                times.append(time.perf_counter() - started)
-                calls = sandbox.api.request_count - before
-                if plan.refused:
-                    raise BenchmarkFailed(
-                        "plan refused: " + "; ".join(v.message for v in plan.refusals)
-                    )
-                nodes_sel = plan.selections["zone-nodes"]
-                pods_sel = plan.selections["bench-pods"]
-                if nodes_sel.count != expected or pods_sel.count != config.plan_pods:
-                    raise BenchmarkFailed(
-                        f"plan selected {nodes_sel.count} zone nodes (expected {expected}) and "
-                        f"{pods_sel.count} pods (expected {config.plan_pods})"
-                    )
-                mutations_planned = sum(len(step.mutations) for step in plan.steps)
-            breakdown = _plan_breakdown(eng, bound.drill)
-        finally:
-            store.close()
-    return PlanFigures(
-        nodes=config.plan_nodes,
-        pods=config.plan_pods,
-        zone_nodes=expected,
-        planned_mutations=mutations_planned,
-        api_calls=calls,
-        times_s=tuple(times),
-        breakdown_s=breakdown,
-    )
-
-
-def _plan_breakdown(eng: engine.Engine, drill: planning.DrillInput) -> dict[str, float]:
-    """Where plan time goes: resolving every target, then planning each action step."""
-    ctx = eng.context_for(drill, run_id=states.RunId("plan-breakdown"), dry_run=True)
-    started = time.perf_counter()
-    selections = planning.resolve_targets(drill.scenario, reg=eng.registry, ctx=ctx)
-    spent = {"resolve targets": time.perf_counter() - started}
-    for step in drill.scenario.spec.steps:
-        if step.action is None:
-            continue
-        started = time.perf_counter()
-        planning.plan_action(step, reg=eng.registry, ctx=ctx, selections=selections)
-        spent[f"step {step.name} ({step.action})"] = time.perf_counter() - started
-    return spent
 
 
 # ---- the whole run ---------------------------------------------------------------------------
@@ -896,23 +919,36 @@ def host_info() -> dict[str, str | int | None]:
     }
 
 
-def run_benchmark(config: Config, *, workdir: pathlib.Path, quick: bool = False) -> Results:
+def run_benchmark(
+    config: Config, *, workdir: pathlib.Path, quick: bool = False, partial: bool = False
+) -> Results:
     """Measure everything `config` asks for, in `workdir` (left behind for inspection)."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
     host = host_info()
+    load_start = load_now()
     figures: list[RollbackFigures] = []
-    with cluster(workdir, nodes=max(config.node_count, *config.sizes), name="rollback") as sandbox:
-        for n in config.sizes:
-            figures.append(measure_rollback(workdir, sandbox, n=n, config=config))
-    abort = measure_abort(workdir, config=config)
-    plan = measure_plan(workdir, config=config)
+    if config.sizes and config.concurrencies:
+        with cluster(workdir, nodes=config.nodes, name="rollback") as sandbox:
+            for n in config.sizes:
+                figures.append(measure_rollback(workdir, sandbox, n=n, config=config))
+    abort = measure_abort(workdir, config=config) if config.abort_trials > 0 else None
+    if not config.peer:
+        peer_note = "Chaos Toolkit not measured (--no-peer)"
+    elif chaostoolkit.chaos_executable(config.peer_venv) is None:
+        peer_note = chaostoolkit.setup_hint(config.peer_venv)
+    else:
+        peer_note = ""
     return Results(
         started_at=started,
         quick=quick,
+        partial=partial,
         host=host,
+        load_start=load_start,
+        load_end=load_now(),
+        latency_s=config.latency_s,
         rollback=tuple(figures),
         abort=abort,
-        plan=plan,
+        peer_note=peer_note,
     )
 
 
@@ -926,65 +962,118 @@ def write_results(results: Results, *, directory: pathlib.Path) -> pathlib.Path:
     return dated
 
 
+def _load(load: Load) -> str:
+    return " ".join(f"{x:.2f}" for x in load)
+
+
+def _times(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}x"
+
+
 def render_table(results: Results) -> str:
     """The figures as a plain-text table (what `main` prints)."""
     lines = [
         f"Stormdrill rollback benchmark ({results.started_at}, {results.host['cpus']} CPUs, "
-        f"load {results.host['load']} at the start)"
+        f"{results.latency_s * 1000:g} ms API latency, sandbox API server in its own process)",
+        f"load {_load(results.load_start)} at the start, {_load(results.load_end)} at the end",
+        "",
+        f"{'N':>5} {'c':>3} {'min s':>8} {'median s':>8} {'limit s':>8} {'x limit':>7} "
+        f"{'calls/rv':>8} {'journal s':>9} {'vs c=1':>7} {'vs CTK':>7}  load start -> end",
     ]
-    lines.append("")
-    lines.append(
-        f"{'N':>5} {'c':>3} {'wall s':>8} {'calls/revert':>12} {'limit s':>8} "
-        f"{'limit/call s':>12} {'journal s':>9} {'speedup':>8}"
-    )
     for fig in results.rollback:
         for run in fig.runs:
-            speed = (
-                f"{fig.speedup:.1f}x"
-                if run.concurrency == max(r.concurrency for r in fig.runs)
-                else ""
-            )
+            floor = "" if run.journal_floor_s is None else f"{run.journal_floor_s:.3f}"
             lines.append(
-                f"{run.n:>5} {run.concurrency:>3} {run.wall_s:>8.3f} "
-                f"{run.api_calls_per_revert:>12.2f} {run.limit_stated_s:>8.3f} "
-                f"{run.limit_per_call_s:>12.3f} {run.journal_floor_s:>9.3f} {speed:>8}"
+                f"{run.n:>5} {run.concurrency:>3} {run.wall_min_s:>8.3f} {run.wall_s:>8.3f} "
+                f"{run.limit_stated_s:>8.3f} {run.ratio_to_limit:>7.2f} "
+                f"{run.api_calls_per_revert:>8.2f} {floor:>9} "
+                f"{_times(fig.speedup_over_baseline(run)):>7} {_times(fig.vs_peer(run)):>7}  "
+                f"{_load(run.load_start)} -> {_load(run.load_end)}"
             )
+        if fig.peer is not None:
+            p = fig.peer
+            lines.append(
+                f"{p.n:>5} CTK {p.min_s:>8.3f} {p.median_s:>8.3f}   Chaos Toolkit {p.version} "
+                f"rollback phase (its journal, {len(p.runs)} run(s); method phase "
+                f"{statistics.median(r.method_s for r in p.runs):.3f}s)"
+            )
+    if results.peer_note:
+        lines.append(results.peer_note)
     a = results.abort
-    lines.append("")
-    lines.append(
-        f"abort latency over {a.trials} trials (probe interval {a.probe_interval_s:g}s, time "
-        f"scale {a.time_scale:g}): median {a.median_s:.3f}s, max {a.max_s:.3f}s "
-        f"(to the revert event: median {statistics.median(a.to_revert_event_s):.3f}s, "
-        f"max {max(a.to_revert_event_s):.3f}s)"
-    )
-    p = results.plan
-    lines.append(
-        f"plan over {p.nodes} nodes / {p.pods} pods ({p.zone_nodes} zone nodes, "
-        f"{p.planned_mutations} mutations, {p.api_calls} API calls): median {p.median_s:.3f}s "
-        f"of {len(p.times_s)}"
-    )
-    for part, seconds in p.breakdown_s.items():
-        lines.append(f"  {part}: {seconds:.3f}s")
+    if a is not None:
+        lines.append("")
+        lines.append(
+            f"abort latency over {a.trials} trials (probe interval {a.probe_interval_s:g}s, time "
+            f"scale {a.time_scale:g}): median {a.median_s:.3f}s, max {a.max_s:.3f}s "
+            f"(to the revert event: median {statistics.median(a.to_revert_event_s):.3f}s, "
+            f"max {max(a.to_revert_event_s):.3f}s)"
+        )
     lines.append("")
     lines.append("targets:")
     for check in results.checks():
         verdict = "met" if check.met else "MISSED"
         if check.unit == "x":
-            shown = f"speedup {check.bound:.1f}x (needs >= {check.measured:.0f}x)"
+            shown = f"{check.measured:.1f}x (needs >= {check.bound:g}x)"
         else:
             shown = f"{check.measured:.3f}s (bound {check.bound:.3f}s)"
         lines.append(f"  [{verdict:>6}] {check.name}: {shown}")
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers like 100,1000") from exc
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers like 100,1000")
+    return values
+
+
+def _positive(text: str) -> int:
+    [value] = _ints(text)
+    return value
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[Config, bool]:
+    """The Config the command line asks for, and whether only some rows were picked."""
+    config = Config.quick() if args.quick else Config()
+    partial = args.n is not None or args.concurrency is not None
+    changes: dict[str, Any] = {"peer": not args.no_peer}
+    if args.n is not None:
+        changes["sizes"] = args.n
+    if args.concurrency is not None:
+        changes["concurrencies"] = args.concurrency
+    if args.repeats is not None:
+        changes["repeats"] = args.repeats
+    if args.abort_trials is not None:
+        changes["abort_trials"] = args.abort_trials
+    elif partial:
+        changes["abort_trials"] = 0
+    return dataclasses.replace(config, **changes), partial
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m benchmarks.rollback`."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rollback", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="N=100 only, 5 abort trials")
+    parser.add_argument("--quick", action="store_true", help="N=100, c=1,16, 5 abort trials")
+    parser.add_argument("--n", type=_ints, help="rows' N, e.g. 1000 or 100,1000 (default all)")
+    parser.add_argument("--concurrency", type=_ints, help="rows' c, e.g. 16 or 1,16,64")
+    parser.add_argument("--repeats", type=_positive, help="repetitions per row (default 3)")
+    parser.add_argument(
+        "--abort-trials", type=int, help="abort latency trials (default 20; 0 with --n/--c)"
+    )
+    parser.add_argument("--no-peer", action="store_true", help="do not run Chaos Toolkit")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    config = Config.quick() if args.quick else Config()
+    config, partial = config_from_args(args)
     with contextlib.ExitStack() as stack:
         if args.keep:
             workdir = pathlib.Path(tempfile.mkdtemp(prefix="stormdrill-bench-"))
@@ -993,7 +1082,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir = pathlib.Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="stormdrill-bench-"))
             )
-        results = run_benchmark(config, workdir=workdir, quick=args.quick)
+        results = run_benchmark(config, workdir=workdir, quick=args.quick, partial=partial)
     print(render_table(results))
     written = write_results(results, directory=args.results)
     print(f"\nwrote {written} and {written.parent / 'rollback-latest.json'}")

@@ -1,0 +1,590 @@
+"""API benchmark: `GET /api/v1/runs` and `GET /api/v1/runs/{id}` under 50 concurrent clients.
+
+Run it as `.venv/bin/python -m benchmarks.api` (`--quick`: 5 s of load; `--profile`: also
+profile both routes in-process with cProfile and print the functions that cost most).
+It prints the figures and writes `benchmarks/results/api-<date>.json` and `api-latest.json`.
+
+What it does:
+- seeds a fresh SQLite store with `--runs` runs (default 1,000: a mix of states, verdicts,
+  scenarios and environments, each with a short timeline and one journal entry), written
+  through the journal's own methods;
+- starts `stormdrill serve` in a subprocess (`python -m drills.cli serve`, uvicorn, one
+  process; `--server-log-level warning`, so no access log), with recovery and the run
+  driver off (`STORMDRILL_RECOVER_ON_START`/`_DRIVE_RUNS=false`: nothing to drive), and
+  authenticates with a real viewer token (`drills.service.tokens.create`); without that
+  module it serves `create_app` from this module with the principal overridden (`--open`);
+- measures the server's RSS idle (after one request of each route, so imports are done)
+  and its peak under load (`/proc/<pid>/status` VmRSS, sampled every 0.2 s; psutil when
+  installed);
+- runs `--clients` concurrent clients (asyncio + httpx, one connection each, keep-alive)
+  for `--duration` seconds, each alternating `GET /api/v1/runs` and `GET /api/v1/runs/{id}`
+  of a random seeded run; latency is measured in the client, so it includes the client's
+  own scheduling (client and server share the machine's CPUs).
+
+Targets (issue 13): p99 ≤ 50 ms, RSS ≤ 150 MB. A run in which any request fails (not 200)
+reports the failures and does not claim the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import dataclasses
+import io
+import json
+import os
+import pathlib
+import platform
+import pstats
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from drills import settings as settings_mod
+from drills import store as store_mod
+from orchestrator import journal, mutations, records, states
+
+TARGET_P99_MS = 50.0
+TARGET_RSS_MB = 150.0
+LIST_PATH = "/api/v1/runs"
+SHOW_PATH = "/api/v1/runs/{id}"
+STARTUP_TIMEOUT_S = 60.0
+RESULTS = pathlib.Path(__file__).parent / "results"
+
+_SCENARIOS = ("az-failure", "key-person-loss", "dependency-outage", "region-failover")
+_ENVIRONMENTS = ("sandbox", "staging", "production")
+_ENDINGS: tuple[tuple[states.RunState, states.Verdict | None], ...] = (
+    (states.RunState.COMPLETED, states.Verdict.HELD),
+    (states.RunState.COMPLETED, states.Verdict.HELD),
+    (states.RunState.COMPLETED, states.Verdict.DEVIATED),
+    (states.RunState.ABORTED, states.Verdict.INCONCLUSIVE),
+    (states.RunState.FAILED, None),
+    (states.RunState.ROLLBACK_FAILED, None),
+    (states.RunState.PENDING, None),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    runs: int = 1000
+    clients: int = 50
+    duration_s: float = 20.0
+    warmup_s: float = 2.0
+    events_per_run: int = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteFigures:
+    route: str
+    requests: int
+    failures: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+    started_at: str
+    host: dict[str, object]
+    config: Config
+    auth: str
+    """`token` (a real viewer token) or `override` (the principal set in the subprocess)."""
+    seed_s: float
+    routes: tuple[RouteFigures, ...]
+    total_rps: float
+    rss_idle_mb: float
+    rss_peak_mb: float
+    load_start: tuple[float, float, float]
+    load_end: tuple[float, float, float]
+    failures: tuple[str, ...]
+    """The first few failed requests (status and body start)."""
+
+    @property
+    def targets(self) -> dict[str, bool]:
+        clean = not self.failures
+        return {
+            "p99<=50ms": clean and all(r.p99_ms <= TARGET_P99_MS for r in self.routes),
+            "rss<=150MB": clean and self.rss_peak_mb <= TARGET_RSS_MB,
+        }
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "benchmark": "api",
+            **dataclasses.asdict(self),
+            "targets": self.targets,
+            "target_values": {"p99_ms": TARGET_P99_MS, "rss_mb": TARGET_RSS_MB},
+        }
+
+
+# ---- seeding ----------------------------------------------------------------------------
+
+
+def seed(store: journal.Journal, *, runs: int, events_per_run: int) -> list[states.RunId]:
+    """`runs` runs with timelines and one journal entry each, through the journal's methods."""
+    rng = random.Random(13)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    made: list[states.RunId] = []
+    for index in range(runs):
+        at = start + timedelta(minutes=7 * index)
+        run_id = states.RunId(f"{at:%Y%m%dT%H%M%SZ}-{index:08x}")
+        state, verdict = _ENDINGS[index % len(_ENDINGS)]
+        run = states.new_run(
+            id=run_id,
+            scenario=_SCENARIOS[index % len(_SCENARIOS)],
+            environment=_ENVIRONMENTS[index % len(_ENVIRONMENTS)],
+            environment_source=f"environments/{_ENVIRONMENTS[index % len(_ENVIRONMENTS)]}.yaml",
+            owner=journal.UNCLAIMED,
+            at=at,
+            record=records.RunRecord(
+                scenario_source=f"scenarios/{_SCENARIOS[index % len(_SCENARIOS)]}.yaml",
+                parameters={"soak": "5m", "zone": f"zone-{index % 3}"},
+                time_scale=1.0,
+            ),
+        )
+        store.create_run(run)
+        entry = store.record_intent(
+            run_id,
+            mutations.PlannedMutation(
+                step="inject",
+                target=mutations.TargetRef(
+                    provider="kubernetes", kind="node", name=f"node-{rng.randrange(500)}"
+                ),
+                action="kubernetes.nodes.cordon",
+                params={},
+                pre_state={"unschedulable": False},
+                undo=mutations.UndoToken(action="kubernetes.nodes.cordon", data={}),
+            ),
+        )
+        if state is not states.RunState.PENDING:
+            store.mark_applied(entry.seq)
+            store.mark_reverted(entry.seq)
+            ended = dataclasses.replace(
+                run,
+                state=state,
+                verdict=verdict,
+                reason=f"{state.value}: seeded",
+                updated_at=at + timedelta(minutes=5),
+                finished_at=at + timedelta(minutes=5),
+            )
+            store.save_run(ended, expected_state=states.RunState.PENDING)
+        store.append_events(
+            run_id,
+            [
+                journal.NewEvent(
+                    kind="state",
+                    message=f"step {n}",
+                    data={"state": "planning" if n == 0 else "observing"},
+                    at=at + timedelta(seconds=n),
+                )
+                for n in range(events_per_run)
+            ],
+        )
+        made.append(run_id)
+    return made
+
+
+# ---- the server -------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _config(workdir: pathlib.Path) -> settings_mod.Settings:
+    return settings_mod.Settings(
+        data_dir=workdir / "data",
+        database_url=f"sqlite:///{workdir / 'data' / 'stormdrill.db'}",
+        reports_dir=workdir / "reports",
+        killswitch_file=workdir / "killswitch",
+    )
+
+
+def serve(workdir: pathlib.Path, *, port: int, open_access: bool) -> None:
+    """The API over `workdir`'s store, as `stormdrill serve` runs it (the subprocess' body)."""
+    import uvicorn
+
+    from drills.api import app as app_mod
+    from drills.api import config as api_config
+    from drills.api import deps
+    from drills.service import auth
+
+    app = app_mod.create_app(
+        _config(workdir), api_config.ApiSettings(drive_runs=False, recover_on_start=False)
+    )
+    if open_access:
+        viewer = auth.Principal(name="benchmark", roles=frozenset({auth.Role.VIEWER}))
+        app.dependency_overrides[deps.get_principal] = lambda: viewer
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _viewer_token(store: journal.Journal) -> str | None:
+    try:
+        from drills.service import auth, tokens
+    except ImportError:
+        return None
+    issued = tokens.create(store, role=auth.Role.VIEWER, created_by="benchmark", name="bench")
+    return issued.secret
+
+
+def _server_command(
+    workdir: pathlib.Path, *, port: int, open_access: bool
+) -> tuple[list[str], dict[str, str]]:
+    """`stormdrill serve` itself (a real token), else this module's `serve` (`--open`)."""
+    config = _config(workdir)
+    env = {
+        **os.environ,
+        "STORMDRILL_DATABASE_URL": config.database_url,
+        "STORMDRILL_DATA_DIR": str(config.data_dir),
+        "STORMDRILL_REPORTS_DIR": str(config.reports_dir),
+        "STORMDRILL_DRIVE_RUNS": "false",
+        "STORMDRILL_RECOVER_ON_START": "false",
+    }
+    if open_access:
+        command = [sys.executable, "-m", "benchmarks.api", "--serve", str(workdir)]
+        return [*command, "--port", str(port), "--open"], env
+    serve_command = [sys.executable, "-m", "drills.cli", "serve", "--host", "127.0.0.1"]
+    return [*serve_command, "--port", str(port), "--server-log-level", "warning"], env
+
+
+@contextlib.contextmanager
+def _server(workdir: pathlib.Path, *, open_access: bool) -> Iterator[tuple[str, int]]:
+    """The API subprocess; yields (base URL, pid) once it answers."""
+    port = _free_port()
+    command, env = _server_command(workdir, port=port, open_access=open_access)
+    log = (workdir / "server.log").open("w")
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=pathlib.Path(__file__).parent.parent,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"the API exited with {process.returncode}: "
+                    + (workdir / "server.log").read_text()[-2000:]
+                )
+            try:
+                if httpx.get(f"{base}/openapi.json", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not answer on {base} in {STARTUP_TIMEOUT_S}s")
+            time.sleep(0.1)
+        yield base, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def rss_mb(pid: int) -> float:
+    """The resident set size of `pid` in MiB (psutil if installed, else /proc)."""
+    try:
+        import psutil  # type: ignore[import-untyped]
+    except ImportError:
+        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS in /proc/{pid}/status") from None
+    return float(psutil.Process(pid).memory_info().rss) / (1024 * 1024)
+
+
+class _RssSampler:
+    def __init__(self, pid: int, interval_s: float = 0.2) -> None:
+        self._pid, self._interval = pid, interval_s
+        self._stop = threading.Event()
+        self.peak = 0.0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, RuntimeError):
+                self.peak = max(self.peak, rss_mb(self._pid))
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> _RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ---- load -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Samples:
+    latencies: dict[str, list[float]]
+    failures: list[str]
+    count_failures: dict[str, int]
+
+
+async def _client(
+    index: int,
+    *,
+    base: str,
+    headers: dict[str, str],
+    ids: Sequence[states.RunId],
+    until: float,
+    measure_from: float,
+    samples: _Samples,
+) -> None:
+    rng = random.Random(index)
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30.0) as client:
+        turn = index % 2
+        while time.monotonic() < until:
+            route = (LIST_PATH, SHOW_PATH)[turn]
+            turn ^= 1
+            path = route if route == LIST_PATH else f"/api/v1/runs/{rng.choice(ids)}"
+            began = time.perf_counter()
+            try:
+                response = await client.get(path)
+                ok, what = response.status_code == 200, f"{response.status_code} {path}"
+                detail = response.text[:200]
+            except httpx.HTTPError as exc:
+                ok, what, detail = False, f"{type(exc).__name__} {path}", str(exc)
+            elapsed_ms = (time.perf_counter() - began) * 1000
+            if time.monotonic() < measure_from:
+                continue
+            if ok:
+                samples.latencies[route].append(elapsed_ms)
+            else:
+                samples.count_failures[route] += 1
+                if len(samples.failures) < 5:
+                    samples.failures.append(f"{what}: {detail}")
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
+
+
+def load(
+    base: str, *, headers: dict[str, str], ids: Sequence[states.RunId], config: Config
+) -> tuple[tuple[RouteFigures, ...], float, tuple[str, ...]]:
+    """Drive the clients; the figures per route, requests/s overall, the first failures."""
+    samples = _Samples(
+        latencies={LIST_PATH: [], SHOW_PATH: []},
+        failures=[],
+        count_failures={LIST_PATH: 0, SHOW_PATH: 0},
+    )
+
+    async def everyone() -> None:
+        now = time.monotonic()
+        measure_from = now + config.warmup_s
+        until = measure_from + config.duration_s
+        await asyncio.gather(
+            *(
+                _client(
+                    i,
+                    base=base,
+                    headers=headers,
+                    ids=ids,
+                    until=until,
+                    measure_from=measure_from,
+                    samples=samples,
+                )
+                for i in range(config.clients)
+            )
+        )
+
+    asyncio.run(everyone())
+    figures = tuple(
+        RouteFigures(
+            route=route,
+            requests=len(values),
+            failures=samples.count_failures[route],
+            rps=len(values) / config.duration_s,
+            p50_ms=round(_percentile(values, 50), 2),
+            p99_ms=round(_percentile(values, 99), 2),
+            max_ms=round(max(values, default=0.0), 2),
+        )
+        for route, values in samples.latencies.items()
+    )
+    total = sum(f.requests for f in figures) / config.duration_s
+    return figures, total, tuple(samples.failures)
+
+
+# ---- the benchmark ------------------------------------------------------------------------
+
+
+def run_benchmark(config: Config, *, workdir: pathlib.Path) -> Results:
+    """Seed, serve, measure idle, load, measure under load; the figures."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()
+    began = time.perf_counter()
+    with store_mod.open_store(_config(workdir)) as store:
+        ids = seed(store, runs=config.runs, events_per_run=config.events_per_run)
+        token = _viewer_token(store)
+    seed_s = time.perf_counter() - began
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with _server(workdir, open_access=token is None) as (base, pid):
+        for path in (LIST_PATH, f"/api/v1/runs/{ids[0]}"):
+            answer = httpx.get(f"{base}{path}", headers=headers, timeout=30.0)
+            if answer.status_code != 200:
+                raise RuntimeError(f"GET {path}: {answer.status_code} {answer.text[:500]}")
+        time.sleep(0.5)
+        idle = rss_mb(pid)
+        with _RssSampler(pid) as sampler:
+            routes, total, failures = load(base, headers=headers, ids=ids, config=config)
+        peak = max(sampler.peak, idle)
+    return Results(
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        host={"cpus": os.cpu_count(), "python": platform.python_version()},
+        config=config,
+        auth="token" if token else "override",
+        seed_s=round(seed_s, 2),
+        routes=routes,
+        total_rps=round(total, 1),
+        rss_idle_mb=round(idle, 1),
+        rss_peak_mb=round(peak, 1),
+        load_start=load_start,
+        load_end=os.getloadavg(),
+        failures=failures,
+    )
+
+
+def profile_routes(config: Config, *, workdir: pathlib.Path, requests: int = 20) -> str:
+    """cProfile of what each route does (the service calls and views, in-process).
+
+    The routes are thin: `GET /runs` is `runs.list_runs` + `RunPageView`, `GET /runs/{id}`
+    is `runs.resolve_id` + `runs.show` + its view; profiling those calls directly shows the
+    server's own cost without the HTTP machinery (which a TestClient runs in another thread,
+    out of the profiler's sight).
+    """
+    from drills.service import runs as run_service
+    from drills.service import views
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = io.StringIO()
+    with store_mod.open_store(_config(workdir)) as store:
+        ids = seed(store, runs=config.runs, events_per_run=config.events_per_run)
+
+        def listing() -> object:
+            page = run_service.list_runs(store, limit=20)
+            return views.RunPageView(
+                runs=[views.RunView.from_run(r) for r in page.runs], next_cursor=page.next_cursor
+            )
+
+        def showing() -> object:
+            return run_service.show(store, run_service.resolve_id(store, ids[1])).view()
+
+        for route, call in ((LIST_PATH, listing), (SHOW_PATH, showing)):
+            call()
+            profiler = cProfile.Profile()
+            began = time.perf_counter()
+            profiler.enable()
+            for _ in range(requests):
+                call()
+            profiler.disable()
+            each_ms = (time.perf_counter() - began) * 1000 / requests
+            out.write(f"\n== {route}: {requests} calls, {each_ms:.1f} ms each (profiled) ==\n")
+            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(22)
+    return out.getvalue()
+
+
+def write_results(results: Results, *, directory: pathlib.Path) -> pathlib.Path:
+    """Write `api-<date>.json` and overwrite `api-latest.json`; the dated path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results.to_json(), indent=2) + "\n"
+    dated = directory / f"api-{datetime.now(UTC):%Y-%m-%d}.json"
+    dated.write_text(text)
+    (directory / "api-latest.json").write_text(text)
+    return dated
+
+
+def render(results: Results) -> str:
+    lines = [
+        f"Stormdrill API benchmark ({results.started_at}, {results.host['cpus']} CPUs, "
+        f"{results.config.runs} runs, {results.config.clients} clients, "
+        f"{results.config.duration_s:g} s, auth: {results.auth})",
+        "load {:.2f} {:.2f} {:.2f} at the start, ".format(*results.load_start)
+        + "{:.2f} {:.2f} {:.2f} at the end".format(*results.load_end),
+        "",
+        f"{'route':<22} {'requests':>8} {'fail':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8}",
+    ]
+    for r in results.routes:
+        lines.append(
+            f"{r.route:<22} {r.requests:>8} {r.failures:>5} {r.rps:>8.1f} {r.p50_ms:>8.1f} "
+            f"{r.p99_ms:>8.1f} {r.max_ms:>8.1f}"
+        )
+    lines += [
+        f"{'total':<22} {'':>8} {'':>5} {results.total_rps:>8.1f}",
+        "",
+        f"RSS idle {results.rss_idle_mb:.1f} MiB, peak under load {results.rss_peak_mb:.1f} MiB",
+        "targets: "
+        + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in results.targets.items()),
+    ]
+    lines += [f"failure: {f}" for f in results.failures]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=Config.runs)
+    parser.add_argument("--clients", type=int, default=Config.clients)
+    parser.add_argument("--duration", type=float, default=Config.duration_s)
+    parser.add_argument("--quick", action="store_true", help="5 s of load instead of 20 s.")
+    parser.add_argument("--profile", action="store_true", help="Also cProfile both routes.")
+    parser.add_argument("--results", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--keep", action="store_true", help="Keep the working directory.")
+    parser.add_argument("--serve", type=pathlib.Path, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--open", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        serve(args.serve, port=args.port, open_access=args.open)
+        return
+    config = Config(
+        runs=args.runs, clients=args.clients, duration_s=5.0 if args.quick else args.duration
+    )
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="stormdrill-api-bench-"))
+    try:
+        results = run_benchmark(config, workdir=workdir / "load")
+        print(render(results))
+        print(f"written: {write_results(results, directory=args.results)}")
+        if args.profile:
+            print(profile_routes(config, workdir=workdir / "profile"))
+    finally:
+        if args.keep:
+            print(f"kept: {workdir}")
+        else:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
