@@ -156,6 +156,21 @@ COMMANDS: tuple[LazyCommand, ...] = (
         "drills.commands.running:app_runs",
         "List and show drill runs (newest first).",
     ),
+    LazyCommand(
+        "db",
+        "drills.commands.database:app",
+        "Show or migrate the run store's schema (Alembic revisions).",
+    ),
+    LazyCommand(
+        "serve",
+        "drills.commands.serving:serve",
+        "Serve the REST API: runs, plans, approvals, events, metrics; recovers at start-up.",
+    ),
+    LazyCommand(
+        "tokens",
+        "drills.commands.tokens:app",
+        "Create, list and revoke the API's bearer tokens (stormdrill serve).",
+    ),
 )
 
 

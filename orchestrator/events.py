@@ -55,6 +55,9 @@ class EventKind(enum.StrEnum):
     """Rollback left faults in place (data: leftovers, by: engine | recovery)."""
     REPORT_FACTS = "report-facts"
     """Written once per run by the reports: failure mode and CMDB hashes (not shown)."""
+    APPROVAL = "approval"
+    """A person approved or rejected a run awaiting approval (data: by, decision, plan_hash),
+    or the approvals stopped counting (the plan changed): `drills.service.approvals`."""
 
 
 def _text(data: Mapping[str, _Json], key: str, default: str = "") -> str:

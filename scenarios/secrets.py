@@ -93,6 +93,7 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),  # Slack tokens
     re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),  # JWTs
     re.compile(r"\bsk_(?:live|test)_[A-Za-z0-9]{10,}\b"),  # payment-provider secret keys
+    re.compile(r"\bsdt_[A-Za-z0-9_-]{20,}"),  # Stormdrill API tokens (their 12-char ids stay)
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL),
 )
 

@@ -1,23 +1,55 @@
 """API settings: `STORMDRILL_*` variables and an optional config file (pydantic-settings).
 
 `ApiSettings.load(env, config_file=…)` is called once by `stormdrill serve` (or a test) and
-passed to `create_app`; nothing reads the environment at import time. The store, reports and
-CMDB come from `drills.settings.Settings` (the same resolution as the CLI: one store).
+passed to `create_app`; nothing reads the environment at import time, and `ApiSettings()`
+itself reads nothing (its defaults only). The store, reports and CMDB come from
+`drills.settings.Settings` (the same resolution as the CLI: one store); a config file may
+name them too (`database_url`, `data_dir`, `reports_dir`, `cmdb`, `killswitch_file`), under
+the `STORMDRILL_*` variables, which win.
+
+Precedence, first wins: a `STORMDRILL_<FIELD>` variable, the config file (TOML or YAML,
+keys as the field names below), the default. Lists in a variable are JSON (`["a","b"]`) or,
+for folders, separated by `os.pathsep`; for other lists by commas; mappings are JSON.
+Errors name the file (or variable) and the key: `ConfigInvalid`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import pathlib
+import tomllib
+import typing
+from collections.abc import Mapping
 
 import pydantic
 import pydantic_settings
+import yaml
+
+from scenarios import errors
+
+CONFIG_ENV_VAR = "STORMDRILL_CONFIG"
+"""The config file `create_app_from_env` reads when set (`stormdrill serve --config FILE`)."""
+ENV_PREFIX = "STORMDRILL_"
+STORE_KEYS: Mapping[str, str] = {
+    "database_url": "STORMDRILL_DATABASE_URL",
+    "data_dir": "STORMDRILL_DATA_DIR",
+    "reports_dir": "STORMDRILL_REPORTS_DIR",
+    "cmdb": "STORMDRILL_CMDB",
+    "killswitch_file": "STORMDRILL_KILLSWITCH_FILE",
+}
+"""Config-file keys that belong to `drills.settings.Settings`, and the variable each sets."""
+
+
+class ConfigInvalid(errors.StormdrillError):
+    """The config file or a `STORMDRILL_*` variable of `serve` cannot be used."""
 
 
 class ApiSettings(pydantic_settings.BaseSettings):
     """Everything `serve` needs beyond the CLI's settings; every field has a safe default."""
 
     model_config = pydantic_settings.SettingsConfigDict(
-        env_prefix="STORMDRILL_", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True
     )
 
     host: str = "127.0.0.1"
@@ -26,6 +58,19 @@ class ApiSettings(pydantic_settings.BaseSettings):
     """Extra folders of Scenario documents `GET /scenarios` lists (beside the bundled library)."""
     environment_dirs: tuple[pathlib.Path, ...] = ()
     """Folders of Environment documents `GET /environments` lists and runs may name."""
+    drill_dirs: tuple[pathlib.Path, ...] = ()
+    """Folders of Drill documents `GET /drills` lists (the scenario and environment folders
+    are searched for Drill documents too)."""
+
+    # ---- driving runs (drills.service.driver) ----
+    drive_runs: bool = True
+    """Drive the runs submitted through the API in this process (a thread pool)."""
+    driver_workers: int = pydantic.Field(default=4, ge=1)
+    driver_poll_s: float = pydantic.Field(default=1.0, gt=0)
+    recover_on_start: bool = True
+    """Run recovery (`drills.service.runs.recover`) once at start-up."""
+    idempotency_ttl_s: float = pydantic.Field(default=86400.0, gt=0)
+    """How long a POST's `Idempotency-Key` is remembered (default one day)."""
 
     # ---- who may call (drills.service.auth) ----
     oidc_issuer: str | None = None
@@ -43,3 +88,105 @@ class ApiSettings(pydantic_settings.BaseSettings):
     preflight_hooks: tuple[str, ...] = ()
     preflight_secret: pydantic.SecretStr | None = None
     preflight_timeout_s: float = 5.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[pydantic_settings.BaseSettings],
+        init_settings: pydantic_settings.PydanticBaseSettingsSource,
+        env_settings: pydantic_settings.PydanticBaseSettingsSource,
+        dotenv_settings: pydantic_settings.PydanticBaseSettingsSource,
+        file_secret_settings: pydantic_settings.PydanticBaseSettingsSource,
+    ) -> tuple[pydantic_settings.PydanticBaseSettingsSource, ...]:
+        """Only what is passed in: `load` reads the variables and the file it is given."""
+        del settings_cls, env_settings, dotenv_settings, file_secret_settings
+        return (init_settings,)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str], config_file: pathlib.Path | None = None) -> ApiSettings:
+        """The settings from `env`'s `STORMDRILL_*` variables over `config_file`'s keys.
+
+        Raises `ConfigInvalid` naming the file or variable and the key.
+        """
+        from_file = {k: v for k, v in read_config(config_file).items() if k not in STORE_KEYS}
+        unknown = sorted(set(from_file) - set(cls.model_fields))
+        if unknown:
+            known = ", ".join(sorted(cls.model_fields))
+            raise ConfigInvalid(
+                f"{config_file}: unknown key(s) {', '.join(unknown)} (known: {known},"
+                f" and the store's {', '.join(STORE_KEYS)})"
+            )
+        values: dict[str, object] = dict(from_file)
+        origins = dict.fromkeys(from_file, str(config_file))
+        for name, field in cls.model_fields.items():
+            variable = f"{ENV_PREFIX}{name.upper()}"
+            raw = env.get(variable)
+            if raw is not None and raw.strip():
+                values[name] = _from_variable(raw, field.annotation, variable=variable)
+                origins[name] = variable
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{origins.get(str(err['loc'][0]), 'settings')}: {err['loc'][0]}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigInvalid(f"serve settings are invalid: {problems}") from None
+
+
+def read_config(path: pathlib.Path | None) -> dict[str, object]:
+    """The top-level keys of a TOML (`.toml`) or YAML config file; `{}` without a file."""
+    if path is None:
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigInvalid(f"{path}: cannot read the config file: {exc.strerror}") from None
+    try:
+        data: object = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text) or {}
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        kind = "TOML" if path.suffix == ".toml" else "YAML"
+        raise ConfigInvalid(f"{path}: not valid {kind}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigInvalid(f"{path}: the config file must be a mapping of settings to values")
+    return {str(key): value for key, value in data.items()}
+
+
+def store_env(env: Mapping[str, str], config_file: pathlib.Path | None) -> dict[str, str]:
+    """`env` plus the store keys of `config_file` as the `STORMDRILL_*` variables
+    `Settings.from_env` reads (a variable already set wins over the file)."""
+    merged = dict(env)
+    for key, value in read_config(config_file).items():
+        variable = STORE_KEYS.get(key)
+        if variable is None or merged.get(variable):
+            continue
+        if isinstance(value, list):
+            merged[variable] = os.pathsep.join(str(item) for item in value)
+        else:
+            merged[variable] = str(value)
+    return merged
+
+
+def _from_variable(raw: str, annotation: object, *, variable: str) -> object:
+    """A variable's text as the field's shape: JSON for lists and mappings, else the text."""
+    origin = typing.get_origin(annotation)
+    text = raw.strip()
+    if origin is dict:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigInvalid(
+                f'{variable}: write a JSON object, e.g. {{"sre": "operator"}} ({exc})'
+            ) from None
+    if origin is tuple:
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigInvalid(
+                    f'{variable}: write a JSON list, e.g. ["a", "b"] ({exc})'
+                ) from None
+        item = typing.get_args(annotation)[0]
+        separator = os.pathsep if item is pathlib.Path else ","
+        return [part.strip() for part in text.split(separator) if part.strip()]
+    return text

@@ -1,9 +1,11 @@
 """Dependencies as annotated types (STYLE rule 18), read from the app `create_app` built.
 
-`StoreDep`, `SettingsDep`, `ApiSettingsDep`, `PrincipalDep`, and `require(permission)`:
+`StoreDep`, `SettingsDep`, `ApiSettingsDep`, `RegistryDep`, `DriverDep`, `FoldersDep`,
+`PrincipalDep`, and `require(permission)`:
 `principal: Annotated[auth.Principal, require(auth.Permission.START)]` in a route's signature
 authenticates the caller (401) and checks the permission (403). Tests swap any of them with
-`app.dependency_overrides[get_store] = …`.
+`app.dependency_overrides[get_store] = …`. The store, registry and driver exist once the
+lifespan ran (`with TestClient(app)` or uvicorn); the settings from `create_app` on.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import fastapi
 
 from drills import settings as settings_mod
 from drills.api import config as api_config
-from drills.service import auth
-from orchestrator import journal
+from drills.service import auth, documents, driver
+from orchestrator import journal, registry
 
 
 def get_store(request: fastapi.Request) -> journal.Journal:
@@ -33,9 +35,34 @@ def get_api_settings(request: fastapi.Request) -> api_config.ApiSettings:
     return config
 
 
+def get_registry(request: fastapi.Request) -> registry.Registry:
+    reg: registry.Registry = request.app.state.registry
+    return reg
+
+
+def get_driver(request: fastapi.Request) -> driver.Driver | None:
+    """The runner that drives submitted runs; None when `drive_runs` is off."""
+    found: driver.Driver | None = request.app.state.driver
+    return found
+
+
+def get_folders(
+    config: Annotated[api_config.ApiSettings, fastapi.Depends(get_api_settings)],
+) -> documents.Folders:
+    """Where the API's documents come from (`scenario_dirs`, `environment_dirs`, `drill_dirs`)."""
+    return documents.Folders(
+        scenarios=config.scenario_dirs,
+        environments=config.environment_dirs,
+        drills=config.drill_dirs,
+    )
+
+
 StoreDep = Annotated[journal.Journal, fastapi.Depends(get_store)]
 SettingsDep = Annotated[settings_mod.Settings, fastapi.Depends(get_settings)]
 ApiSettingsDep = Annotated[api_config.ApiSettings, fastapi.Depends(get_api_settings)]
+RegistryDep = Annotated[registry.Registry, fastapi.Depends(get_registry)]
+DriverDep = Annotated[driver.Driver | None, fastapi.Depends(get_driver)]
+FoldersDep = Annotated[documents.Folders, fastapi.Depends(get_folders)]
 
 
 def get_principal(
@@ -47,11 +74,14 @@ def get_principal(
 
     Also kept on `request.state.principal` (the audit trail reads it there).
     """
-    principal = auth.authenticate(  # type: ignore[attr-defined]  # filled in by issue 13
-        store, config, authorization=request.headers.get("authorization")
+    principal = auth.authenticate(
+        store,
+        config,
+        authorization=request.headers.get("authorization"),
+        oidc=getattr(request.app.state, "oidc", None),
     )
     request.state.principal = principal
-    return principal  # type: ignore[no-any-return]
+    return principal
 
 
 PrincipalDep = Annotated[auth.Principal, fastapi.Depends(get_principal)]
@@ -60,8 +90,9 @@ PrincipalDep = Annotated[auth.Principal, fastapi.Depends(get_principal)]
 def require(permission: auth.Permission) -> Any:
     """A dependency: the authenticated principal, once `permission` is granted (else 403)."""
 
-    def check(principal: PrincipalDep) -> auth.Principal:
-        auth.authorize(principal, permission)  # type: ignore[attr-defined]  # issue 13
+    def check(request: fastapi.Request, principal: PrincipalDep) -> auth.Principal:
+        request.state.principal = principal  # for the audit trail, also when overridden
+        auth.authorize(principal, permission)
         return principal
 
     return fastapi.Depends(check)

@@ -16,10 +16,11 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import rich.box
 import rich.console
@@ -86,8 +87,17 @@ def open_journal(config: settings.Settings) -> journal.Journal:
     masked) and why, and exit code 5; a URL that is not usable at all is invalid input
     (exit 3). The opening itself is `drills.store.open_store`.
     """
+    return store_guarded(config, lambda: store_mod.open_store(config))
+
+
+_T = TypeVar("_T")
+
+
+def store_guarded(config: settings.Settings, action: Callable[[], _T]) -> _T:
+    """Run `action` on the store; a store error is one line on stderr (password masked) and
+    exit 5 (unreachable) or 3 (any other store error: invalid input)."""
     try:
-        return store_mod.open_store(config)
+        return action()
     except orchestrator_errors.StoreUnreachable as exc:
         failure: orchestrator_errors.JournalError = exc
         code = engine.ExitCode.UNREACHABLE

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from drills import binding
 from drills import settings as settings_mod
-from drills.service import catalogs, views
+from drills.service import catalogs, killswitches, views
 from drills.service import reports as run_reports
 from orchestrator import (
     engine,
@@ -47,7 +47,9 @@ from orchestrator.cmdb import backstage
 from orchestrator.cmdb import models as cmdb_models
 from orchestrator.providers.aws import connecting as aws_connecting
 from orchestrator.providers.kubernetes import connection as kube_connection
-from reports import coverage
+from reports import coverage, junit
+from reports import evidence as reports_evidence
+from reports import postmortem as reports_postmortem
 from scenarios import errors, loading, models, parameters, quantities, secrets, substituting
 
 _S = states.RunState
@@ -124,6 +126,9 @@ class DrillRequest:
     """Refuse (`CatalogInvalid`) a CMDB with any refused entity instead of leaving it out."""
     access: AccessOverrides = AccessOverrides()
     """`--kubeconfig`, `--context`, `--profile`: they win over the Environment's access."""
+    drill: str | None = None
+    """The Drill document `target` comes from when an entry point resolved its scenario
+    itself (the API looks its references up in its folders): recorded as the run's drill."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +171,8 @@ def prepare(config: settings_mod.Settings, request: DrillRequest) -> Prepared:
     )
     found = request.access.apply(bound.drill.environment)
     drill = dataclasses.replace(bound.drill, environment=_pinned(found))
+    if request.drill is not None:
+        drill = dataclasses.replace(drill, drill=request.drill)
     catalog = catalogs.catalog_for(config, drill.environment, request.cmdb)
     notes = backstage.refusal_lines(catalog, strict=request.strict)
     return Prepared(drill=drill, catalog=catalog, notes=tuple(notes), found_access=found)
@@ -302,7 +309,14 @@ def submit(
     trigger: engine.Trigger,
     run_id: states.RunId | None = None,
 ) -> states.Run:
-    """Queue the drill: a PENDING run with its trigger, driven later by whoever claims it."""
+    """Queue the drill: a PENDING run with its trigger, driven later by whoever claims it.
+
+    Raises `killswitches.Engaged` while the Environment's kill switch is engaged (the
+    global one is the engine's to enforce: a run submitted under it is refused at planning).
+    """
+    killswitches.refuse_if_engaged(
+        store, prepared.drill.environment.metadata.name, include_global=False
+    )
     eng = make_engine(config, store, reg, catalog=prepared.catalog)
     return eng.submit(prepared.drill, run_id=run_id, trigger=trigger)
 
@@ -664,28 +678,35 @@ def list_runs(
     limit: int = 20,
     cursor: str | None = None,
 ) -> RunPage:
-    """Runs matching `where`, newest first, `limit` at a time from `cursor` on."""
+    """Runs matching `where`, newest first, `limit` at a time from `cursor` on.
+
+    State, verdict, scenario, environment, time and the cursor are filtered in SQL (one
+    query of `limit + 1` rows); the trigger and the services reached live in the run
+    record, so with those the store is read in batches until the page is full.
+    """
     where = where or RunFilter()
     after = _decode(cursor) if cursor is not None else None
+    in_record = where.trigger is not None or where.service is not None
+    batch = limit + 1 if not in_record else max(4 * (limit + 1), 200)
     found: list[states.Run] = []
-    more = False
-    candidates = store.list_runs(
-        states_in=where.state,
-        scenario=where.scenario,
-        environment=where.environment,
-        limit=None,
-    )
-    for run in candidates:
-        if after is not None and (run.started_at, run.id) >= after:
-            continue
-        if not where.matches(run):
-            continue
-        if len(found) == limit:
-            more = True
+    while True:
+        rows = store.list_runs(
+            states_in=where.state,
+            scenario=where.scenario,
+            environment=where.environment,
+            verdicts=where.verdict,
+            started_from=where.since,
+            started_before=where.until,
+            older_than=after,
+            limit=batch,
+        )
+        found.extend(run for run in rows if where.matches(run))
+        if len(found) > limit or len(rows) < batch:
             break
-        found.append(run)
-    next_cursor = _encode(found[-1]) if more and found else None
-    return RunPage(runs=tuple(found), next_cursor=next_cursor)
+        after = (rows[-1].started_at, rows[-1].id)
+    page, more = found[:limit], len(found) > limit
+    next_cursor = _encode(page[-1]) if more and page else None
+    return RunPage(runs=tuple(page), next_cursor=next_cursor)
 
 
 def _encode(run: states.Run) -> str:
@@ -717,17 +738,18 @@ def resolve_id(store: journal.Journal, text: str) -> states.RunId:
     typed = text.strip()
     if not typed:
         raise UnknownRun(f"an empty run id names no run in the store at {store.url}")
-    everything = store.list_runs(limit=None)
     if typed.lower() == LATEST:
-        if not everything:
+        newest = store.run_ids(limit=1)
+        if not newest:
             raise UnknownRun(f"`latest`: the store at {store.url} has no runs yet")
-        return everything[0].id
-    if any(run.id == typed for run in everything):
+        return newest[0]
+    if store.find_run(typed) is not None:  # the common case: one indexed lookup
         return states.RunId(typed)
-    matches = [run for run in everything if _id_matches(run.id, typed)]
-    if len(matches) == 1:
-        return matches[0].id
-    if not matches:
+    ids = [run_id for run_id in store.run_ids(prefix=typed) if _id_matches(run_id, typed)]
+    if len(ids) == 1:
+        return ids[0]
+    matches = [run for run_id in ids[:_CANDIDATES_SHOWN] if (run := store.find_run(run_id))]
+    if not ids:
         raise UnknownRun(
             f"no run {typed!r} in the store at {store.url}"
             " (see `stormdrill runs list`; a unique prefix of an id or `latest` also works)"
@@ -737,12 +759,12 @@ def resolve_id(store: journal.Journal, text: str) -> states.RunId:
         f" {run.started_at:%Y-%m-%d %H:%M})"
         for run in matches[:_CANDIDATES_SHOWN]
     )
-    more = len(matches) - _CANDIDATES_SHOWN
+    more = len(ids) - _CANDIDATES_SHOWN
     raise AmbiguousRunId(
-        f"run id {typed!r} is ambiguous: it matches {len(matches)} runs in the store at"
+        f"run id {typed!r} is ambiguous: it matches {len(ids)} runs in the store at"
         f" {store.url}: {shown}{f'; and {more} more' if more > 0 else ''}."
         " Type more of the id",
-        candidates=tuple(run.id for run in matches),
+        candidates=tuple(ids),
     )
 
 
@@ -757,7 +779,7 @@ def short_ids(store: journal.Journal, shown: Sequence[states.Run]) -> dict[state
     no other run in the store has that random part or an id starting with it, else the
     full id. Uniqueness is checked against every run in the store, not only `shown`.
     """
-    every_id = [run.id for run in store.list_runs(limit=None)]
+    every_id = store.run_ids()
     parts = collections.Counter(_random_part(run_id) for run_id in every_id)
     short: dict[states.RunId, str] = {}
     for run in shown:
@@ -818,3 +840,107 @@ def show(store: journal.Journal, run_id: states.RunId) -> RunDetail:
     return RunDetail(
         run=run, events=tuple(store.events(run.id)), entries=tuple(store.entries(run.id))
     )
+
+
+# ---- cancelling, kill switches per environment, reports (the API's additions) ------------
+
+
+def cancel(
+    store: journal.Journal, run_id: states.RunId, *, reason: str, source: str = "the API"
+) -> states.Run:
+    """Stop the run: a queued run nobody drives yet ends ABORTED now; a driven one is asked
+    to abort (`abort`: it stops injecting, rolls back and verifies). The run as it is now.
+
+    Raises `RunEnded` when the run already reached a final state.
+    """
+    run = store.get_run(run_id)
+    if run.terminal:
+        raise RunEnded(run)
+    if run.state is _S.PENDING and run.owner == journal.UNCLAIMED:
+        try:
+            return engine.move_run(
+                store,
+                run,
+                _S.ABORTED,
+                reason=f"cancelled before it started: {reason}",
+                abort_reason=reason,
+            )
+        except orchestrator_errors.StaleRun:
+            run = store.get_run(run_id)  # claimed meanwhile: ask its driver instead
+            if run.terminal:
+                raise RunEnded(run) from None
+    abort(store, run.id, source=source)
+    return store.get_run(run.id)
+
+
+_LIVE = frozenset(states.IN_FLIGHT) - {_S.CRASHED}
+"""Runs a kill switch stops: queued or being driven (recovery owns the crashed ones)."""
+
+
+def engage_killswitch(
+    store: journal.Journal, *, environment: str | None, by: str, reason: str
+) -> tuple[journal.Killswitch, list[states.RunId]]:
+    """Engage the global switch, or the switch of the Environment named `environment`; the
+    runs it stops (each asked to abort, or cancelled while still queued).
+
+    The global switch is also enforced by the engine itself (its observer aborts every
+    running drill, planning refuses); an Environment's only by this and by `submit`.
+    """
+    if environment is None:
+        switch = killswitch(store, engaged=True, by=by, reason=reason)
+        live = store.list_runs(states_in=_LIVE, limit=None)
+    else:
+        switch = killswitches.set_environment(
+            store, environment=environment, engaged=True, by=by, reason=reason
+        )
+        live = store.list_runs(states_in=_LIVE, environment=environment, limit=None)
+    scope = "the global kill switch" if environment is None else f"the kill switch of {environment}"
+    stopped: list[states.RunId] = []
+    for run in live:
+        try:
+            cancel(store, run.id, reason=f"{scope}: {reason}", source=f"{scope} ({by})")
+        except RunEnded:
+            continue
+        stopped.append(run.id)
+    return switch, stopped
+
+
+def release_killswitch(
+    store: journal.Journal, *, environment: str | None, by: str
+) -> journal.Killswitch:
+    """Release the global switch or `environment`'s (runs may start again)."""
+    if environment is None:
+        return killswitch(store, engaged=False, by=by, reason="")
+    return killswitches.set_environment(
+        store, environment=environment, engaged=False, by=by, reason=""
+    )
+
+
+class ReportUnavailable(errors.StormdrillError):
+    """A run's report cannot be built (its scenario file is gone, or it has not started)."""
+
+
+def postmortem(
+    config: settings_mod.Settings, store: journal.Journal, run_id: states.RunId
+) -> reports_postmortem.PostMortem:
+    """The run's blameless post-mortem, with the CMDB of the Environment it recorded."""
+    run_evidence = reports_evidence.load(store, run_id)
+    environment = catalogs.recorded_environment(run_evidence.run)
+    catalog = catalogs.catalog_for(config, environment, ())
+    scenario = reports_evidence.scenario_for(run_evidence.run)
+    return reports_postmortem.build_postmortem(run_evidence, scenario, cmdb=catalog)
+
+
+def junit_xml(store: journal.Journal, run_id: states.RunId) -> str:
+    """The run's JUnit XML (a case per step, probe check, guardrail and objective).
+
+    Raises `ReportUnavailable` when the run's scenario can no longer be read.
+    """
+    run = store.get_run(run_id)
+    scenario = reports_evidence.scenario_for(run)
+    if scenario is None:
+        raise ReportUnavailable(
+            f"run {run.id}: its scenario ({run.record.scenario_source or 'unrecorded'})"
+            " cannot be read, so it has no JUnit report"
+        )
+    return junit.render(run=run, events=store.events(run.id), scenario=scenario)

@@ -26,6 +26,7 @@ from orchestrator.cmdb import models as cmdb_models
 from reports import coverage as coverage_mod
 from scenarios import errors as scenario_errors
 from scenarios import models as scenario_models
+from scenarios import secrets
 
 IsoTime = Annotated[
     dt.datetime, pydantic.PlainSerializer(lambda value: value.isoformat(), return_type=str)
@@ -755,3 +756,379 @@ class CoverageView(View):
                 by_mode=[RollupView.from_rollup(r) for r in matrix.by_mode],
             ),
         )
+
+
+# ---- the API's documents, runs and kill switches ------------------------------------------
+# (camelCase by alias, as the API issue spells them: `awaitingApproval`, `nextCursor`)
+
+
+def _masked(value: object) -> pydantic.JsonValue:
+    """JSON data with every secret-looking key's value and credential-looking text masked."""
+    masked: pydantic.JsonValue = json.loads(json.dumps(secrets.Redactor().json(value), default=str))
+    return masked
+
+
+class ParameterView(CamelView):
+    """A declared scenario parameter; a secret one never shows its default."""
+
+    name: str
+    type: str
+    default: pydantic.JsonValue = None
+    description: str
+    secret: bool
+
+    @classmethod
+    def from_parameter(cls, name: str, declared: scenario_models.Parameter) -> ParameterView:
+        secret = declared.secret or secrets.looks_secret(name)
+        shown: pydantic.JsonValue = None
+        if declared.default is not None:
+            masked = _masked({name: declared.default})
+            shown = secrets.MASK if secret else (masked[name] if isinstance(masked, dict) else None)
+        return cls(
+            name=name,
+            type=declared.type.value,
+            default=shown,
+            description=declared.description,
+            secret=secret,
+        )
+
+
+class ScenarioView(CamelView):
+    """One scenario: what it rehearses, its parameters, and the document (secrets masked)."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "az-failure-kubernetes",
+                    "failureMode": "availability-zone",
+                    "description": "Lose one zone's nodes",
+                    "rto": "5m",
+                    "file": "/srv/scenarios/az-failure-kubernetes.yaml",
+                    "bundled": True,
+                    "parameters": [],
+                    "document": {"kind": "Scenario"},
+                }
+            ]
+        }
+    )
+
+    name: str
+    failure_mode: str = pydantic.Field(alias="failureMode")
+    description: str
+    rto: str | None
+    file: str
+    bundled: bool
+    parameters: list[ParameterView]
+    document: dict[str, pydantic.JsonValue]
+
+    @classmethod
+    def from_scenario(
+        cls, scenario: scenario_models.Scenario, *, file: str, bundled: bool
+    ) -> ScenarioView:
+        spec = scenario.spec
+        secret_defaults = [
+            str(item)
+            for name, declared in spec.parameters.items()
+            if declared.default is not None and (declared.secret or secrets.looks_secret(name))
+            for item in (
+                declared.default
+                if isinstance(declared.default, list | tuple)
+                else [declared.default]
+            )
+        ]
+        masking = secrets.Redactor().with_secrets(secret_defaults)
+        dumped = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
+        document = _masked(masking.json(dumped))
+        return cls(
+            name=scenario.metadata.name,
+            failure_mode=spec.failure_mode.value,
+            description=spec.description,
+            rto=str(spec.objectives.rto) if spec.objectives.rto is not None else None,
+            file=file,
+            bundled=bundled,
+            parameters=[
+                ParameterView.from_parameter(name, declared)
+                for name, declared in spec.parameters.items()
+            ],
+            document=document if isinstance(document, dict) else {},
+        )
+
+
+class KubernetesAccessView(CamelView):
+    """How the Environment reaches its cluster (no credentials: a kubeconfig is a path)."""
+
+    kubeconfig: str | None
+    context: str | None
+    in_cluster: bool = pydantic.Field(alias="inCluster")
+    require_namespace_opt_in: bool = pydantic.Field(alias="requireNamespaceOptIn")
+    allow_cluster_scope: bool = pydantic.Field(alias="allowClusterScope")
+
+
+class AwsAccessView(CamelView):
+    """How the Environment reaches AWS: region, profile or role name, endpoint (no keys)."""
+
+    region: str
+    profile: str | None
+    role_arn: str | None = pydantic.Field(alias="roleArn")
+    endpoint_url: str | None = pydantic.Field(alias="endpointUrl")
+
+
+class FreezeView(CamelView):
+    start: IsoTime
+    end: IsoTime
+    reason: str
+
+
+class EnvironmentSummaryView(CamelView):
+    """One Environment as `GET /environments` lists it."""
+
+    name: str
+    file: str
+    protected: bool
+    approvals_required: int = pydantic.Field(alias="approvalsRequired")
+    labels: dict[str, str]
+
+
+class EnvironmentView(EnvironmentSummaryView):
+    """One Environment without anything secret: access is described, never its credentials;
+    a parameter whose name or value looks secret shows `***`; URLs lose their userinfo."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "staging",
+                    "file": "/srv/environments/staging.environment.yaml",
+                    "protected": False,
+                    "approvalsRequired": 0,
+                    "labels": {},
+                    "timeScale": 1.0,
+                    "kubernetes": {
+                        "kubeconfig": "/srv/kube/staging.yaml",
+                        "context": "staging",
+                        "inCluster": False,
+                        "requireNamespaceOptIn": True,
+                        "allowClusterScope": False,
+                    },
+                    "aws": None,
+                    "prometheus": "https://***@prometheus.staging.example",
+                    "cmdb": ["/srv/catalog"],
+                    "parameters": {"zone": "us-east-1b", "apiToken": "***"},
+                    "freezes": [],
+                    "allowedFailureModes": None,
+                }
+            ]
+        }
+    )
+
+    time_scale: float = pydantic.Field(alias="timeScale")
+    kubernetes: KubernetesAccessView | None
+    aws: AwsAccessView | None
+    prometheus: str | None
+    cmdb: list[str]
+    parameters: dict[str, pydantic.JsonValue]
+    freezes: list[FreezeView]
+    allowed_failure_modes: list[str] | None = pydantic.Field(alias="allowedFailureModes")
+
+    @classmethod
+    def from_environment(
+        cls, environment: scenario_models.Environment, *, file: str
+    ) -> EnvironmentView:
+        spec = environment.spec
+        kube, aws = spec.kubernetes, spec.aws
+        parameters = _masked(dict(spec.parameters))
+        return cls(
+            name=environment.metadata.name,
+            file=file,
+            protected=spec.protected or spec.approvals.required > 0,
+            approvals_required=spec.approvals.required,
+            labels=dict(environment.metadata.labels),
+            time_scale=spec.time_scale,
+            kubernetes=None
+            if kube is None
+            else KubernetesAccessView(
+                kubeconfig=None if kube.kubeconfig is None else str(kube.kubeconfig),
+                context=kube.context,
+                in_cluster=kube.in_cluster,
+                require_namespace_opt_in=kube.require_namespace_opt_in,
+                allow_cluster_scope=kube.allow_cluster_scope,
+            ),
+            aws=None
+            if aws is None
+            else AwsAccessView(
+                region=aws.region,
+                profile=aws.profile,
+                role_arn=aws.role_arn,
+                endpoint_url=None if aws.endpoint_url is None else secrets.redact(aws.endpoint_url),
+            ),
+            prometheus=None if spec.prometheus is None else secrets.redact(spec.prometheus.url),
+            cmdb=[] if spec.cmdb is None else [str(p) for p in spec.cmdb.backstage],
+            parameters=parameters if isinstance(parameters, dict) else {},
+            freezes=[FreezeView(start=f.start, end=f.end, reason=f.reason) for f in spec.freezes],
+            allowed_failure_modes=None
+            if spec.allowed_failure_modes is None
+            else [m.value for m in spec.allowed_failure_modes],
+        )
+
+
+class EnvironmentListView(CamelView):
+    """The Environments of the configured folders, by name, and the problems of those left out."""
+
+    environments: list[EnvironmentSummaryView]
+    problems: list[ProblemView]
+
+
+class DrillView(CamelView):
+    """A Drill document: a scenario bound to an environment, its parameters (secrets
+    masked), schedule and recorded approvals."""
+
+    name: str
+    file: str
+    scenario: str
+    environment: str
+    parameters: dict[str, pydantic.JsonValue]
+    schedule: str | None
+    """The cron expression, with its time zone: `0 10 * * 1 (Europe/Berlin)`."""
+    approvals: list[str]
+    notes: str
+
+    @classmethod
+    def from_drill(cls, drill: scenario_models.Drill, *, file: str) -> DrillView:
+        spec = drill.spec
+        parameters = _masked(dict(spec.parameters))
+        return cls(
+            name=drill.metadata.name,
+            file=file,
+            scenario=spec.scenario,
+            environment=spec.environment,
+            parameters=parameters if isinstance(parameters, dict) else {},
+            schedule=None
+            if spec.schedule is None
+            else f"{spec.schedule.cron} ({spec.schedule.timezone})",
+            approvals=[f"{a.by} at {a.at.isoformat()}" for a in spec.approvals],
+            notes=spec.notes,
+        )
+
+
+class DrillListView(CamelView):
+    drills: list[DrillView]
+    problems: list[ProblemView]
+
+
+class RunRequestBody(CamelView):
+    """What `POST /runs` and `POST /plans` take: a drill, where it runs, its parameters."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "scenario": "az-failure-kubernetes",
+                    "environment": "staging",
+                    "parameters": {"zone": "us-east-1b", "soak": "2m"},
+                }
+            ]
+        }
+    )
+
+    scenario: str = pydantic.Field(min_length=1)
+    """A Scenario name (the configured folders, then the bundled library), a Drill name,
+    or a file inside one of the configured folders."""
+    environment: str | None = None
+    """An Environment name (the configured folders) or file; a Drill names its own."""
+    parameters: dict[str, str | int | float | bool | list[str | int | float | bool]] = (
+        pydantic.Field(default_factory=dict)
+    )
+
+
+class RunSubmittedView(CamelView):
+    """A run `POST /runs` queued: its id and state, and whether it waits for approvals."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "20250101T120000Z-3f9a1c2b",
+                    "state": "pending",
+                    "awaitingApproval": False,
+                    "scenario": "az-failure-kubernetes",
+                    "environment": "staging",
+                }
+            ]
+        }
+    )
+
+    id: str
+    state: states.RunState
+    awaiting_approval: bool = pydantic.Field(alias="awaitingApproval")
+    scenario: str
+    environment: str
+
+
+class RunPageView(CamelView):
+    """One page of runs, newest first; `nextCursor` fetches the next (null: the last page)."""
+
+    runs: list[RunView]
+    next_cursor: str | None = pydantic.Field(alias="nextCursor")
+
+
+class AckRequestBody(CamelView):
+    """`POST /runs/{id}/steps/{step}/ack`: what was done, and by whom (default: the caller)."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={"examples": [{"evidence": "https://chat/escalation/123", "by": "alice"}]}
+    )
+
+    evidence: str = pydantic.Field(min_length=1)
+    by: str | None = None
+
+
+class AckView(CamelView):
+    """An acknowledged manual step."""
+
+    run: str
+    step: str
+    by: str
+    evidence: str
+
+
+class KillswitchRequestBody(CamelView):
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={"examples": [{"reason": "incident INC-1234 in progress"}]}
+    )
+
+    reason: str = pydantic.Field(min_length=1)
+
+
+class KillswitchView(CamelView):
+    """The global kill switch, or one Environment's (`environment` names it)."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "environment": None,
+                    "engaged": True,
+                    "by": "alice",
+                    "reason": "incident INC-1234 in progress",
+                    "at": "2025-01-01T12:00:00+00:00",
+                    "aborted": ["20250101T115500Z-3f9a1c2b"],
+                }
+            ]
+        }
+    )
+
+    environment: str | None
+    engaged: bool
+    by: str
+    reason: str
+    at: IsoTime | None
+    aborted: list[str] = []
+    """The runs this change asked to abort (engaging only)."""
+
+
+class HealthView(CamelView):
+    """`/healthz` and `/readyz`: `ok`, and for readiness what was checked."""
+
+    status: str
+    checks: dict[str, str] = {}

@@ -260,3 +260,16 @@ def test_fingerprints_mask_whole_words_only_and_survive_a_json_round_trip() -> N
     assert prints.mask("key abcd-1234, then abcd-1234!") == "key ***, then ***!"
     assert prints.mask("xabcd-1234 abcd-12345") == "xabcd-1234 abcd-12345"
     assert secrets.Fingerprints.from_json({"salt": 3}) is None
+
+
+def test_a_stormdrill_api_token_is_masked_in_text_but_its_short_id_is_kept() -> None:
+    from drills.service import tokens
+
+    token = tokens.PREFIX + "Q" * 10 + "_-" + "z" * 31
+    shown = token[: tokens.PREFIX_LENGTH]
+    text = f"curl -H 'X: {token}' (listed as {shown})"
+
+    masked = secrets.redact(text)
+
+    assert token not in masked
+    assert f"(listed as {shown})" in masked

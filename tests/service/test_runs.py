@@ -281,6 +281,31 @@ def test_list_filters_runs_and_pages_through_them_with_a_cursor(files: world.Fil
     assert held.next_cursor is None and last.next_cursor is None and len(last.runs) == 8
 
 
+def test_record_filters_page_through_batches_without_losing_or_repeating_a_run(
+    files: world.Files,
+) -> None:
+    # 450 runs; every 7th was scheduled: more than one SQL batch (200) holds no full page
+    with _open(files) as opened:
+        for n in range(450):
+            trigger = engine.TriggerKind.SCHEDULE if n % 7 == 0 else engine.TriggerKind.MANUAL
+            _stored(opened, f"run-{n:03d}", minutes=n, trigger=trigger)
+        where = runs.RunFilter(trigger=engine.TriggerKind.SCHEDULE)
+        seen: list[str] = []
+        cursor: str | None = None
+        pages = 0
+        while True:
+            page = runs.list_runs(opened, where=where, limit=20, cursor=cursor)
+            seen.extend(r.id for r in page.runs)
+            pages += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+
+    expected = [f"run-{n:03d}" for n in reversed(range(450)) if n % 7 == 0]
+    assert seen == expected
+    assert pages == 4  # 65 runs, 20 a page
+
+
 def test_show_returns_the_run_with_its_timeline_and_journal(files: world.Files) -> None:
     prepared = runs.prepare(files.config, _request(files))
     with _open(files) as opened:
