@@ -28,7 +28,7 @@ from drills import settings as settings_mod
 from drills import store as store_mod
 from drills.api import audit as api_audit
 from drills.api import config as api_config
-from drills.api import idempotency, problems
+from drills.api import examples, idempotency, problems
 from drills.api.routes import (
     approvals,
     audit,
@@ -128,6 +128,7 @@ def create_app(
     app.include_router(metrics.router)
     for module in _RESOURCES:
         app.include_router(module.router, prefix=API_PREFIX)
+    examples.install(app)  # recorded 2xx examples in app.openapi() (drills/api/examples.json)
     return app
 
 

@@ -1,6 +1,7 @@
 """Fixtures for the API's route tests: an app on a tmp SQLite store, with folders of documents.
 
-`api_world` writes a scenario folder (a people-only scenario that needs no cluster, and one
+`api_world` (`build_world(root)`, a plain function: `tests.api.record_examples` builds the
+same world) writes a scenario folder (a people-only scenario that needs no cluster, and one
 with a secret parameter), an environment folder (an Environment carrying secrets: tokens,
 a password, a URL with credentials) and a drill folder, and names a fresh store. `app_for`
 builds the app over it (`ApiSettings` overridable); `api_client` is an httpx client (through
@@ -183,12 +184,12 @@ class ApiWorld:
         return api_config.ApiSettings(**values)
 
 
-@pytest.fixture
-def api_world(tmp_path: Path) -> ApiWorld:
+def build_world(root: Path) -> ApiWorld:
+    """Write the world's folders under `root` (an existing, empty folder) and name its store."""
     catalog = stack.catalog_path().parent
-    scenarios = tmp_path / "scenarios"
-    environments = tmp_path / "environments"
-    drills = tmp_path / "drills"
+    scenarios = root / "scenarios"
+    environments = root / "environments"
+    drills = root / "drills"
     for folder in (scenarios, environments, drills):
         folder.mkdir()
     (scenarios / "absence-cover.yaml").write_text(ABSENCE_SCENARIO, encoding="utf-8")
@@ -201,18 +202,23 @@ def api_world(tmp_path: Path) -> ApiWorld:
     )
     (drills / "weekly-absence.drill.yaml").write_text(DRILL, encoding="utf-8")
     config = settings_mod.Settings(
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite:///{tmp_path / 'data' / 'stormdrill.db'}",
-        reports_dir=tmp_path / "reports",
+        data_dir=root / "data",
+        database_url=f"sqlite:///{root / 'data' / 'stormdrill.db'}",
+        reports_dir=root / "reports",
         cmdb_paths=(catalog,),
     )
     return ApiWorld(
-        root=tmp_path,
+        root=root,
         scenarios=scenarios,
         environments=environments,
         drills=drills,
         settings=config,
     )
+
+
+@pytest.fixture
+def api_world(tmp_path: Path) -> ApiWorld:
+    return build_world(tmp_path)
 
 
 AppFor = Callable[..., fastapi.FastAPI]

@@ -158,6 +158,5 @@ def test_the_run_summary_rounds_the_rto_and_gives_the_real_world_figure() -> Non
     line = running._rto_line(objectives)
 
     assert line == (
-        "12 s (target 6 s at time scale 0.02; about 10 min 14 s in a real outage,"
-        " objective 5 min)"
+        "12 s (target 6 s at time scale 0.02; about 10 min 14 s in a real outage, objective 5 min)"
     )
