@@ -16,11 +16,25 @@ from drills.api import deps, problems
 from drills.api.routes import coverage
 from drills.service import auth, views
 from drills.service import cmdb as cmdb_service
+from orchestrator.cmdb import models as cmdb_models
 
 router = fastapi.APIRouter(tags=["cmdb"])
 
 Reader = Annotated[auth.Principal, deps.require(auth.Permission.READ)]
 Environment = Annotated[str | None, fastapi.Query(description="Use this Environment's CMDB.")]
+
+
+def _catalog(
+    settings: deps.SettingsDep,
+    folders: deps.FoldersDep,
+    environment: Environment = None,
+    strict: bool = False,
+) -> cmdb_models.Catalog:
+    """The catalog a request names (`?environment=`, `?strict=`): see `coverage.catalog`."""
+    return coverage.catalog(settings, folders, environment=environment, strict=strict)
+
+
+Catalog = Annotated[cmdb_models.Catalog, fastapi.Depends(_catalog)]
 
 
 @router.get(
@@ -29,15 +43,8 @@ Environment = Annotated[str | None, fastapi.Query(description="Use this Environm
     response_model=views.ServiceListView,
     responses=problems.responses(*problems.COMMON, 404),
 )
-def services(
-    settings: deps.SettingsDep,
-    folders: deps.FoldersDep,
-    _: Reader,
-    environment: Environment = None,
-    strict: bool = False,
-) -> views.ServiceListView:
+def services(_: Reader, found: Catalog) -> views.ServiceListView:
     """Each service with its dependencies, dependents, placement, people and objectives."""
-    found = coverage.catalog(settings, folders, environment=environment, strict=strict)
     return cmdb_service.services(found)
 
 
@@ -49,18 +56,14 @@ def services(
 )
 def impact(
     ref: str,
-    settings: deps.SettingsDep,
-    folders: deps.FoldersDep,
     _: Reader,
+    found: Catalog,
     failure_mode: Annotated[
         str | None,
         fastapi.Query(alias="failureMode", description="RTO/RPO for this failure mode."),
     ] = None,
-    environment: Environment = None,
-    strict: bool = False,
 ) -> views.ImpactView:
     """The service and everything that depends on it, with the objectives that hold."""
-    found = coverage.catalog(settings, folders, environment=environment, strict=strict)
     return cmdb_service.impact_view(found, [ref], failure_mode=failure_mode)
 
 
@@ -70,14 +73,6 @@ def impact(
     response_model=views.ServiceView,
     responses=problems.responses(*problems.COMMON, 404),
 )
-def service(
-    ref: str,
-    settings: deps.SettingsDep,
-    folders: deps.FoldersDep,
-    _: Reader,
-    environment: Environment = None,
-    strict: bool = False,
-) -> views.ServiceView:
+def service(ref: str, _: Reader, found: Catalog) -> views.ServiceView:
     """What it depends on, what uses it, where it runs, its people and objectives."""
-    found = coverage.catalog(settings, folders, environment=environment, strict=strict)
     return cmdb_service.service(found, ref)
