@@ -134,6 +134,10 @@ class RollbackRun:
     concurrency: int
     walls_s: tuple[float, ...]
     """`revert_run`'s wall time of each repetition."""
+    client_cpu_s: tuple[float, ...]
+    """CPU seconds this (the rolling-back) process used during each repetition."""
+    server_cpu_s: tuple[float, ...]
+    """CPU seconds the sandbox API server process used during each repetition."""
     api_calls: int
     """Requests the server received during the slowest-calling repetition."""
     api_calls_per_revert: float
@@ -173,6 +177,8 @@ class RollbackRun:
             "wall_median_s": self.wall_s,
             "walls_s": list(self.walls_s),
             "repeats": len(self.walls_s),
+            "client_cpu_s": statistics.median(self.client_cpu_s),
+            "server_cpu_s": statistics.median(self.server_cpu_s),
             "api_calls": self.api_calls,
             "api_calls_per_revert": self.api_calls_per_revert,
             "limit_stated_s": self.limit_stated_s,
@@ -393,8 +399,18 @@ class Cluster:
     def set_latency(self, seconds: float) -> None:
         self.server.set_faults(latency_s=seconds)
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server process has used so far."""
+        return process_cpu_s(self.server.process.pid)
+
     def request_count(self) -> int:
         return self.server.stats().requests
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of process `pid`, from /proc/<pid>/stat."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -606,8 +622,11 @@ def _rollback_once(
     concurrency: int,
     latency_s: float,
     repeat: int,
-) -> tuple[float, int]:
-    """Cordon `names`, roll them back at `concurrency`, check; (wall seconds, API calls)."""
+) -> tuple[float, int, float, float]:
+    """Cordon `names`, roll them back at `concurrency`, check.
+
+    Returns (wall seconds, API calls, this process's CPU seconds, the server's CPU seconds).
+    """
     n = len(names)
     reg = binding.make_registry()
     store = _open_journal(workdir / f"rollback-{n}-{concurrency}-{repeat}.db")
@@ -621,6 +640,7 @@ def _rollback_once(
             raise BenchmarkFailed(f"rollback N={n}: {len(cordoned)} nodes cordoned, expected {n}")
         sandbox.set_latency(latency_s)
         calls_before = sandbox.request_count()
+        server_cpu, client_cpu = sandbox.cpu_s(), process_cpu_s(os.getpid())
         started = time.perf_counter()
         outcome = rollback.revert_run(
             store=store,
@@ -631,6 +651,8 @@ def _rollback_once(
             listener=_live_view(),
         )
         wall = time.perf_counter() - started
+        server_cpu = sandbox.cpu_s() - server_cpu
+        client_cpu = process_cpu_s(os.getpid()) - client_cpu
         calls = sandbox.request_count() - calls_before
         sandbox.set_latency(0.0)
         left = sandbox.cordoned()
@@ -644,7 +666,7 @@ def _rollback_once(
             )
     finally:
         store.close()
-    return wall, calls
+    return wall, calls, client_cpu, server_cpu
 
 
 def measure_row(
@@ -657,8 +679,10 @@ def measure_row(
     load_start = load_now()
     walls: list[float] = []
     calls_seen: list[int] = []
+    client_cpu: list[float] = []
+    server_cpu: list[float] = []
     for repeat in range(config.repeats):
-        wall, calls = _rollback_once(
+        wall, calls, client, server = _rollback_once(
             workdir,
             sandbox,
             names=names,
@@ -668,6 +692,8 @@ def measure_row(
         )
         walls.append(wall)
         calls_seen.append(calls)
+        client_cpu.append(client)
+        server_cpu.append(server)
         log.info("rollback N=%d c=%d #%d: %.3fs, %d API calls", n, concurrency, repeat, wall, calls)
     load_end = load_now()
     calls = max(calls_seen)
@@ -677,6 +703,8 @@ def measure_row(
         n=n,
         concurrency=concurrency,
         walls_s=tuple(walls),
+        client_cpu_s=tuple(client_cpu),
+        server_cpu_s=tuple(server_cpu),
         api_calls=calls,
         api_calls_per_revert=per_revert,
         limit_stated_s=waves * config.latency_s,
@@ -978,7 +1006,8 @@ def render_table(results: Results) -> str:
         f"load {_load(results.load_start)} at the start, {_load(results.load_end)} at the end",
         "",
         f"{'N':>5} {'c':>3} {'min s':>8} {'median s':>8} {'limit s':>8} {'x limit':>7} "
-        f"{'calls/rv':>8} {'journal s':>9} {'vs c=1':>7} {'vs CTK':>7}  load start -> end",
+        f"{'calls/rv':>8} {'journal s':>9} {'cpu s':>5} {'srv s':>5} {'vs c=1':>7} {'vs CTK':>7}"
+        "  load start -> end",
     ]
     for fig in results.rollback:
         for run in fig.runs:
@@ -987,6 +1016,8 @@ def render_table(results: Results) -> str:
                 f"{run.n:>5} {run.concurrency:>3} {run.wall_min_s:>8.3f} {run.wall_s:>8.3f} "
                 f"{run.limit_stated_s:>8.3f} {run.ratio_to_limit:>7.2f} "
                 f"{run.api_calls_per_revert:>8.2f} {floor:>9} "
+                f"{statistics.median(run.client_cpu_s):>5.2f} "
+                f"{statistics.median(run.server_cpu_s):>5.2f} "
                 f"{_times(fig.speedup_over_baseline(run)):>7} {_times(fig.vs_peer(run)):>7}  "
                 f"{_load(run.load_start)} -> {_load(run.load_end)}"
             )

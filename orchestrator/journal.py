@@ -41,6 +41,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -247,6 +248,14 @@ class _Mark:
     moved: bool = False
     """The UPDATE matched (the entry was in an allowed state); `row` is then its new state."""
     failure: BaseException | None = None
+    allowed: frozenset[mutations.EntryState] = frozenset()
+    future: Future[mutations.JournalEntry] | None = None
+    """Set for a mark queued without waiting (`Journal.mark_reverted_later`)."""
+    known: mutations.JournalEntry | None = None
+    """The entry as the caller read it: the UPDATE then returns only the columns a mark
+    changes, and the result is `known` with those (see `_outcome`)."""
+    partial: bool = False
+    """`row` holds only the changing columns (`known` holds the rest)."""
 
     def group(self) -> tuple[str, str | None, int, str]:
         """Marks of one group write identical values: one UPDATE covers them all."""
@@ -440,7 +449,9 @@ class Journal:
         self._marks_lock = threading.Lock()  # guards the fingerprint cache
         self._queued: list[_Mark] = []
         self._queue = threading.Condition(threading.Lock())
-        self._leading = False  # a caller is writing a batch of marks right now
+        self._leading = False  # a caller (or the writer thread) is writing a batch right now
+        self._writer: threading.Thread | None = None  # writes marks queued without a waiter
+        self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -525,6 +536,13 @@ class Journal:
             metadata.create_all(conn, checkfirst=True)
 
     def close(self) -> None:
+        """Write every mark still queued (`mark_reverted_later`), then release connections."""
+        with self._queue:
+            self._closing = True
+            self._queue.notify_all()
+            writer = self._writer
+        if writer is not None:
+            writer.join()
         self._engine.dispose()
 
     def __enter__(self) -> Journal:
@@ -573,6 +591,17 @@ class Journal:
                 conn.execute(runs_table.insert().values(**_run_values(run), id=run.id))
         except sa.exc.IntegrityError as exc:
             raise errors.JournalError(f"run {run.id} already exists in the journal") from exc
+        return run
+
+    def create_run_in(self, conn: Connection, run: states.Run) -> states.Run:
+        """Store a new run inside the caller's transaction `conn` (same values as `create_run`).
+
+        For a caller that writes the run together with rows of its own (a schedule's fire):
+        both commit, or neither. A taken id raises `sa.exc.IntegrityError` into that
+        transaction (the caller rolls it back).
+        """
+        run = self._readable_run(run)
+        conn.execute(runs_table.insert().values(**_run_values(run), id=run.id))
         return run
 
     def get_run(self, run_id: states.RunId) -> states.Run:
@@ -813,6 +842,78 @@ class Journal:
             seq, _E.REVERT_FAILED, error=error, add_attempts=attempts, timeline=timeline
         )
 
+    def mark_reverted_later(
+        self,
+        seq: int,
+        *,
+        attempts: int = 1,
+        timeline: Timeline | None = None,
+        known: mutations.JournalEntry | None = None,
+    ) -> Future[mutations.JournalEntry]:
+        """Queue `mark_reverted` without waiting: the future resolves once the mark is durable.
+
+        The same durability as `mark_reverted` (the same group commit; the future's result
+        is the entry as committed, its exception what `mark_reverted` would have raised), but
+        the caller may go on meanwhile: a rollback worker starts its next revert while the
+        journal writes the last one. A mark queued here is written by the journal's writer
+        thread (or by any caller of a waiting mark that leads the next batch); `close` writes
+        every mark still queued before it returns. `known`, the entry as the caller read it
+        (seq `seq`), spares reading back the columns a mark does not change.
+        """
+        mark = self._new_mark(
+            seq, _E.REVERTED, error=None, add_attempts=attempts, timeline=timeline
+        )
+        if known is not None:
+            if known.seq != seq:
+                raise ValueError(f"known is entry #{known.seq}, not #{seq}")
+            mark.known = known
+        mark.future = Future()
+        mark.future.set_running_or_notify_cancel()
+        with self._queue:
+            if self._closing:
+                raise errors.JournalError(f"the journal at {self.url} is closed")
+            self._queued.append(mark)
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_queued, name="stormdrill-journal-writer", daemon=True
+                )
+                self._writer.start()
+            self._queue.notify_all()
+        return mark.future
+
+    def _write_queued(self) -> None:
+        """The writer thread: write queued marks in batches until the journal closes."""
+        with self._queue:
+            while True:
+                if self._leading or not self._queued:
+                    if self._closing and not self._queued:
+                        return
+                    self._queue.wait()
+                    continue
+                self._lead_one_batch()
+
+    def _new_mark(
+        self,
+        seq: int,
+        to: mutations.EntryState,
+        *,
+        error: str | None,
+        add_attempts: int = 0,
+        timeline: Timeline | None = None,
+        **extra: Any,
+    ) -> _Mark:
+        if error is not None:
+            error = self._text(error)
+        return _Mark(
+            seq=seq,
+            to=to,
+            error=error,
+            add_attempts=add_attempts,
+            extra=extra,
+            events=self._pending_events(timeline),
+            allowed=_ENTRY_MOVES[to],
+        )
+
     def _mark(
         self,
         seq: int,
@@ -823,28 +924,32 @@ class Journal:
         timeline: Timeline | None = None,
         **extra: Any,
     ) -> mutations.JournalEntry:
-        allowed = _ENTRY_MOVES[to]
-        if error is not None:
-            error = self._text(error)
-        mark = _Mark(
-            seq=seq,
-            to=to,
-            error=error,
-            add_attempts=add_attempts,
-            extra=extra,
-            events=self._pending_events(timeline),
+        mark = self._new_mark(
+            seq, to, error=error, add_attempts=add_attempts, timeline=timeline, **extra
         )
         self._commit_together(mark)
+        return self._outcome(mark)
+
+    def _outcome(self, mark: _Mark) -> mutations.JournalEntry:
+        """The entry a written mark committed, or the error it ends in."""
         if mark.failure is not None:
             raise mark.failure
         row = mark.row
         if row is None:
-            raise errors.JournalError(f"no journal entry #{seq} at {self.url}")
+            raise errors.JournalError(f"no journal entry #{mark.seq} at {self.url}")
+        if mark.partial and mark.known is not None:
+            return replace(
+                mark.known,
+                state=mutations.EntryState(row.state),
+                error=row.error,
+                attempts=row.attempts,
+                updated_at=row.updated_at,
+            )
         entry = _entry_from_row(row)
         if not mark.moved:
             raise errors.JournalError(
-                f"journal entry {entry} is {entry.state.value}; it cannot be marked {to.value} "
-                f"(only from {', '.join(sorted(s.value for s in allowed))})"
+                f"journal entry {entry} is {entry.state.value}; it cannot be marked "
+                f"{mark.to.value} (only from {', '.join(sorted(s.value for s in mark.allowed))})"
             )
         return entry
 
@@ -885,15 +990,33 @@ class Journal:
                 if self._leading:
                     self._queue.wait()
                     continue
-                self._leading = True
-                batch, self._queued = self._queued, []
-                self._queue.release()
-                try:
-                    self._commit_marks(batch)
-                finally:
-                    self._queue.acquire()
-                    self._leading = False
-                    self._queue.notify_all()
+                self._lead_one_batch()
+
+    def _lead_one_batch(self) -> None:
+        """Write every queued mark as one batch (called holding `_queue`, which it releases
+        while writing and holds again when it returns)."""
+        self._leading = True
+        batch, self._queued = self._queued, []
+        self._queue.release()
+        try:
+            try:
+                self._commit_marks(batch)
+            finally:  # outside the lock: a future's callbacks may use the journal
+                for mark in batch:
+                    if mark.future is not None:
+                        self._settle(mark, mark.future)
+        finally:
+            self._queue.acquire()
+            self._leading = False
+            self._queue.notify_all()
+
+    def _settle(self, mark: _Mark, future: Future[mutations.JournalEntry]) -> None:
+        try:
+            entry = self._outcome(mark)
+        except BaseException as exc:  # the waiter raises it, as `mark_reverted` would
+            future.set_exception(exc)
+        else:
+            future.set_result(entry)
 
     def _commit_marks(self, batch: Sequence[_Mark]) -> None:
         """Write `batch` in one transaction; every mark ends done (with its row or failure).
@@ -919,7 +1042,7 @@ class Journal:
                     len(batch),
                 )
                 for mark in batch:
-                    mark.row, mark.moved = None, False
+                    mark.row, mark.moved, mark.partial = None, False, False
                 if not self._landed(batch, now=now):
                     self._write_marks(batch, now=now)
         except BaseException as exc:  # nothing of the batch is on disk: each caller raises it
@@ -950,7 +1073,7 @@ class Journal:
         ):
             return False
         for mark in batch:
-            mark.row = rows.get(mark.seq)
+            mark.row, mark.partial = rows.get(mark.seq), False
             mark.moved = mark.row is not None and mark.row.state == mark.to.value
         return True
 
@@ -1211,9 +1334,16 @@ _SELECT_ENTRIES = journal_table.select().where(
 )
 
 
+_CHANGED_BY_MARKS = ("seq", "state", "error", "attempts", "updated_at")
+"""The columns a mark changes (and the key): what an UPDATE of marks with `known` returns."""
+
+
 @functools.cache
-def _update_statement(extra: tuple[str, ...]) -> sa.Update:
-    """The UPDATE of one group of marks (built once per set of extra columns)."""
+def _update_statement(extra: tuple[str, ...], *, partial: bool = False) -> sa.Update:
+    """The UPDATE of one group of marks (built once per set of extra columns).
+
+    `partial`: it returns only `_CHANGED_BY_MARKS` (every mark of the group has `known`).
+    """
     columns = journal_table.c
     values: dict[str, Any] = {
         "state": sa.bindparam("b_state", type_=columns.state.type),
@@ -1223,6 +1353,7 @@ def _update_statement(extra: tuple[str, ...]) -> sa.Update:
     }
     for name in extra:
         values[name] = sa.bindparam(f"b_x_{name}", type_=columns[name].type)
+    returned = [columns[name] for name in _CHANGED_BY_MARKS] if partial else list(columns)
     return (
         journal_table.update()
         .where(
@@ -1230,7 +1361,7 @@ def _update_statement(extra: tuple[str, ...]) -> sa.Update:
             columns.state.in_(sa.bindparam("b_allowed", expanding=True)),
         )
         .values(values)
-        .returning(*journal_table.c)
+        .returning(*returned)
     )
 
 
@@ -1247,12 +1378,13 @@ def _update_group(conn: Connection, group: Sequence[_Mark], *, now: datetime) ->
     }
     for name, value in first.extra.items():
         params[f"b_x_{name}"] = value
-    statement = _update_statement(tuple(sorted(first.extra)))
+    partial = all(mark.known is not None for mark in group)
+    statement = _update_statement(tuple(sorted(first.extra)), partial=partial)
     moved = {row.seq: row for row in conn.execute(statement, params).all()}
     for mark in group:
         row = moved.get(mark.seq)
         if row is not None:
-            mark.row, mark.moved = row, True
+            mark.row, mark.moved, mark.partial = row, True, partial
 
 
 def _rounds(batch: Sequence[_Mark]) -> list[list[_Mark]]:

@@ -10,6 +10,11 @@ Invariants:
   (`Selection.approved`): the re-plan of a step at run time that would reach another
   namespace or cluster-wide object stops the step (`GuardrailTripped`) instead.
 - A selection narrowed to `namespaces` keeps only its mutations inside them (on purpose).
+- A planning pass (`make_plan`, `resolve_targets`, `plan_action`) runs with CPython's
+  cyclic garbage collector paused (`collector_paused`): it builds big acyclic trees (parsed
+  list pages, facts, pre-states) that reference counting frees, which the collector would
+  only scan, with the whole heap, again and again. It runs again when the pass ends,
+  however it ends.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from orchestrator import context, errors, guardrails, mutations, registry, targets
+from orchestrator import collector, context, errors, guardrails, mutations, registry, targets
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import impact as cmdb_impact
 from orchestrator.cmdb import models as cmdb_models
@@ -83,6 +88,10 @@ class Plan:
         return list(reversed(planned))
 
 
+collector_paused = collector.paused
+"""`with collector_paused():` runs its body with the cyclic garbage collector paused."""
+
+
 OptedIn = Callable[[Sequence[str]], Sequence[str]]
 """Given namespaces, the ones opted in to drills (supplied by the Kubernetes provider)."""
 
@@ -96,7 +105,19 @@ def make_plan(
     facts: guardrails.RuntimeFacts,
 ) -> Plan:
     """Resolve, plan and judge `drill`; provider errors mean the world is unreachable."""
-    selections = resolve_targets(drill.scenario, reg=reg, ctx=ctx)
+    with collector_paused():
+        return _make_plan(drill=drill, reg=reg, ctx=ctx, catalog=catalog, facts=facts)
+
+
+def _make_plan(
+    *,
+    drill: DrillInput,
+    reg: registry.Registry,
+    ctx: context.RunContext,
+    catalog: cmdb_models.Catalog | None,
+    facts: guardrails.RuntimeFacts,
+) -> Plan:
+    selections = _resolve_targets(drill.scenario, reg=reg, ctx=ctx)
     steps = plan_steps(drill.scenario, reg=reg, ctx=ctx, selections=selections)
     planned = tuple(m for step in steps for m in step.mutations)
     impacted = map_impact(drill.scenario, selections=selections, catalog=catalog, planned=planned)
@@ -232,6 +253,13 @@ def resolve_targets(
     scenario: models.Scenario, *, reg: registry.Registry, ctx: context.RunContext
 ) -> dict[str, targets.Selection]:
     """Resolve every named target once."""
+    with collector_paused():
+        return _resolve_targets(scenario, reg=reg, ctx=ctx)
+
+
+def _resolve_targets(
+    scenario: models.Scenario, *, reg: registry.Registry, ctx: context.RunContext
+) -> dict[str, targets.Selection]:
     resolved: dict[str, targets.Selection] = {}
     for name, target in scenario.spec.targets.items():
         resolver = reg.resolver(provider=target.provider.value, kind=target.kind)
@@ -278,6 +306,17 @@ def plan_action(
     selections: Mapping[str, targets.Selection],
 ) -> list[mutations.PlannedMutation]:
     """The mutations of one action step, planned now (fresh pre-state, frozen targets)."""
+    with collector_paused():
+        return _plan_action(step, reg=reg, ctx=ctx, selections=selections)
+
+
+def _plan_action(
+    step: models.Step,
+    *,
+    reg: registry.Registry,
+    ctx: registry.ProviderContext,
+    selections: Mapping[str, targets.Selection],
+) -> list[mutations.PlannedMutation]:
     assert step.action is not None
     action = reg.get_action(step.action)()
     refs: tuple[mutations.TargetRef, ...] = ()

@@ -11,12 +11,18 @@ Invariants:
 - If a revert on a target fails, the older entries on that target are NOT
   attempted (their undo may assume the newer one was undone); they are marked
   revert_failed with the reason and reported.
+- A worker's slot takes the next revert as soon as its API call returns; the record is made
+  durable meanwhile (`Journal.mark_reverted_later`, the same group commit). The entry's
+  target stays busy until its record is durable, so an older entry on the same target
+  starts only after the newer undo is on record.
 - Nothing is reported reverted unless the provider's revert returned and the
   journal recorded it durably. Every other ending (permanent error, retries exhausted, a
   bug in the provider, a journal write failing) is reported as failed.
 - Each revert's timeline lines ("reverting #n" per attempt, stamped when it started, then
   "reverted #n" or "REVERT FAILED #n") are written in the same transaction as its mark
   (`journal.Timeline`), so the timeline never claims more than the entries' states.
+- The cyclic garbage collector is paused while reverts run (`collector.paused`: a rollback
+  is bounded by its retry policy's deadline); it runs again when the rollback ends.
 - Reverts are idempotent by contract: a provider treats "already undone" and
   "never happened" as success, so re-running a rollback is always safe.
 """
@@ -26,17 +32,17 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from orchestrator import context, errors, events, mutations, registry, retrying, states
+from orchestrator import collector, context, errors, events, mutations, registry, retrying, states
 from orchestrator import journal as journal_mod
 from scenarios import models as scenario_models
 
@@ -153,9 +159,14 @@ def leftover_json(entry: mutations.JournalEntry, error: str) -> dict[str, mutati
 class RevertRecorder(Protocol):
     """The part of `journal.Journal` the executor writes to."""
 
-    def mark_reverted(
-        self, seq: int, *, attempts: int = 1, timeline: journal_mod.Timeline | None = None
-    ) -> mutations.JournalEntry: ...
+    def mark_reverted_later(
+        self,
+        seq: int,
+        *,
+        attempts: int = 1,
+        timeline: journal_mod.Timeline | None = None,
+        known: mutations.JournalEntry | None = None,
+    ) -> Future[mutations.JournalEntry]: ...
 
     def mark_revert_failed(
         self,
@@ -194,6 +205,15 @@ class _Result:
     error: str | None  # None: reverted and recorded
 
 
+@dataclass(frozen=True)
+class _Applied:
+    """The provider undid `entry`; its record is not durable yet (nor reported)."""
+
+    entry: mutations.JournalEntry
+    attempts: int
+    starts: tuple[datetime, ...]
+
+
 def rollback(
     *,
     entries: Sequence[mutations.JournalEntry],
@@ -228,9 +248,12 @@ def rollback(
     results: list[_Result] = []
     if not pending:
         return RollbackOutcome()
-    with ThreadPoolExecutor(
-        max_workers=min(limits.total, len(pending)), thread_name_prefix="stormdrill-revert"
-    ) as pool:
+    with (
+        collector.paused(),
+        ThreadPoolExecutor(
+            max_workers=min(limits.total, len(pending)), thread_name_prefix="stormdrill-revert"
+        ) as pool,
+    ):
         _schedule(pending, pool=pool, executor=executor, limits=limits, results=results)
     results.sort(key=lambda r: r.entry.seq, reverse=True)
     return RollbackOutcome(
@@ -249,57 +272,119 @@ def _schedule(
 ) -> None:
     """Start reverts in newest-first order, one at a time per target, within the limits.
 
-    An entry starts only when every newer entry on its target has finished, its API server
-    has a free slot and is not paused, and a slot is free in all (with one slot in all the
-    whole rollback is strictly newest first: a paused server holds everything back).
+    An entry starts only when every newer entry on its target has finished (its record
+    durable), its API server has a free slot and is not paused, and a slot is free in all
+    (with one slot in all the whole rollback is strictly newest first: a paused server holds
+    everything back). Workers and the journal report to this loop through one queue, so each
+    ending costs the loop O(1) however many reverts are running or being recorded.
     """
-    running: dict[Future[_Result], mutations.JournalEntry] = {}
+    done: queue.SimpleQueue[_Ran | _Recorded] = queue.SimpleQueue()
+    running = 0
+    recording = 0
     busy: set[str] = set()
     per_server: collections.Counter[str] = collections.Counter()
     failed_on: dict[str, mutations.JournalEntry] = {}
     strict = limits.total == 1
-    while pending or running:
-        seen: set[str] = set()
+
+    def run(entry: mutations.JournalEntry) -> None:
+        try:
+            outcome = executor.revert_one(entry)
+            if not isinstance(outcome, _Applied):
+                done.put(_Ran(entry, outcome))
+                return
+            # Queue the record here, off the scheduling loop, then free the slot; the
+            # journal reports the record after this (a callback added to a done future
+            # runs at once, so `_Recorded` never overtakes `_Ran`).
+            marked = executor.record(outcome)
+            done.put(_Ran(entry, outcome))
+            marked.add_done_callback(lambda future: done.put(_Recorded(outcome, future)))
+        except BaseException as exc:  # revert_one records every Exception; report the rest
+            done.put(_Ran(entry, exc))
+            raise
+
+    def finish(result: _Result) -> None:
+        busy.discard(result.entry.target.key)
+        results.append(result)
+        if result.error is not None:
+            failed_on.setdefault(result.entry.target.key, result.entry)
+
+    while pending or running or recording:
         wake: float | None = None  # seconds until the first paused server resumes
-        for entry in list(pending):
-            if len(running) >= limits.total:
-                break
-            key = entry.target.key
-            if key in seen or key in busy:
-                seen.add(key)
-                continue
-            seen.add(key)
-            blocker = failed_on.get(key)
-            if blocker is not None:
-                pending.remove(entry)
-                results.append(executor.give_up_on(entry, blocker=blocker))
-                continue
-            server = api_server(entry.target)
-            if per_server[server] >= limits.of(entry.target.provider):
-                continue
-            paused = executor.pauses.remaining(server)
-            if paused > 0:
-                wake = paused if wake is None else min(wake, paused)
-                if strict:
+        if pending and running < limits.total:
+            seen: set[str] = set()
+            for entry in list(pending):
+                if running >= limits.total:
                     break
-                continue
-            pending.remove(entry)
-            busy.add(key)
-            per_server[server] += 1
-            running[pool.submit(executor.revert_one, entry)] = entry
-        if not running:
+                key = entry.target.key
+                if key in busy and strict:
+                    break  # its newer entry's record is not durable yet; nothing may overtake
+                if key in seen or key in busy:
+                    seen.add(key)
+                    continue
+                seen.add(key)
+                blocker = failed_on.get(key)
+                if blocker is not None:
+                    pending.remove(entry)
+                    results.append(executor.give_up_on(entry, blocker=blocker))
+                    continue
+                server = api_server(entry.target)
+                if per_server[server] >= limits.of(entry.target.provider):
+                    continue
+                paused = executor.pauses.remaining(server)
+                if paused > 0:
+                    wake = paused if wake is None else min(wake, paused)
+                    if strict:
+                        break
+                    continue
+                pending.remove(entry)
+                busy.add(key)
+                per_server[server] += 1
+                running += 1
+                pool.submit(run, entry)
+        if not running and not recording:
             if wake is not None:
                 executor.sleep(wake)
             continue
-        done, _ = futures.wait(running, timeout=wake, return_when=futures.FIRST_COMPLETED)
-        for future in done:
-            entry = running.pop(future)
-            busy.discard(entry.target.key)
-            per_server[api_server(entry.target)] -= 1
-            result = future.result()
-            results.append(result)
-            if result.error is not None:
-                failed_on.setdefault(entry.target.key, entry)
+        try:
+            ended = done.get(timeout=wake)
+        except queue.Empty:
+            continue  # a paused server resumes: look again
+        while True:
+            if isinstance(ended, _Recorded):  # a revert's record is durable (or failed)
+                recording -= 1
+                finish(executor.recorded(ended.applied, ended.marked))
+            else:
+                running -= 1
+                per_server[api_server(ended.entry.target)] -= 1
+                if isinstance(ended.outcome, BaseException):
+                    raise ended.outcome
+                if isinstance(ended.outcome, _Applied):
+                    # The API call is done: its slot takes the next revert while the journal
+                    # makes this one durable. Its target stays busy until then, so an older
+                    # entry on it starts only after this undo is on record.
+                    recording += 1
+                else:
+                    finish(ended.outcome)
+            try:
+                ended = done.get_nowait()  # take every ending queued before looking again
+            except queue.Empty:
+                break
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """A worker's report to the scheduling loop: its revert's outcome."""
+
+    entry: mutations.JournalEntry
+    outcome: _Result | _Applied | BaseException
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """The journal's report to the scheduling loop: an undone entry's record has landed."""
+
+    applied: _Applied
+    marked: Future[mutations.JournalEntry]
 
 
 def _started_event(entry: mutations.JournalEntry, at: datetime) -> journal_mod.NewEvent:
@@ -339,7 +424,7 @@ class _Executor:
     wall: Callable[[], datetime] = _utcnow
     _rand_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def revert_one(self, entry: mutations.JournalEntry) -> _Result:
+    def revert_one(self, entry: mutations.JournalEntry) -> _Result | _Applied:
         server = api_server(entry.target)
         started = self.clock()
         starts: list[datetime] = []
@@ -384,18 +469,34 @@ class _Executor:
                     type(exc).__name__,
                 )
                 return self._failed(entry, f"bug: {type(exc).__name__}: {exc}", attempt, starts)
-            return self._reverted(entry, attempt, starts)
+            return _Applied(entry, attempt, tuple(starts))
 
-    def _reverted(
-        self, entry: mutations.JournalEntry, attempts: int, starts: Sequence[datetime]
-    ) -> _Result:
+    def record(self, applied: _Applied) -> Future[mutations.JournalEntry]:
+        """Queue the record of an undone entry with its timeline (see `recorded`)."""
+        entry = applied.entry
         timeline = journal_mod.Timeline(
-            entry.run_id, [*(_started_event(entry, at) for at in starts), _reverted_event(entry)]
+            entry.run_id,
+            [*(_started_event(entry, at) for at in applied.starts), _reverted_event(entry)],
         )
         try:
-            recorded = self.journal.mark_reverted(entry.seq, attempts=attempts, timeline=timeline)
+            return self.journal.mark_reverted_later(
+                entry.seq, attempts=applied.attempts, timeline=timeline, known=entry
+            )
         except Exception as exc:
-            log.exception("revert of %s succeeded but the journal could not record it", entry)
+            failed: Future[mutations.JournalEntry] = Future()
+            failed.set_exception(exc)
+            return failed
+
+    def recorded(self, applied: _Applied, marked: Future[mutations.JournalEntry]) -> _Result:
+        """The result of an undone entry once its record is durable, or failed to be."""
+        entry, attempts, starts = applied.entry, applied.attempts, applied.starts
+        exc = marked.exception()
+        if exc is not None:
+            log.error(
+                "revert of %s succeeded but the journal could not record it",
+                entry,
+                exc_info=exc,
+            )
             # Not recorded means recovery will revert it again (harmless); report it as
             # not done rather than claim a success nobody can check later.
             error = f"reverted, but the journal could not record it: {exc}"
@@ -408,7 +509,7 @@ class _Executor:
             )
             return _Result(entry, error)
         log.info("reverted %s after %d attempt(s)", entry, attempts)
-        return _Result(recorded, None)
+        return _Result(marked.result(), None)
 
     def _failed(
         self,

@@ -44,6 +44,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, cast
 
 import psycopg
@@ -182,6 +183,26 @@ class KillingJournal:
         return self._entry(
             "reverted", self._inner.mark_reverted(seq, attempts=attempts, timeline=timeline)
         )
+
+    def mark_reverted_later(
+        self,
+        seq: int,
+        *,
+        attempts: int = 1,
+        timeline: journal.Timeline | None = None,
+        known: mutations.JournalEntry | None = None,
+    ) -> Future[mutations.JournalEntry]:
+        """As the journal's; the kill point is reached once the record is durable."""
+        marked = self._inner.mark_reverted_later(
+            seq, attempts=attempts, timeline=timeline, known=known
+        )
+
+        def durable(done: Future[mutations.JournalEntry]) -> None:
+            if done.exception() is None:
+                self._entry("reverted", done.result())
+
+        marked.add_done_callback(durable)
+        return marked
 
     # The other marks move the position but are no kill points.
     def mark_apply_failed(self, seq: int, *, error: str) -> mutations.JournalEntry:

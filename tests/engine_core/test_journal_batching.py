@@ -8,6 +8,7 @@ the marks that were made and of no other).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -248,3 +249,59 @@ def test_a_timeline_with_a_naive_time_is_refused_before_anything_is_written(
 
     assert journal.entry(seq).state is E.APPLIED
     assert journal.events(RUN) == []
+
+
+def test_a_mark_queued_without_waiting_resolves_to_the_entry_as_committed(
+    journal: journaling.Journal,
+) -> None:
+    seqs = _applied(journal, 20)
+    started = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    known = {seq: journal.entry(seq) for seq in seqs[::2]}  # half with the entry, half without
+
+    marked = [
+        journal.mark_reverted_later(
+            seq, attempts=2, timeline=_timeline(seq, started=started), known=known.get(seq)
+        )
+        for seq in seqs
+    ]
+    entries = [future.result(timeout=30) for future in marked]
+
+    assert entries == [journal.entry(seq) for seq in seqs]
+    assert {(e.state, e.attempts) for e in entries} == {(E.REVERTED, 2)}
+    events = journal.events(RUN)
+    assert sorted(e.message for e in events) == sorted(
+        m for seq in seqs for m in (f"reverting #{seq}", f"reverted #{seq}")
+    )
+
+
+def test_a_mark_queued_without_waiting_that_cannot_be_made_fails_its_future_and_writes_nothing(
+    journal: journaling.Journal,
+) -> None:
+    (seq,) = _applied(journal, 1)
+    journal.mark_skipped(seq, reason="not revertible")
+    started = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+
+    refused = journal.mark_reverted_later(seq, timeline=_timeline(seq, started=started))
+    missing = journal.mark_reverted_later(seq + 1000)
+
+    with pytest.raises(errors.JournalError, match="is skipped; it cannot be marked reverted"):
+        refused.result(timeout=30)
+    with pytest.raises(errors.JournalError, match=f"no journal entry #{seq + 1000}"):
+        missing.result(timeout=30)
+    assert journal.events(RUN) == []
+    with pytest.raises(ValueError, match="not #"):
+        journal.mark_reverted_later(seq, known=dataclasses.replace(journal.entry(seq), seq=seq + 1))
+
+
+def test_closing_the_journal_writes_every_mark_still_queued_first(
+    journal: journaling.Journal,
+) -> None:
+    seqs = _applied(journal, 50)
+
+    marked = [journal.mark_reverted_later(seq) for seq in seqs]
+    journal.close()
+
+    assert all(future.done() and future.exception() is None for future in marked)
+    assert {journal.entry(seq).state for seq in seqs} == {E.REVERTED}
+    with pytest.raises(errors.JournalError, match="closed"):
+        journal.mark_reverted_later(seqs[0])

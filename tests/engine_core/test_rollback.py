@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 import pytest
 
@@ -318,9 +320,14 @@ def test_reverting_twice_and_reverting_what_never_happened_are_harmless(
 class _BrokenJournal:
     """A recorder whose writes fail, as when the database goes away mid-rollback."""
 
-    def mark_reverted(
-        self, seq: int, *, attempts: int = 1, timeline: journaling.Timeline | None = None
-    ) -> mutations.JournalEntry:
+    def mark_reverted_later(
+        self,
+        seq: int,
+        *,
+        attempts: int = 1,
+        timeline: journaling.Timeline | None = None,
+        known: mutations.JournalEntry | None = None,
+    ) -> Future[mutations.JournalEntry]:
         raise errors.JournalError("database is gone")
 
     def mark_revert_failed(
@@ -377,3 +384,22 @@ def test_backoff_doubles_is_capped_and_jittered() -> None:
     ]
     assert policy.delay(2, hint=None, rand=lambda: 1.0) == 1.0
     assert policy.delay(2, hint=9.0, rand=lambda: 1.0) == 9.0
+
+
+def test_reverts_run_with_the_garbage_collector_paused_and_it_runs_again_after(
+    journal: journaling.Journal,
+) -> None:
+    world = factories.World({"web": 3, "checkout": 2})
+    _journalled(journal, world, [("web", 0), ("checkout", 0)])
+    seen: list[bool] = []
+
+    def revert(entry: mutations.JournalEntry) -> None:
+        seen.append(gc.isenabled())
+        world.revert(entry)
+
+    assert gc.isenabled()
+    outcome = _run(journal, journal.undo_plan(states.RunId("run-1")), revert)
+
+    assert outcome.ok
+    assert seen == [False, False]
+    assert gc.isenabled()

@@ -6,8 +6,16 @@ Counts come from the sandbox server's exact request counters; outcomes are check
 from __future__ import annotations
 
 import dataclasses
+import http.server
+import json
+import pathlib
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from typing import ClassVar
 
 import pytest
+import yaml
 
 from orchestrator import context, engine, errors
 from orchestrator.providers.kubernetes import connection, listing, nodes, objects
@@ -98,3 +106,88 @@ def test_the_connection_pool_holds_more_connections_than_rollback_runs_reverts_a
     assert isinstance(conn, connection.KubeConnection)
     pool_kw = conn.api_client.rest_client.pool_manager.connection_pool_kw
     assert pool_kw["maxsize"] >= engine.EngineConfig().rollback_concurrency
+
+
+class _HeaderRecorder(http.server.BaseHTTPRequestHandler):
+    """An API server that answers every GET with an empty NodeList and keeps the auth headers."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("Authorization", ""))
+        body = json.dumps({"kind": "NodeList", "apiVersion": "v1", "items": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+
+def _kubeconfig(path: pathlib.Path, *, server: str, user: Mapping[str, object]) -> pathlib.Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": user}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def header_server() -> Iterator[str]:
+    _HeaderRecorder.seen = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeaderRecorder)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_static_token_is_sent_on_every_request_without_the_clients_per_request_refresh(
+    header_server: str, tmp_path: pathlib.Path
+) -> None:
+    path = _kubeconfig(tmp_path / "config", server=header_server, user={"token": "t0ken-one"})
+    conn = connection.connect(factories.make_environment(path))
+
+    conn.call("nodes", conn.core.list_node)
+    conn.call("nodes", conn.core.list_node)
+
+    assert conn.api_client.configuration.refresh_api_key_hook is None
+    assert _HeaderRecorder.seen == ["Bearer t0ken-one", "Bearer t0ken-one"]
+
+
+def test_a_token_with_an_expiry_keeps_the_clients_refresh(
+    header_server: str, tmp_path: pathlib.Path
+) -> None:
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "kind": "ExecCredential",
+        "status": {"token": "exec-token", "expirationTimestamp": "2099-01-01T00:00:00Z"},
+    }
+    user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": sys.executable,
+            "args": ["-c", f"print({json.dumps(json.dumps(credential))})"],
+        }
+    }
+    path = _kubeconfig(tmp_path / "config", server=header_server, user=user)
+    conn = connection.connect(factories.make_environment(path))
+
+    conn.call("nodes", conn.core.list_node)
+
+    assert conn.api_client.configuration.refresh_api_key_hook is not None
+    assert _HeaderRecorder.seen == ["Bearer exec-token"]

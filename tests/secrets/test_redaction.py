@@ -273,3 +273,33 @@ def test_a_stormdrill_api_token_is_masked_in_text_but_its_short_id_is_kept() -> 
 
     assert token not in masked
     assert f"(listed as {shown})" in masked
+
+
+_PREFILTER_CASES = [
+    "reverting #12: kubernetes.cordon on kubernetes node bench-node-0001",
+    "postgres://app:hunter2hunter2@db.internal:5432/app",
+    "Authorization: BEARER abcdefgh12345678",
+    "basic ZGVtbzpkZW1vZGVtbw==",
+    "PASSWORD=hunter2 and Api_Key: 'abc' and x-auth-token=\"q\" credentials=c",
+    "pa\u017f\u017fword=hunter2",  # long s: matches "s" under IGNORECASE; prefilters agree
+    "\u212aey=1 KEY=2 apiKEY=3 sessionkey=4",
+    "AKIAABCDEFGHIJKLMNOP ASIAABCDEFGHIJKLMNOP ghp_" + "a" * 30,
+    "xoxb-1234567890-abc eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlMTIz",
+    "sk_live_abcdefghijkl sdt_" + "b" * 30,
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", _PREFILTER_CASES)
+def test_the_prefilters_never_skip_a_rule_that_would_have_masked_something(text: str) -> None:
+    unfiltered = text
+    for _may_match, pattern, replacement in secrets._STEPS:
+        unfiltered = pattern.sub(replacement, unfiltered)
+    assert secrets.redact(text) == unfiltered
+
+
+def test_every_credential_pattern_has_a_step() -> None:
+    patterns = [pattern for _, pattern, _ in secrets._STEPS]
+    assert set(secrets._PATTERNS) <= set(patterns)
+    assert len(patterns) == len(set(patterns))

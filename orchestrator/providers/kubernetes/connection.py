@@ -368,6 +368,7 @@ def configure(
             config_dict=merged, active_context=context, config_base_path=None
         )
         loader.load_and_set(configuration)
+        _drop_idle_refresh(loader, configuration)
     except (k8s_config.ConfigException, OSError, ValueError) as exc:
         raise errors.ProviderPermanent(
             f"{where}: cannot load Kubernetes access from {source.describe()}"
@@ -375,6 +376,22 @@ def configure(
             + f": {exc}"
         ) from exc
     return KubeTarget(server=configuration.host, context=context, source=source)
+
+
+def _drop_idle_refresh(loader: Any, configuration: Any) -> None:
+    """Forget the client's token refresh hook when it could never refresh anything.
+
+    For a kubeconfig user with a token, the client installs a hook that runs before every
+    request: it reloads the credentials when they carry an expiry (exec plugins, auth
+    providers) and otherwise re-applies the very same host, token and TLS settings, which
+    costs about 0.15 ms a request (measured: `Configuration.auth_settings` 151 µs with the
+    hook, 0.8 µs without) and is a sixth of a revert's CPU at rollback concurrency 16. A token
+    without expiry is fixed once loaded (the client reads `token`/`tokenFile` only at load),
+    so the hook is dropped for it; with an expiry it stays.
+    """
+    found = vars(loader)
+    if "token" in found and "expiry" not in found:
+        configuration.refresh_api_key_hook = None
 
 
 def target(environment: models.Environment) -> KubeTarget:

@@ -461,6 +461,7 @@ class DrainAction(acting.MarkedAction[DrainParams]):
         on_node = listing.pods_on_nodes(ctx, conn, [ref.name for ref in refs])
         planned = []
         unowned: list[mutations.PlannedMutation] = []
+        params_json = acting.params_json(params)  # each mutation freezes its own copy
         for ref in refs:
             before = nodes[ref.name].unschedulable
             pods = evictable_facts(
@@ -479,7 +480,7 @@ class DrainAction(acting.MarkedAction[DrainParams]):
                     step="",
                     target=ref,
                     action=self.name,
-                    params=acting.params_json(params),
+                    params=params_json,
                     pre_state=pre_state,
                     undo=acting.token(
                         self.name,
