@@ -16,10 +16,21 @@ What it does:
 - measures the server's RSS idle (after one request of each route, so imports are done)
   and its peak under load (`/proc/<pid>/status` VmRSS, sampled every 0.2 s; psutil when
   installed);
-- runs `--clients` concurrent clients (asyncio + httpx, one connection each, keep-alive)
-  for `--duration` seconds, each alternating `GET /api/v1/runs` and `GET /api/v1/runs/{id}`
-  of a random seeded run; latency is measured in the client, so it includes the client's
-  own scheduling (client and server share the machine's CPUs).
+- runs `--clients` closed-loop clients for `--duration` seconds (after `warmup_s` unmeasured),
+  each on its own keep-alive connection alternating `GET /api/v1/runs` and
+  `GET /api/v1/runs/{id}` of a random seeded run: it writes the next request only once the
+  whole answer of the last one is read. Latency is measured in the client per request,
+  from writing the request to having read its whole body, so it includes the client's own
+  scheduling (client and server share the machine's CPUs); a non-200 answer, an unreadable
+  one, a dropped connection or 30 s without an answer is a failure (counted per route);
+- the client is one asyncio process on raw streams, with every request's bytes built
+  before the load and a minimal HTTP/1.1 response reader (status, `Content-Length` or
+  `chunked`, `Connection: close`), so that it costs the shared CPUs little: an httpx
+  `AsyncClient` per client (what this benchmark used first) spent most of a core on
+  itself at ~100 requests/s, which the server's figures then paid for. It reports its own
+  CPU (`client_cpu_pct`) beside the server's (`server_cpu_pct`, all threads, from
+  `/proc/<pid>/stat`) and the server's CPU per request answered, warm-up included
+  (`server_cpu_ms_per_request`): on a shared machine that is the steadier figure.
 
 Targets (issue 13): p99 ≤ 50 ms, RSS ≤ 150 MB. A run in which any request fails (not 200)
 reports the failures and does not claim the targets.
@@ -60,6 +71,7 @@ TARGET_RSS_MB = 150.0
 LIST_PATH = "/api/v1/runs"
 SHOW_PATH = "/api/v1/runs/{id}"
 STARTUP_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 30.0
 RESULTS = pathlib.Path(__file__).parent / "results"
 
 _SCENARIOS = ("az-failure", "key-person-loss", "dependency-outage", "region-failover")
@@ -111,6 +123,11 @@ class Results:
     load_end: tuple[float, float, float]
     failures: tuple[str, ...]
     """The first few failed requests (status and body start)."""
+    client_cpu_pct: float = 0.0
+    """The load generator's CPU over the load (100 = one core): it shares the machine."""
+    server_cpu_pct: float = 0.0
+    """The server process's CPU over the load (all its threads; 100 = one core)."""
+    server_cpu_ms_per_request: float = 0.0
 
     @property
     def targets(self) -> dict[str, bool]:
@@ -303,6 +320,12 @@ def _server(workdir: pathlib.Path, *, open_access: bool) -> Iterator[tuple[str, 
         log.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time `pid` used so far, user and system, all threads (`/proc/<pid>/stat`)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     """The resident set size of `pid` in MiB (psutil if installed, else /proc)."""
     try:
@@ -345,33 +368,106 @@ class _Samples:
     latencies: dict[str, list[float]]
     failures: list[str]
     count_failures: dict[str, int]
+    answered: int = 0
+    """Every request with an answer, warm-up included (what the server's CPU paid for)."""
+
+
+class ResponseUnreadable(Exception):
+    """The server's answer is not an HTTP/1.1 response this client can read."""
+
+
+def request_bytes(path: str, *, host: str, headers: dict[str, str]) -> bytes:
+    """A whole `GET path` request, built once and written as is for every repeat."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Accept: application/json"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """One response off a keep-alive connection: (status, body, server will close).
+
+    The minimum of HTTP/1.1 a JSON API answers with: a status line, headers, and a body of
+    `Content-Length` bytes or `chunked`; `ResponseUnreadable` for anything else.
+    """
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, _, header_block = head.partition(b"\r\n")
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ResponseUnreadable(f"status line {status_line[:80]!r}")
+    length: int | None = None
+    chunked = closing = False
+    for line in header_block.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            closing = b"close" in value.lower()
+    if chunked:
+        body = bytearray()
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+            if size == 0:
+                await _trailers(reader)
+                return int(parts[1]), bytes(body), closing
+            body += await reader.readexactly(size + 2)
+            del body[-2:]
+    if length is None:
+        raise ResponseUnreadable("a response with neither Content-Length nor chunked")
+    return int(parts[1]), await reader.readexactly(length), closing
+
+
+async def _trailers(reader: asyncio.StreamReader) -> None:
+    while (await reader.readuntil(b"\r\n")) != b"\r\n":
+        pass
 
 
 async def _client(
     index: int,
     *,
-    base: str,
-    headers: dict[str, str],
-    ids: Sequence[states.RunId],
+    address: tuple[str, int],
+    list_request: bytes,
+    show_requests: Sequence[tuple[str, bytes]],
     until: float,
     measure_from: float,
     samples: _Samples,
 ) -> None:
+    """One closed-loop client on one keep-alive connection: send, read the whole answer,
+    send the next; a failed request costs its connection (the next one opens a new one)."""
     rng = random.Random(index)
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30.0) as client:
-        turn = index % 2
+    turn = index % 2
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    try:
         while time.monotonic() < until:
             route = (LIST_PATH, SHOW_PATH)[turn]
             turn ^= 1
-            path = route if route == LIST_PATH else f"/api/v1/runs/{rng.choice(ids)}"
+            if route == LIST_PATH:
+                path, request = LIST_PATH, list_request
+            else:
+                path, request = rng.choice(show_requests)
             began = time.perf_counter()
             try:
-                response = await client.get(path)
-                ok, what = response.status_code == 200, f"{response.status_code} {path}"
-                detail = response.text[:200]
-            except httpx.HTTPError as exc:
-                ok, what, detail = False, f"{type(exc).__name__} {path}", str(exc)
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    if connection is None:
+                        connection = await asyncio.open_connection(*address)
+                    reader, writer = connection
+                    writer.write(request)
+                    status, body, closing = await read_response(reader)
+                ok, what, detail = status == 200, f"{status} {path}", ""
+                if not ok:
+                    detail = body[:200].decode("utf-8", "replace")
+                if closing:
+                    writer.close()
+                    connection = None
+            except (OSError, EOFError, TimeoutError, ValueError, ResponseUnreadable) as exc:
+                ok, what, detail = False, f"{type(exc).__name__} {path}", str(exc)[:200]
+                if connection is not None:
+                    connection[1].close()
+                    connection = None
             elapsed_ms = (time.perf_counter() - began) * 1000
+            samples.answered += 1
             if time.monotonic() < measure_from:
                 continue
             if ok:
@@ -380,6 +476,9 @@ async def _client(
                 samples.count_failures[route] += 1
                 if len(samples.failures) < 5:
                     samples.failures.append(f"{what}: {detail}")
+    finally:
+        if connection is not None:
+            connection[1].close()
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -390,15 +489,38 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadFigures:
+    routes: tuple[RouteFigures, ...]
+    total_rps: float
+    failures: tuple[str, ...]
+    client_cpu_pct: float
+    """The load generator's own CPU over the load (100 = one core busy)."""
+    answered: int
+    """Requests answered, warm-up included."""
+
+
 def load(
     base: str, *, headers: dict[str, str], ids: Sequence[states.RunId], config: Config
-) -> tuple[tuple[RouteFigures, ...], float, tuple[str, ...]]:
+) -> LoadFigures:
     """Drive the clients; the figures per route, requests/s overall, the first failures."""
     samples = _Samples(
         latencies={LIST_PATH: [], SHOW_PATH: []},
         failures=[],
         count_failures={LIST_PATH: 0, SHOW_PATH: 0},
     )
+    url = httpx.URL(base)
+    host = url.host
+    port = url.port or 80
+    authority = f"{host}:{port}"
+    list_request = request_bytes(LIST_PATH, host=authority, headers=headers)
+    show_requests = [
+        (
+            f"/api/v1/runs/{run_id}",
+            request_bytes(f"/api/v1/runs/{run_id}", host=authority, headers=headers),
+        )
+        for run_id in ids
+    ]
 
     async def everyone() -> None:
         now = time.monotonic()
@@ -408,9 +530,9 @@ def load(
             *(
                 _client(
                     i,
-                    base=base,
-                    headers=headers,
-                    ids=ids,
+                    address=(host, port),
+                    list_request=list_request,
+                    show_requests=show_requests,
                     until=until,
                     measure_from=measure_from,
                     samples=samples,
@@ -419,7 +541,9 @@ def load(
             )
         )
 
+    cpu, wall = time.process_time(), time.perf_counter()
     asyncio.run(everyone())
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     figures = tuple(
         RouteFigures(
             route=route,
@@ -433,7 +557,13 @@ def load(
         for route, values in samples.latencies.items()
     )
     total = sum(f.requests for f in figures) / config.duration_s
-    return figures, total, tuple(samples.failures)
+    return LoadFigures(
+        routes=figures,
+        total_rps=total,
+        failures=tuple(samples.failures),
+        client_cpu_pct=round(100 * cpu / wall, 1) if wall else 0.0,
+        answered=samples.answered,
+    )
 
 
 # ---- the benchmark ------------------------------------------------------------------------
@@ -456,8 +586,12 @@ def run_benchmark(config: Config, *, workdir: pathlib.Path) -> Results:
                 raise RuntimeError(f"GET {path}: {answer.status_code} {answer.text[:500]}")
         time.sleep(0.5)
         idle = rss_mb(pid)
+        server_cpu = cpu_seconds(pid)
         with _RssSampler(pid) as sampler:
-            routes, total, failures = load(base, headers=headers, ids=ids, config=config)
+            began_load = time.perf_counter()
+            figures = load(base, headers=headers, ids=ids, config=config)
+            load_wall = time.perf_counter() - began_load
+        server_cpu = cpu_seconds(pid) - server_cpu
         peak = max(sampler.peak, idle)
     return Results(
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -465,13 +599,18 @@ def run_benchmark(config: Config, *, workdir: pathlib.Path) -> Results:
         config=config,
         auth="token" if token else "override",
         seed_s=round(seed_s, 2),
-        routes=routes,
-        total_rps=round(total, 1),
+        routes=figures.routes,
+        total_rps=round(figures.total_rps, 1),
         rss_idle_mb=round(idle, 1),
         rss_peak_mb=round(peak, 1),
         load_start=load_start,
         load_end=os.getloadavg(),
-        failures=failures,
+        failures=figures.failures,
+        client_cpu_pct=figures.client_cpu_pct,
+        server_cpu_pct=round(100 * server_cpu / load_wall, 1),
+        server_cpu_ms_per_request=(
+            round(1000 * server_cpu / figures.answered, 3) if figures.answered else 0.0
+        ),
     )
 
 
@@ -479,7 +618,7 @@ def profile_routes(config: Config, *, workdir: pathlib.Path, requests: int = 20)
     """cProfile of what each route does (the service calls and views, in-process).
 
     The routes are thin: `GET /runs` is `runs.list_runs` + `RunPageView`, `GET /runs/{id}`
-    is `runs.resolve_id` + `runs.show` + its view; profiling those calls directly shows the
+    is `runs.show_named` (resolve and show) + its view; profiling those calls directly shows the
     server's own cost without the HTTP machinery (which a TestClient runs in another thread,
     out of the profiler's sight).
     """
@@ -498,7 +637,7 @@ def profile_routes(config: Config, *, workdir: pathlib.Path, requests: int = 20)
             )
 
         def showing() -> object:
-            return run_service.show(store, run_service.resolve_id(store, ids[1])).view()
+            return run_service.show_named(store, ids[1]).view()
 
         for route, call in ((LIST_PATH, listing), (SHOW_PATH, showing)):
             call()
@@ -544,6 +683,9 @@ def render(results: Results) -> str:
         f"{'total':<22} {'':>8} {'':>5} {results.total_rps:>8.1f}",
         "",
         f"RSS idle {results.rss_idle_mb:.1f} MiB, peak under load {results.rss_peak_mb:.1f} MiB",
+        f"CPU under load: server {results.server_cpu_pct:.0f}% "
+        f"({results.server_cpu_ms_per_request:.2f} ms a request), "
+        f"load generator {results.client_cpu_pct:.0f}% (100% = one core)",
         "targets: "
         + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in results.targets.items()),
     ]

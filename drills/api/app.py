@@ -28,7 +28,7 @@ from drills import settings as settings_mod
 from drills import store as store_mod
 from drills.api import audit as api_audit
 from drills.api import config as api_config
-from drills.api import examples, idempotency, problems
+from drills.api import examples, idempotency, problems, threads
 from drills.api.routes import (
     approvals,
     audit,
@@ -47,6 +47,7 @@ from drills.api.routes import (
 )
 from drills.service import auth, driver, schema
 from drills.service import runs as run_service
+from drills.service import tokens as tokens_service
 from orchestrator import journal, registry
 from orchestrator.providers import builtin
 
@@ -90,6 +91,7 @@ def create_app(
         reg = builtin.registry_with_builtins()
         app.state.store = store
         app.state.registry = reg
+        app.state.read_limiter = threads.limiter()
         runner: driver.Driver | None = None
         try:
             if config.recover_on_start:
@@ -121,6 +123,7 @@ def create_app(
     app.state.api_settings = config
     app.state.oidc = None if oidc is None else auth.OidcVerifier(oidc)
     app.state.driver = None
+    app.state.principals = tokens_service.PrincipalCache()  # tokens checked in the last 2 s
     problems.install(app)
     idempotency.install(app)
     api_audit.install(app)

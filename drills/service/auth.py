@@ -30,7 +30,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import jwt
 
@@ -38,6 +38,9 @@ from orchestrator import journal, records
 from orchestrator.cmdb import impact as cmdb_impact
 from orchestrator.cmdb import models as cmdb_models
 from scenarios import errors
+
+if TYPE_CHECKING:  # tokens builds on this module
+    from drills.service import tokens as tokens_mod
 
 BEARER = "bearer"
 CHALLENGE = 'Bearer realm="stormdrill"'
@@ -421,18 +424,20 @@ def authenticate(
     authorization: str | None,
     oidc: OidcVerifier | None = None,
     now: datetime | None = None,
+    token_cache: tokens_mod.PrincipalCache | None = None,
 ) -> Principal:
     """The principal an `Authorization` header names; `Unauthenticated` otherwise.
 
     A token starting with `sdt_` is a Stormdrill token (checked against the store, its last
-    use recorded); anything else is read as an OIDC JWT when OIDC is configured (`oidc`:
-    the verifier that caches the issuer's keys; one is built from `config` if not given).
+    use recorded; with `token_cache`, not again within the cache's TTL); anything else is
+    read as an OIDC JWT when OIDC is configured (`oidc`: the verifier that caches the
+    issuer's keys; one is built from `config` if not given).
     """
     from drills.service import tokens  # not at the top: tokens builds on this module
 
     token = bearer_token(authorization)
     if token.startswith(tokens.PREFIX):
-        return tokens.authenticate(store, token, now=now)
+        return tokens.authenticate(store, token, now=now, cache=token_cache)
     if oidc is not None:
         return oidc.verify(token)
     oidc_config = OidcConfig.from_settings(config)
@@ -442,6 +447,23 @@ def authenticate(
             " (STORMDRILL_OIDC_ISSUER, _AUDIENCE, _JWKS_URL)"
         )
     return OidcVerifier(oidc_config).verify(token)
+
+
+def cached_principal(
+    authorization: str | None,
+    token_cache: tokens_mod.PrincipalCache,
+    *,
+    now: datetime | None = None,
+) -> Principal | None:
+    """The principal of a Stormdrill bearer token `token_cache` vouches for, without I/O;
+    None for anything else (a missing or malformed header, an OIDC JWT, a token not checked
+    within the TTL): then `authenticate` decides."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != BEARER:
+        return None
+    return token_cache.principal(token.strip(), now=now)
 
 
 def check_config(config: AuthSettings) -> None:

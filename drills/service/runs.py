@@ -834,6 +834,17 @@ class RunDetail:
         return views.RunDetailView.from_parts(self.run, events=self.events, entries=self.entries)
 
 
+def show_named(store: journal.Journal, text: str) -> RunDetail:
+    """`show(store, resolve_id(store, text))`, reading a run named by its full id once."""
+    typed = text.strip()
+    run = store.find_run(typed) if typed and typed.lower() != LATEST else None
+    if run is None:
+        run = store.get_run(resolve_id(store, text))
+    return RunDetail(
+        run=run, events=tuple(store.events(run.id)), entries=tuple(store.entries(run.id))
+    )
+
+
 def show(store: journal.Journal, run_id: states.RunId) -> RunDetail:
     """The run `run_id`, its timeline and its journal; `JournalError` if there is none."""
     run = store.get_run(run_id)

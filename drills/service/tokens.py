@@ -7,6 +7,14 @@ only place it is returned. A token holds one role, optionally scoped to teams or
 services (`auth.Grant`), may expire, and is revoked by setting `revoked_at` (rows are
 never deleted). Checking a token compares digests in constant time and records its last
 use (at most once per `LAST_USED_RESOLUTION`, so reads do not turn into writes).
+
+`PrincipalCache` (one per server, on the app) keeps the principal of a token checked in the
+last `PRINCIPAL_CACHE_TTL` (2 s), keyed by the token's digest, so a burst of requests does
+not read the store for each one. Its invariants: an entry is only made from a check against
+the store that passed; expiry is checked on every request against the cached `expires_at`;
+a revocation through the same cache (`forget`, which the API's revoke routes call) holds at
+once, and one made elsewhere (the CLI, another replica) within the TTL; at most
+`PrincipalCache.max_entries` tokens are kept (refused tokens never are).
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ import enum
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, NewType
@@ -36,6 +46,9 @@ PREFIX_LENGTH = len(PREFIX) + 8
 """How much of a token the store keeps and shows: `sdt_` and 8 random characters."""
 SECRET_BYTES = 32
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+PRINCIPAL_CACHE_TTL = timedelta(seconds=2)
+"""How long `PrincipalCache` trusts a check against the store: the longest a token revoked
+by another process (the CLI, another replica) may still be accepted by this one."""
 
 _T = tables_auth.tokens_table
 
@@ -210,11 +223,85 @@ def revoke(store: journal.Journal, ref: str, *, by: str, now: datetime | None = 
     return get(store, token.id)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Checked:
+    token: Token
+    principal: auth.Principal
+    checked_at: float
+    """`time.monotonic()` of the check against the store."""
+
+
+class PrincipalCache:
+    """Principals of the tokens the store vouched for in the last `ttl` (see the module).
+
+    Thread-safe. `principal` answers from memory or returns None (then `authenticate`, with
+    this cache, checks against the store and keeps the answer if it passed).
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: timedelta = PRINCIPAL_CACHE_TTL,
+        max_entries: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl_s = ttl.total_seconds()
+        self._max = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Checked] = {}
+
+    def principal(self, secret: str, *, now: datetime | None = None) -> auth.Principal | None:
+        """The principal of `secret` if it passed a check within the TTL and has not expired
+        since; None otherwise (ask the store: `authenticate(..., cache=self)`)."""
+        if self._ttl_s <= 0 or not secret.startswith(PREFIX):
+            return None
+        key = digest(secret)
+        with self._lock:
+            found = self._entries.get(key)
+        if found is None or self._clock() - found.checked_at >= self._ttl_s:
+            return None
+        if found.token.status(now or datetime.now(UTC)) is not TokenStatus.ACTIVE:
+            return None  # expired meanwhile: the store's check words the refusal
+        return found.principal
+
+    def keep(self, presented: str, token: Token, principal: auth.Principal) -> None:
+        """Remember what the store said of the token whose digest is `presented`."""
+        if self._ttl_s <= 0:
+            return
+        checked = _Checked(token=token, principal=principal, checked_at=self._clock())
+        with self._lock:
+            self._entries.pop(presented, None)
+            self._entries[presented] = checked
+            while len(self._entries) > self._max:
+                del self._entries[next(iter(self._entries))]  # the oldest check
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def forget(self, token_id: str) -> None:
+        """Drop the token `token_id` (it was revoked): its next request asks the store."""
+        with self._lock:
+            for key in [k for k, v in self._entries.items() if v.token.id == token_id]:
+                del self._entries[key]
+
+
 def authenticate(
-    store: journal.Journal, secret: str, *, now: datetime | None = None
+    store: journal.Journal,
+    secret: str,
+    *,
+    now: datetime | None = None,
+    cache: PrincipalCache | None = None,
 ) -> auth.Principal:
-    """The principal of an active token; `auth.Unauthenticated` for any other string."""
+    """The principal of an active token; `auth.Unauthenticated` for any other string.
+
+    With `cache`, a token the store vouched for within its TTL is not looked up again, and
+    one the store vouches for now is kept there.
+    """
     moment = now or datetime.now(UTC)
+    if cache is not None and (known := cache.principal(secret, now=moment)) is not None:
+        return known
     if not secret.startswith(PREFIX) or len(secret) < PREFIX_LENGTH + 16:
         raise auth.Unauthenticated("the bearer token is not a Stormdrill token (sdt_…)")
     presented = digest(secret)
@@ -241,7 +328,10 @@ def authenticate(
         )
     if token.last_used_at is None or moment - token.last_used_at >= LAST_USED_RESOLUTION:
         _touch(store, token.id, moment)
-    return token.principal()
+    principal = token.principal()
+    if cache is not None:
+        cache.keep(presented, token, principal)
+    return principal
 
 
 def _touch(store: journal.Journal, token_id: TokenId, moment: datetime) -> None:

@@ -7,6 +7,8 @@ drives it once it may start (a run in a protected Environment awaits its approve
 same store and look the same. Run ids are what the CLI takes: a full id, a unique prefix
 (of the id or its random part), or `latest`. POSTs that start or change something accept
 an `Idempotency-Key`. Scoped roles are checked against the services the drill targets.
+The two hot reads (list, show) are `async` and read the store in one worker-thread hop
+(`drills.api.threads`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from starlette import concurrency
 
 from drills import settings as settings_mod
 from drills.api import config as api_config
-from drills.api import deps, idempotency, problems
+from drills.api import deps, idempotency, problems, threads
 from drills.service import approvals, auth, catalogs, documents, driver, killswitches, views
 from drills.service import runs as run_service
 from orchestrator import engine, journal, registry, states
@@ -158,7 +160,8 @@ def _parse_until(text: str) -> datetime:
     response_model=views.RunPageView,
     responses=problems.responses(*problems.COMMON),
 )
-def list_runs(
+async def list_runs(
+    request: fastapi.Request,
     store: deps.StoreDep,
     _: Reader,
     state: Annotated[list[states.RunState] | None, fastapi.Query()] = None,
@@ -187,6 +190,12 @@ def list_runs(
         since=run_service.parse_since(since, now=datetime.now(UTC)) if since else None,
         until=_parse_until(until) if until else None,
     )
+    return await threads.read(request, _page, store, where=where, limit=limit, cursor=cursor)
+
+
+def _page(
+    store: journal.Journal, *, where: run_service.RunFilter, limit: int, cursor: str | None
+) -> views.RunPageView:
     page = run_service.list_runs(store, where=where, limit=limit, cursor=cursor)
     return views.RunPageView(
         runs=[views.RunView.from_run(r) for r in page.runs], next_cursor=page.next_cursor
@@ -199,9 +208,15 @@ def list_runs(
     response_model=views.RunDetailView,
     responses=problems.responses(*problems.COMMON, 404, 409),
 )
-def get_run(run_id: RunIdPath, store: deps.StoreDep, _: Reader) -> views.RunDetailView:
+async def get_run(
+    run_id: RunIdPath, request: fastapi.Request, store: deps.StoreDep, _: Reader
+) -> views.RunDetailView:
     """The run, as `stormdrill runs show RUN --format json` shows it."""
-    return run_service.show(store, run_service.resolve_id(store, run_id)).view()
+    return await threads.read(request, _detail, store, run_id)
+
+
+def _detail(store: journal.Journal, run_id: str) -> views.RunDetailView:
+    return run_service.show_named(store, run_id).view()
 
 
 # ---- abort and acknowledge --------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 `POST /tokens` answers 201 with the token and a `Location`; `GET /tokens` lists them without
 secrets; `DELETE /tokens/{token_id}` revokes one (by id or prefix; revoking twice is
-harmless). The calls are `drills.service.tokens`; the audit trail records create and revoke.
+harmless; this server refuses the token from its next request on, another replica within
+`tokens.PRINCIPAL_CACHE_TTL`). The calls are `drills.service.tokens`; the audit trail
+records create and revoke.
 """
 
 from __future__ import annotations
@@ -105,5 +107,11 @@ def get_token(token_id: str, store: deps.StoreDep, _principal: AdminDep) -> toke
     response_model=tokens.TokenView,
     responses=problems.responses(*problems.COMMON, 404),
 )
-def revoke_token(token_id: str, store: deps.StoreDep, principal: AdminDep) -> tokens.TokenView:
-    return tokens.TokenView.from_token(tokens.revoke(store, token_id, by=principal.name))
+def revoke_token(
+    token_id: str, request: fastapi.Request, store: deps.StoreDep, principal: AdminDep
+) -> tokens.TokenView:
+    revoked = tokens.revoke(store, token_id, by=principal.name)
+    cache: tokens.PrincipalCache | None = getattr(request.app.state, "principals", None)
+    if cache is not None:  # this server refuses it from the next request on
+        cache.forget(revoked.id)
+    return tokens.TokenView.from_token(revoked)
