@@ -2,11 +2,14 @@
 
 The lifespan opens the run store (the same one the CLI resolves; an old schema is upgraded
 on SQLite and refused on PostgreSQL, naming `stormdrill db upgrade`) and the provider
-registry, runs recovery once (`ApiSettings.recover_on_start`: a run whose orchestrator died
-is rolled back before anything new starts), then starts the runner that drives submitted runs
+registry, starts the housekeeping that runs on whichever replica holds the lease
+(`drills.service.housekeeping`: recovery at the start of each tenure and every
+`STORMDRILL_RECOVERY_INTERVAL` when `ApiSettings.recover_on_start` — a run whose orchestrator
+died is rolled back before anything new starts — and notification delivery when
+`STORMDRILL_NOTIFICATIONS` names a file), then starts the runner that drives submitted runs
 (`drills.service.driver`, when `drive_runs`); at shutdown it stops the runner (drills being
-driven abort and roll back) and closes the store. All of it is kept on `app.state`, where
-`drills.api.deps` reads it. Every resource has its own router module under
+driven abort and roll back), releases the lease and closes the store. All of it is kept on
+`app.state`, where `drills.api.deps` reads it. Every resource has its own router module under
 `drills.api.routes`; resources live under `/api/v1`, health and metrics outside it. Every
 error is answered as `application/problem+json` (`drills.api.problems`).
 `create_app_from_env` is the factory `stormdrill serve` hands uvicorn (by import string,
@@ -43,10 +46,11 @@ from drills.api.routes import (
     plans,
     runs,
     scenarios,
+    schedules,
     tokens,
 )
-from drills.service import auth, driver, schema
-from drills.service import runs as run_service
+from drills.scheduling import loop as schedule_loop
+from drills.service import auth, driver, housekeeping, notify, schema
 from drills.service import tokens as tokens_service
 from orchestrator import journal, registry
 from orchestrator.providers import builtin
@@ -54,6 +58,7 @@ from orchestrator.providers import builtin
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+NOTIFICATIONS_JOB = "notifications"
 _RESOURCES = (
     scenarios,
     environments,
@@ -67,11 +72,17 @@ _RESOURCES = (
     killswitch,
     audit,
     tokens,
+    schedules,
 )
 
 
 def create_app(
-    settings: settings_mod.Settings, api_settings: api_config.ApiSettings | None = None
+    settings: settings_mod.Settings,
+    api_settings: api_config.ApiSettings | None = None,
+    *,
+    housekeeping_settings: housekeeping.HousekeepingSettings | None = None,
+    notifications: notify.Config | None = None,
+    notifications_interval_s: float = 5.0,
 ) -> fastapi.FastAPI:
     """The API over the store `settings` name (opened at start-up, closed at shutdown).
 
@@ -93,9 +104,19 @@ def create_app(
         app.state.registry = reg
         app.state.read_limiter = threads.limiter()
         runner: driver.Driver | None = None
+        keeper: housekeeping.Housekeeper | None = None
         try:
-            if config.recover_on_start:
-                await concurrency.run_in_threadpool(_recover, settings, store, reg)
+            keeper = await concurrency.run_in_threadpool(
+                _start_housekeeping,
+                settings,
+                store,
+                reg,
+                recover=config.recover_on_start,
+                housekeeping_settings=housekeeping_settings,
+                notifications=notifications,
+                notifications_interval_s=notifications_interval_s,
+            )
+            app.state.housekeeper = keeper
             if config.drive_runs:
                 runner = driver.Driver(
                     settings,
@@ -107,10 +128,14 @@ def create_app(
                 )
                 runner.start()
             app.state.driver = runner
+            await concurrency.run_in_threadpool(schedule_loop.register, app.state, store)
             yield
         finally:
+            await concurrency.run_in_threadpool(schedule_loop.unregister, app.state)
             if runner is not None:
                 await concurrency.run_in_threadpool(runner.stop)
+            if keeper is not None:  # after the runner: the lease is released last
+                await concurrency.run_in_threadpool(keeper.close)
             store.close()
 
     app = fastapi.FastAPI(
@@ -123,6 +148,8 @@ def create_app(
     app.state.api_settings = config
     app.state.oidc = None if oidc is None else auth.OidcVerifier(oidc)
     app.state.driver = None
+    app.state.housekeeper = None
+    app.state.schedule_loop = None
     app.state.principals = tokens_service.PrincipalCache()  # tokens checked in the last 2 s
     problems.install(app)
     idempotency.install(app)
@@ -135,20 +162,41 @@ def create_app(
     return app
 
 
-def _recover(
-    settings: settings_mod.Settings, store: journal.Journal, reg: registry.Registry
-) -> None:
-    """Recovery at start-up: finish every run whose orchestrator died (logged, never fatal
-    for a run that cannot be finished yet: the next pass or `stormdrill recover` does)."""
-    for item in run_service.recover(settings, store, reg):
-        found = item.item
-        log.warning(
-            "recovered run %s at start-up: %s -> %s (%s)",
-            found.run_id,
-            found.found_state.value,
-            found.final_state.value,
-            found.message,
+def _start_housekeeping(
+    settings: settings_mod.Settings,
+    store: journal.Journal,
+    reg: registry.Registry,
+    *,
+    recover: bool,
+    housekeeping_settings: housekeeping.HousekeepingSettings | None,
+    notifications: notify.Config | None,
+    notifications_interval_s: float,
+) -> housekeeping.Housekeeper | None:
+    """The once-per-deployment work, on whichever replica holds the lease: recovery (at the
+    start of each tenure and every `STORMDRILL_RECOVERY_INTERVAL`; the first pass finishes
+    before this returns on the replica that takes the lease at once, so nothing new starts
+    before a dead orchestrator's runs are rolled back) and notification delivery. None when
+    there is neither."""
+    if not recover and notifications is None:
+        return None
+    config = housekeeping_settings or housekeeping.HousekeepingSettings()
+    keeper = housekeeping.Housekeeper(
+        housekeeping.lease_for(store, config.lease), renew_s=config.lease.renew
+    )
+    if recover:
+        keeper.add_job(
+            housekeeping.RECOVERY,
+            config.recovery_interval,
+            housekeeping.recovery_job(settings, store, reg),
         )
+    if notifications is not None:
+        keeper.add_job(
+            NOTIFICATIONS_JOB, notifications_interval_s, notify.job(store, notifications)
+        )
+    keeper.start()
+    if recover and keeper.held is not None:
+        keeper.wait_for_run(housekeeping.RECOVERY)
+    return keeper
 
 
 def create_app_from_env() -> fastapi.FastAPI:
@@ -158,4 +206,16 @@ def create_app_from_env() -> fastapi.FastAPI:
     config_file = pathlib.Path(raw) if raw else None
     env = api_config.store_env(os.environ, config_file)
     settings = settings_mod.Settings.from_env(env)
-    return create_app(settings, api_config.ApiSettings.load(env, config_file))
+    try:
+        kept = housekeeping.HousekeepingSettings.from_env(env)
+        notify_settings = notify.NotifySettings.from_env(env)
+        notifications = notify.from_settings(notify_settings, env)
+    except (ValueError, notify.NotificationsInvalid) as exc:
+        raise api_config.ConfigInvalid(str(exc)) from exc
+    return create_app(
+        settings,
+        api_config.ApiSettings.load(env, config_file),
+        housekeeping_settings=kept,
+        notifications=notifications,
+        notifications_interval_s=notify_settings.notifications_interval_s,
+    )

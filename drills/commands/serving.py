@@ -5,9 +5,9 @@ not, as every command), and hands uvicorn the app factory by import string
 (`drills.api.app:create_app_from_env`, `factory=True`): entry points never import each
 other, so this module imports nothing of `drills.api`. The factory reads the settings from
 the environment and the config file `--config` names (passed on as `STORMDRILL_CONFIG`);
-at start-up the app runs recovery, then serves. Ctrl-C (SIGINT) or SIGTERM stops it: the
-drills it drives abort and roll back first. Exit codes: 0 stopped, 3 invalid settings or
-config, 5 the store is unreachable.
+at start-up the replica holding the lease runs recovery, then it serves. Ctrl-C (SIGINT)
+or SIGTERM stops it: the drills it drives abort and roll back first. Exit codes: 0 stopped,
+3 invalid settings or config, 5 the store is unreachable.
 """
 
 from __future__ import annotations

@@ -1,0 +1,600 @@
+"""Sources: what the store records, turned into notices, and the collector that enqueues them.
+
+`collect(store, cursor, config)` is one pass: in ONE write transaction it reads each source
+past its cursor row (`notification_cursors`, named `<cursor>/<source>`), maps what it finds
+to `notices.Notice`s, routes each to its sinks (`routing.Config.sinks_for`), inserts the
+deliveries (ids derived from source and sink, so a row already there is skipped) and moves
+the cursors. A crash before the commit leaves both as they were; collecting again after
+one finds the same ids. Nothing in the engine is touched: the sources only read.
+
+Sources (each pluggable, `Source`; one whose tables are absent is skipped and named in
+`Collected.skipped`):
+- `EventSource` reads the run timeline (`events`, by seq): `state` -> planning (`started`),
+  aborted (`aborted`), completed / failed (`finished`, with the verdict and a report link
+  on the configured base URL); `guardrail` with `ok: false` (`guardrail-tripped`: a plan
+  refused, a start vetoed, a running drill aborted); `rollback-failed`; `approval` with
+  decision `requested` or `replanned` (`awaiting-approval`, with what the request needs,
+  from `approval_requests`). A run's teams and services are its record's impact rows
+  (every service the plan reaches and their owners).
+- `FireSource` reads part B's `schedule_fires` (by id): a skipped fire (`fire-skipped`).
+- `UpcomingSource` reads `schedules`: a schedule not paused whose next fire is due within
+  the lead time (`upcoming`, keyed by schedule and nominal fire time: told once).
+
+The seq cursors (events, fires) tolerate PostgreSQL's out-of-order commits: a transaction
+holding seq 10 may commit after seq 11 is visible. The cursor's `position` moves only over
+a gap-free prefix; what lies past a gap is collected now (ids make the re-read harmless)
+and read again until the gap fills or has stayed open for `gap_grace_s` (then it is a seq
+rolled back or lost in a crash, and the cursor steps over it). On SQLite (one writer) a
+gap never happens. The first pass with no cursor row starts at the end of the table (a
+store's past is not announced) unless `from_start`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from drills import tables_approvals, tables_outbox, tables_schedules
+from drills.service.notify import notices, outbox, routing
+from orchestrator import events, journal, mutations, records, states
+from scenarios import errors, secrets
+
+log = logging.getLogger(__name__)
+
+_K = notices.Kind
+_V = notices.Severity
+_C = tables_outbox.cursors_table
+DEFAULT_CURSOR = "notifications"
+DEFAULT_BATCH = 1000
+DEFAULT_GAP_GRACE_S = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class CursorState:
+    """Where a source has read to: `position` (a seq) and since when a gap has held it."""
+
+    position: int
+    gap_since: datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """What one source read: its notices and its cursor after them."""
+
+    notices: tuple[notices.Notice, ...]
+    cursor: CursorState
+
+
+class Source(Protocol):
+    """One kind of record notifications come from."""
+
+    @property
+    def name(self) -> str:
+        """Its cursor's suffix (`events`, `fires`, `upcoming`)."""
+        ...
+
+    def unavailable(self, conn: sa.Connection) -> str | None:
+        """Why this source cannot be read in this store (its table is absent), or None."""
+        ...
+
+    def start(self, conn: sa.Connection, *, from_start: bool) -> CursorState:
+        """The cursor of a first pass."""
+        ...
+
+    def read(
+        self,
+        conn: sa.Connection,
+        cursor: CursorState,
+        *,
+        now: datetime,
+        config: routing.Config,
+        redactor: secrets.Redactor,
+    ) -> Found: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Collected:
+    """One collection pass: the new delivery ids, the notices found, the sources skipped."""
+
+    deliveries: tuple[notices.DeliveryId, ...]
+    notices: int
+    cursors: Mapping[str, CursorState]
+    skipped: Mapping[str, str]
+    """Source name -> why it was not read (e.g. its table is absent)."""
+
+
+# ---- reading by seq, tolerating gaps ----------------------------------------------------
+
+
+def _advance(
+    cursor: CursorState,
+    seqs: Sequence[int],
+    *,
+    now: datetime,
+    grace: timedelta,
+) -> CursorState:
+    """The cursor after reading `seqs` (ascending, all past `cursor.position`)."""
+    position, gap_since = cursor.position, cursor.gap_since
+    for seq in seqs:
+        if seq == position + 1:
+            position = seq
+            continue
+        # a gap below `seq`: wait for it, unless it has been open too long
+        if gap_since is None:
+            gap_since = now
+        if now - gap_since < grace:
+            return CursorState(position, gap_since)
+        log.info(
+            "notifications: seq(s) %d..%d never appeared within %.0fs; stepping over them",
+            position + 1,
+            seq - 1,
+            grace.total_seconds(),
+        )
+        position, gap_since = seq, None
+    return CursorState(position, None)
+
+
+def _max_of(conn: sa.Connection, column: sa.ColumnElement[int]) -> int:
+    found = conn.execute(sa.select(sa.func.max(column))).scalar()
+    return int(found or 0)
+
+
+# ---- the run timeline -------------------------------------------------------------------
+
+_E = events.EventKind
+_WATCHED = (_E.STATE, _E.GUARDRAIL, _E.ROLLBACK_FAILED, _E.APPROVAL)
+_RUNS = journal.runs_table
+_EV = journal.events_table
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunFacts:
+    run_id: states.RunId
+    scenario: str
+    environment: str
+    state: str
+    verdict: str | None
+    reason: str
+    abort_reason: str | None
+    record: records.RunRecord
+
+    def teams(self) -> tuple[str, ...]:
+        return tuple(sorted({row.owner for row in self.record.impact_rows if row.owner}))
+
+    def services(self) -> tuple[str, ...]:
+        return tuple(sorted({row.ref for row in self.record.impact_rows}))
+
+    def trigger(self) -> dict[str, mutations.JsonValue] | None:
+        trigger = self.record.trigger
+        return None if trigger is None else trigger.to_json()
+
+
+@dataclasses.dataclass(frozen=True)
+class EventSource:
+    """Notices from the run timeline (`events`)."""
+
+    batch: int = DEFAULT_BATCH
+    gap_grace_s: float = DEFAULT_GAP_GRACE_S
+    name: str = "events"
+
+    def unavailable(self, conn: sa.Connection) -> str | None:
+        del conn
+        return None
+
+    def start(self, conn: sa.Connection, *, from_start: bool) -> CursorState:
+        return CursorState(0 if from_start else _max_of(conn, _EV.c.seq))
+
+    def read(
+        self,
+        conn: sa.Connection,
+        cursor: CursorState,
+        *,
+        now: datetime,
+        config: routing.Config,
+        redactor: secrets.Redactor,
+    ) -> Found:
+        heads = conn.execute(
+            sa.select(_EV.c.seq, _EV.c.kind)
+            .where(_EV.c.seq > cursor.position)
+            .order_by(_EV.c.seq)
+            .limit(self.batch)
+        ).all()
+        wanted = [int(row.seq) for row in heads if row.kind in _WATCHED]
+        rows = (
+            conn.execute(sa.select(_EV).where(_EV.c.seq.in_(wanted)).order_by(_EV.c.seq)).all()
+            if wanted
+            else []
+        )
+        runs = _runs(conn, {str(row.run_id) for row in rows})
+        found: list[notices.Notice] = []
+        for row in rows:
+            facts = runs.get(str(row.run_id))
+            if facts is None:
+                continue
+            notice = _notice_of(row, facts, config=config, redactor=redactor, conn=conn)
+            if notice is not None:
+                found.append(notice)
+        after = _advance(
+            cursor,
+            [int(row.seq) for row in heads],
+            now=now,
+            grace=timedelta(seconds=self.gap_grace_s),
+        )
+        return Found(tuple(found), after)
+
+
+def _runs(conn: sa.Connection, ids: set[str]) -> dict[str, _RunFacts]:
+    if not ids:
+        return {}
+    rows = conn.execute(sa.select(_RUNS).where(_RUNS.c.id.in_(sorted(ids)))).all()
+    return {
+        str(row.id): _RunFacts(
+            run_id=states.RunId(str(row.id)),
+            scenario=str(row.scenario),
+            environment=str(row.environment),
+            state=str(row.state),
+            verdict=None if row.verdict is None else str(row.verdict),
+            reason=str(row.reason or ""),
+            abort_reason=None if row.abort_reason is None else str(row.abort_reason),
+            record=records.RunRecord.from_json(row.record),
+        )
+        for row in rows
+    }
+
+
+def _notice_of(
+    row: sa.Row[tuple[object, ...]],
+    facts: _RunFacts,
+    *,
+    config: routing.Config,
+    redactor: secrets.Redactor,
+    conn: sa.Connection,
+) -> notices.Notice | None:
+    kind = str(row._mapping["kind"])
+    data: Mapping[str, mutations.JsonValue] = row._mapping["data"] or {}
+    message = redactor.text(str(row._mapping["message"]))
+    at: datetime = row._mapping["at"]
+    run = facts.run_id
+    details: dict[str, mutations.JsonValue] = {
+        "scenario": facts.scenario,
+        "state": facts.state,
+        "message": message,
+        "trigger": facts.trigger(),
+    }
+    picked: tuple[notices.Kind, notices.Severity, str] | None = None
+    if kind == _E.STATE:
+        moved_to = data.get("state")
+        if moved_to == states.RunState.PLANNING.value:
+            picked = (_K.STARTED, _V.INFO, f"drill {facts.scenario} started in {facts.environment}")
+        elif moved_to == states.RunState.ABORTED.value:
+            why = facts.abort_reason or facts.reason
+            details |= _ending(facts, config)
+            details["reason"] = redactor.text(why)
+            picked = (
+                _K.ABORTED,
+                _V.WARNING,
+                f"drill {facts.scenario} in {facts.environment} aborted: {redactor.text(why)}",
+            )
+        elif moved_to in (states.RunState.COMPLETED.value, states.RunState.FAILED.value):
+            details |= _ending(facts, config)
+            held = moved_to == states.RunState.COMPLETED.value and (
+                facts.verdict == states.Verdict.HELD.value
+            )
+            verdict = facts.verdict or "no verdict"
+            picked = (
+                _K.FINISHED,
+                _V.INFO if held else _V.WARNING,
+                f"drill {facts.scenario} in {facts.environment} {moved_to}: {verdict}",
+            )
+    elif kind == _E.GUARDRAIL and data.get("ok") is False:
+        details |= {"rule": data.get("rule"), "subject": data.get("subject")}
+        picked = (
+            _K.GUARDRAIL_TRIPPED,
+            _V.WARNING,
+            f"guardrail tripped on drill {facts.scenario} in {facts.environment}: {message}",
+        )
+    elif kind == _E.ROLLBACK_FAILED:
+        leftovers = data.get("leftovers")
+        count = len(leftovers) if isinstance(leftovers, list) else 0
+        details |= {"leftovers": leftovers, "by": data.get("by")} | _ending(facts, config)
+        picked = (
+            _K.ROLLBACK_FAILED,
+            _V.CRITICAL,
+            f"ROLLBACK FAILED: drill {facts.scenario} in {facts.environment} left"
+            f" {count} fault(s) in place; a human must act (`stormdrill recover`)",
+        )
+    elif kind == _E.APPROVAL and data.get("decision") in ("requested", "replanned"):
+        details |= _approval_request(conn, run)
+        picked = (
+            _K.AWAITING_APPROVAL,
+            _V.INFO,
+            f"drill {facts.scenario} in {facts.environment} awaits approval",
+        )
+    if picked is None:
+        return None
+    notice_kind, severity, summary = picked
+    return notices.Notice(
+        source=f"event:{row._mapping['seq']}",
+        kind=notice_kind,
+        severity=severity,
+        occurred_at=at,
+        summary=summary,
+        run_id=run,
+        environment=facts.environment,
+        teams=facts.teams(),
+        services=facts.services(),
+        details=details,
+    )
+
+
+def _ending(facts: _RunFacts, config: routing.Config) -> dict[str, mutations.JsonValue]:
+    objectives = facts.record.objectives
+    return {
+        "verdict": facts.verdict,
+        "reportUrl": config.report_url(facts.run_id),
+        "achievedRtoS": None if objectives is None else objectives.achieved_rto_s,
+        "targetRtoS": None if objectives is None else objectives.target_rto_s,
+    }
+
+
+def _approval_request(conn: sa.Connection, run_id: states.RunId) -> dict[str, mutations.JsonValue]:
+    table = tables_approvals.approval_requests_table
+    row = conn.execute(
+        sa.select(table.c.requester, table.c.required).where(table.c.run_id == run_id)
+    ).first()
+    if row is None:
+        return {}
+    return {"requester": str(row.requester), "required": int(row.required)}
+
+
+# ---- schedules (part B's tables; skipped while absent) ----------------------------------
+
+
+def _table_missing(conn: sa.Connection, name: str) -> str | None:
+    table = getattr(tables_schedules, name, None)
+    if not isinstance(table, sa.Table):
+        return f"drills.tables_schedules defines no {name}"
+    if not sa.inspect(conn).has_table(table.name):
+        return f"the store has no {table.name} table (not migrated yet)"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class FireSource:
+    """Notices from skipped schedule fires (`schedule_fires`, by id)."""
+
+    batch: int = DEFAULT_BATCH
+    gap_grace_s: float = DEFAULT_GAP_GRACE_S
+    name: str = "fires"
+
+    def unavailable(self, conn: sa.Connection) -> str | None:
+        return _table_missing(conn, "fires_table") or _table_missing(conn, "schedules_table")
+
+    def start(self, conn: sa.Connection, *, from_start: bool) -> CursorState:
+        fires: sa.Table = tables_schedules.fires_table
+        return CursorState(0 if from_start else _max_of(conn, fires.c.id))
+
+    def read(
+        self,
+        conn: sa.Connection,
+        cursor: CursorState,
+        *,
+        now: datetime,
+        config: routing.Config,
+        redactor: secrets.Redactor,
+    ) -> Found:
+        del config
+        fires: sa.Table = tables_schedules.fires_table
+        schedules: sa.Table = tables_schedules.schedules_table
+        rows = conn.execute(
+            sa.select(
+                fires.c.id,
+                fires.c.schedule_id,
+                fires.c.nominal_fire_time,
+                fires.c.actual_time,
+                fires.c.outcome,
+                fires.c.reason,
+                schedules.c.name,
+                schedules.c.drill,
+            )
+            .select_from(fires.outerjoin(schedules, schedules.c.id == fires.c.schedule_id))
+            .where(fires.c.id > cursor.position)
+            .order_by(fires.c.id)
+            .limit(self.batch)
+        ).all()
+        found: list[notices.Notice] = []
+        for row in rows:
+            if row.outcome != "skipped":
+                continue
+            reason = redactor.text(str(row.reason or ""))
+            name = str(row.name or row.schedule_id)
+            nominal: datetime = row.nominal_fire_time
+            found.append(
+                notices.Notice(
+                    source=f"fire:{row.id}",
+                    kind=_K.FIRE_SKIPPED,
+                    severity=_V.WARNING,
+                    occurred_at=row.actual_time or now,
+                    summary=f"schedule {name}: the fire at {nominal.isoformat()} was skipped:"
+                    f" {reason or 'no reason recorded'}",
+                    environment=_environment_of(row.drill),
+                    details={
+                        "schedule": name,
+                        "scheduleId": str(row.schedule_id),
+                        "nominalFireTime": nominal.isoformat(),
+                        "reason": reason,
+                    },
+                )
+            )
+        after = _advance(
+            cursor,
+            [int(row.id) for row in rows],
+            now=now,
+            grace=timedelta(seconds=self.gap_grace_s),
+        )
+        return Found(tuple(found), after)
+
+
+def _environment_of(drill: object) -> str | None:
+    if isinstance(drill, Mapping):
+        found = drill.get("environment")
+        return found if isinstance(found, str) else None
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class UpcomingSource:
+    """Notices of schedules due within the lead time (`schedules.next_due`)."""
+
+    name: str = "upcoming"
+
+    def unavailable(self, conn: sa.Connection) -> str | None:
+        return _table_missing(conn, "schedules_table")
+
+    def start(self, conn: sa.Connection, *, from_start: bool) -> CursorState:
+        del conn, from_start
+        return CursorState(0)
+
+    def read(
+        self,
+        conn: sa.Connection,
+        cursor: CursorState,
+        *,
+        now: datetime,
+        config: routing.Config,
+        redactor: secrets.Redactor,
+    ) -> Found:
+        del redactor
+        schedules: sa.Table = tables_schedules.schedules_table
+        horizon = now + timedelta(seconds=config.upcoming_lead_s)
+        rows = conn.execute(
+            sa.select(
+                schedules.c.id,
+                schedules.c.name,
+                schedules.c.next_nominal,
+                schedules.c.next_due,
+                schedules.c.drill,
+                schedules.c.timezone,
+            ).where(
+                schedules.c.paused.is_(False),
+                schedules.c.next_due.is_not(None),
+                schedules.c.next_due > now,
+                schedules.c.next_due <= horizon,
+            )
+        ).all()
+        found = []
+        for row in rows:
+            nominal: datetime = row.next_nominal or row.next_due
+            due: datetime = row.next_due
+            minutes = max(0, round((due - now).total_seconds() / 60))
+            found.append(
+                notices.Notice(
+                    source=f"upcoming:{row.id}:{nominal.astimezone(UTC).isoformat()}",
+                    kind=_K.UPCOMING,
+                    severity=_V.INFO,
+                    occurred_at=now,
+                    summary=f"schedule {row.name} fires in about {minutes} min ({due.isoformat()})",
+                    environment=_environment_of(row.drill),
+                    details={
+                        "schedule": str(row.name),
+                        "scheduleId": str(row.id),
+                        "nominalFireTime": nominal.isoformat(),
+                        "dueAt": due.isoformat(),
+                        "timezone": str(row.timezone),
+                    },
+                )
+            )
+        return Found(tuple(found), cursor)
+
+
+def default_sources() -> tuple[Source, ...]:
+    return (EventSource(), FireSource(), UpcomingSource())
+
+
+# ---- the pass ------------------------------------------------------------------------------
+
+
+def collect(
+    store: journal.Journal,
+    cursor: str = DEFAULT_CURSOR,
+    config: routing.Config | None = None,
+    *,
+    now: datetime | None = None,
+    sources: Sequence[Source] | None = None,
+    from_start: bool = False,
+    fence: outbox.Fence | None = None,
+) -> Collected:
+    """One collection pass (see the module doc): the deliveries it added, in one transaction.
+
+    `fence` runs first inside the transaction (a former lease holder writes nothing).
+    """
+    config = config or routing.Config()
+    at = now or datetime.now(UTC)
+    redactor = store.redactor.with_secrets(config.secrets())
+    added: list[notices.DeliveryId] = []
+    moved: dict[str, CursorState] = {}
+    skipped: dict[str, str] = {}
+    count = 0
+    with store.transaction(write=True) as conn:
+        if fence is not None:
+            fence(conn)
+        for source in sources if sources is not None else default_sources():
+            why = source.unavailable(conn)
+            if why is not None:
+                skipped[source.name] = why
+                continue
+            name = f"{cursor}/{source.name}"
+            row = conn.execute(
+                sa.select(_C.c.position, _C.c.gap_since).where(_C.c.name == name).with_for_update()
+            ).first()
+            if row is None:  # a first pass (two at once: one inserts, both then lock it)
+                first = source.start(conn, from_start=from_start)
+                conn.execute(_insert_cursor(conn, name=name, position=first.position, at=at))
+                row = conn.execute(
+                    sa.select(_C.c.position, _C.c.gap_since)
+                    .where(_C.c.name == name)
+                    .with_for_update()
+                ).one()
+            state = CursorState(int(row.position), row.gap_since)
+            found = source.read(conn, state, now=at, config=config, redactor=redactor)
+            count += len(found.notices)
+            rows = [
+                outbox.NewDelivery.of(notice, sink)
+                for notice in found.notices
+                for sink in config.sinks_for(notice)
+            ]
+            added.extend(outbox.enqueue(conn, rows, now=at))
+            if found.cursor != state:
+                changed = conn.execute(
+                    _C.update()
+                    .where(_C.c.name == name, _C.c.position == state.position)
+                    .values(
+                        position=found.cursor.position,
+                        gap_since=found.cursor.gap_since,
+                        updated_at=at,
+                    )
+                ).rowcount
+                if changed != 1:  # cannot happen under the row lock; never write past it
+                    raise CursorMoved(f"notification cursor {name} moved under this pass")
+            moved[source.name] = found.cursor
+    if skipped:
+        log.debug("notifications: sources skipped: %s", skipped)
+    return Collected(tuple(added), count, moved, skipped)
+
+
+def _insert_cursor(conn: sa.Connection, *, name: str, position: int, at: datetime) -> sa.Insert:
+    values = {"name": name, "position": position, "updated_at": at}
+    if conn.dialect.name == "postgresql":
+        return pg_dialect.insert(_C).values(values).on_conflict_do_nothing()
+    return sqlite_dialect.insert(_C).values(values).on_conflict_do_nothing()
+
+
+class CursorMoved(errors.StormdrillError):
+    """Another collector moved the cursor during this pass (the pass rolled back: retry)."""
