@@ -171,6 +171,11 @@ COMMANDS: tuple[LazyCommand, ...] = (
         "drills.commands.tokens:app",
         "Create, list and revoke the API's bearer tokens (stormdrill serve).",
     ),
+    LazyCommand(
+        "schedules",
+        "drills.commands.schedules:app",
+        "Schedules: drills that run by themselves (cron, interval or one-off).",
+    ),
 )
 
 

@@ -645,21 +645,29 @@ class Scenario(Model):
 # ---- drill ------------------------------------------------------------------------------
 
 
+CRON_ALIASES: Final[Mapping[str, str]] = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * sun",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+"""The `@hourly`-style cron aliases and the five fields each stands for."""
+
+
 def _cron(value: str) -> str:
+    if value.strip().lower() in CRON_ALIASES:
+        return value.strip().lower()
     fields = value.split()
     if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(field) for field in fields):
         raise ValueError(
             f"'{value}' is not a cron expression; use five fields"
-            " 'minute hour day-of-month month day-of-week', e.g. '0 10 * * tue'"
+            " 'minute hour day-of-month month day-of-week', e.g. '0 10 * * tue',"
+            f" or one of {', '.join(CRON_ALIASES)}"
         )
     return value
-
-
-class Schedule(Model):
-    """When a drill runs by itself (standard five-field cron)."""
-
-    cron: Annotated[str, pydantic.AfterValidator(_cron)]
-    timezone: TimeZoneName = "UTC"
 
 
 def _aware(value: datetime.datetime) -> datetime.datetime:
@@ -669,6 +677,46 @@ def _aware(value: datetime.datetime) -> datetime.datetime:
 
 
 AwareDatetime = Annotated[datetime.datetime, pydantic.AfterValidator(_aware)]
+
+
+class CatchUp(enum.StrEnum):
+    """What a schedule does with fires it missed (an outage, a pause): never a backlog."""
+
+    NONE = "none"
+    """Every missed fire is skipped (reason `missed`)."""
+    LATEST = "latest"
+    """Only the latest missed fire runs; the earlier ones are skipped (reason `missed`)."""
+
+
+class Schedule(Model):
+    """When a drill runs by itself: a cron expression, an interval or one time (exactly one).
+
+    `cron` is five fields or an alias (`@daily`), in `timezone` (IANA); `every` an interval
+    (`30m`, `2s`); `at` one aware time. `jitter` delays each fire by a random span inside it;
+    a fire later than `misfireGrace` counts as missed (`catchUp`); `paused` schedules record
+    skipped fires; none fires after `endAt` or once `maxRuns` runs were started.
+    """
+
+    cron: Annotated[str, pydantic.AfterValidator(_cron)] | None = None
+    every: quantities.Duration | None = None
+    at: AwareDatetime | None = None
+    timezone: TimeZoneName = "UTC"
+    jitter: quantities.Duration | None = None
+    misfire_grace: quantities.Duration = quantities.Duration(300.0)
+    catch_up: CatchUp = CatchUp.NONE
+    paused: bool = False
+    end_at: AwareDatetime | None = None
+    max_runs: Annotated[int, pydantic.Field(ge=1)] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_trigger(self) -> Schedule:
+        given = [name for name in ("cron", "every", "at") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'cron' (e.g. '0 10 * * tue'), 'every' (e.g. '30m') or"
+                f" 'at' (e.g. '2026-03-01T10:00:00Z'); got {', '.join(given) or 'none'}"
+            )
+        return self
 
 
 class Approval(Model):

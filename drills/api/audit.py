@@ -59,6 +59,12 @@ ACTIONS: Mapping[tuple[str, str], str] = {
     ("POST", "/api/v1/tokens"): "token.create",
     ("DELETE", "/api/v1/tokens/{}"): "token.revoke",
     ("POST", "/api/v1/tokens/{}/revoke"): "token.revoke",
+    ("POST", "/api/v1/schedules"): "schedule.apply",
+    ("DELETE", "/api/v1/schedules/{}"): "schedule.delete",
+    ("POST", "/api/v1/schedules/{}/pause"): "schedule.pause",
+    ("POST", "/api/v1/schedules/{}/resume"): "schedule.resume",
+    ("POST", "/api/v1/blackouts"): "blackout.add",
+    ("DELETE", "/api/v1/blackouts/{}"): "blackout.remove",
     ("POST", "/api/v1/scenarios:validate"): "scenario.validate",
 }
 """Action names by (method, route template with `{}` for each path parameter). A mutating

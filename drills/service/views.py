@@ -1003,9 +1003,7 @@ class DrillView(CamelView):
             scenario=spec.scenario,
             environment=spec.environment,
             parameters=parameters if isinstance(parameters, dict) else {},
-            schedule=None
-            if spec.schedule is None
-            else f"{spec.schedule.cron} ({spec.schedule.timezone})",
+            schedule=None if spec.schedule is None else _schedule_text(spec.schedule),
             approvals=[f"{a.by} at {a.at.isoformat()}" for a in spec.approvals],
             notes=spec.notes,
         )
@@ -1132,3 +1130,13 @@ class HealthView(CamelView):
 
     status: str
     checks: dict[str, str] = {}
+
+
+def _schedule_text(schedule: scenario_models.Schedule) -> str:
+    """`0 10 * * tue (Europe/Berlin)`, `every 30m (UTC)` or `at 2026-03-01T10:00:00+00:00 (UTC)`."""
+    if schedule.cron is not None:
+        return f"{schedule.cron} ({schedule.timezone})"
+    if schedule.every is not None:
+        return f"every {schedule.every} ({schedule.timezone})"
+    at = schedule.at.isoformat() if schedule.at is not None else "?"
+    return f"at {at} ({schedule.timezone})"

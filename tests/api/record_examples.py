@@ -239,6 +239,29 @@ def _exercise(rec: Recorder, store: journal.Journal) -> None:
     rec.call("GET", f"{API}/tokens/{{token_id}}", path={"token_id": issued["id"]})
     rec.call("DELETE", f"{API}/tokens/{{token_id}}", path={"token_id": issued["id"]})
 
+    # a schedule from a Drill's schedule:, a blackout over it, then the schedule removed
+    applied = rec.json("POST", f"{API}/schedules", expect=201, json={"drill": "weekly-absence"})
+    which = {"schedule": applied["name"]}
+    rec.call("GET", f"{API}/schedules")
+    rec.call(
+        "POST",
+        f"{API}/blackouts",
+        expect=201,
+        json={
+            "scope": "global",
+            "windows": [{"days": ["fri"], "start": "16:00", "end": "08:00"}],
+            "timezone": "Europe/Berlin",
+            "reason": "release freeze: no drills over the weekend deploy",
+        },
+    )
+    rec.call("GET", f"{API}/blackouts")
+    rec.call("GET", f"{API}/schedules/{{schedule}}", path=which)
+    rec.call("GET", f"{API}/schedules/{{schedule}}/preview", path=which, params={"n": 3})
+    rec.call("POST", f"{API}/schedules/{{schedule}}/pause", path=which)
+    rec.call("POST", f"{API}/schedules/{{schedule}}/resume", path=which)
+    rec.call("GET", f"{API}/schedules/{{schedule}}/fires", path=which)
+    rec.call("DELETE", f"{API}/schedules/{{schedule}}", path=which)
+
     rec.call("GET", f"{API}/audit", params={"limit": 5})
     rec.call("GET", f"{API}/audit", params={"format": "jsonl", "limit": 5})
     rec.call("GET", "/metrics")

@@ -76,6 +76,18 @@ MATRIX: dict[tuple[str, str], Minimal] = {
     ("GET", "/api/v1/tokens"): _ADM,
     ("GET", "/api/v1/tokens/{token_id}"): _ADM,
     ("DELETE", "/api/v1/tokens/{token_id}"): _ADM,
+    # schedules and blackouts
+    ("GET", "/api/v1/schedules"): _V,
+    ("POST", "/api/v1/schedules"): _O,
+    ("GET", "/api/v1/schedules/{schedule}"): _V,
+    ("DELETE", "/api/v1/schedules/{schedule}"): _O,
+    ("POST", "/api/v1/schedules/{schedule}/pause"): _O,
+    ("POST", "/api/v1/schedules/{schedule}/resume"): _O,
+    ("GET", "/api/v1/schedules/{schedule}/preview"): _V,
+    ("GET", "/api/v1/schedules/{schedule}/fires"): _V,
+    ("GET", "/api/v1/blackouts"): _V,
+    ("POST", "/api/v1/blackouts"): _O,
+    ("DELETE", "/api/v1/blackouts/{blackout_id}"): _O,
 }
 
 PLACEHOLDERS = {"ref": "component:default/does-not-exist", "step": "no-such-step"}

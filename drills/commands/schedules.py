@@ -1,0 +1,227 @@
+"""`stormdrill schedules list|apply|pause|resume|preview|fires|delete`: drills on a cadence.
+
+`apply FILE` creates or updates the schedule of a Drill document's `schedule:` (named after
+its `metadata.name`, owned by the local user); `preview ID|NAME|FILE` shows the next fire
+times in the schedule's zone and in UTC, marking those a blackout will skip; `fires NAME`
+lists what became of each nominal fire (`--format json`: a list of objects with exactly
+`nominalFireTime`, `outcome`, `runId`, `reason`: a contract other tools read). The fires
+themselves are made by the claim loop inside `stormdrill serve`. Each change is written to
+the audit trail (principal kind `local`). Mistakes exit 3 with one line naming the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import rich.box
+import rich.console
+import rich.table
+import typer
+
+from drills.commands import output, running
+from drills.service import audit, schedules
+from orchestrator import engine, journal
+from scenarios import errors
+
+app = typer.Typer(
+    help="Schedules: drills that run by themselves (cron, interval or one-off).",
+    no_args_is_help=True,
+)
+
+_err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
+
+OutputFormat = output.Format
+_KEY_HELP = "The schedule's name (its Drill's metadata.name) or id."
+
+
+def _user() -> str:
+    return os.environ.get("USER", "cli")
+
+
+def _fail(message: str) -> typer.Exit:
+    _err.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(engine.ExitCode.INVALID)
+
+
+def _audit(store: journal.Journal, *, action: str, target: str) -> None:
+    audit.record(
+        store,
+        audit.NewEntry(
+            principal=_user(),
+            principal_kind="local",
+            action=action,
+            target=target,
+            status=200,
+            method="CLI",
+            path=f"stormdrill schedules {action.removeprefix('schedule.')}",
+        ),
+    )
+
+
+def _schedule_table(found: list[schedules.ScheduleView]) -> rich.table.Table:
+    table = rich.table.Table(title="Schedules", box=rich.box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("name", "trigger", "environment", "next fire (UTC)", "state", "runs", "owner"):
+        table.add_column(column, overflow="fold")
+    for view in found:
+        table.add_row(
+            view.name,
+            view.trigger,
+            view.environment,
+            f"{view.next_fire_time:%Y-%m-%d %H:%M:%S}" if view.next_fire_time else "ended",
+            "paused" if view.paused else "active",
+            str(view.runs_started),
+            view.owner,
+        )
+    return table
+
+
+@app.command("list")
+def list_command(
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
+    output_path: Path | None = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP),
+) -> None:
+    """Every schedule: its trigger, next fire time, state and runs started."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        found = [schedules.ScheduleView.of(s) for s in schedules.list_schedules(store)]
+    if output_format is not OutputFormat.TABLE:
+        output.emit(output.dump([view.dump() for view in found], output_format), output_path)
+        return
+    output.emit_rich([_schedule_table(found)], output_path)
+
+
+@app.command("apply")
+def apply(
+    path: Path = typer.Argument(..., help="A Drill document with a `schedule:`."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
+) -> None:
+    """Create or update the schedule of a Drill document (named after the Drill)."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            schedule = schedules.apply(config, store, path, owner=_user())
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        _audit(store, action="schedule.apply", target=f"schedules/{schedule.id}")
+    view = schedules.ScheduleView.of(schedule)
+    if output_format is not OutputFormat.TABLE:
+        output.emit(output.dump_view(view, output_format), None)
+        return
+    first = f"{view.next_fire_time:%Y-%m-%d %H:%M:%S} UTC" if view.next_fire_time else "never"
+    typer.echo(f"applied schedule {view.name} ({view.id}): {view.trigger}; next fire {first}")
+
+
+def _set_paused(key: str, *, paused: bool) -> None:
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            schedule = schedules.set_paused(store, key, paused=paused)
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        verb = "pause" if paused else "resume"
+        _audit(store, action=f"schedule.{verb}", target=f"schedules/{schedule.id}")
+    typer.echo(f"{'paused' if paused else 'resumed'} schedule {schedule.name} ({schedule.id})")
+
+
+@app.command("pause")
+def pause(key: str = typer.Argument(..., help=_KEY_HELP)) -> None:
+    """Pause a schedule: each fire is recorded as skipped (`paused`) until it is resumed."""
+    _set_paused(key, paused=True)
+
+
+@app.command("resume")
+def resume(key: str = typer.Argument(..., help=_KEY_HELP)) -> None:
+    """Resume a paused schedule at its next fire time."""
+    _set_paused(key, paused=False)
+
+
+@app.command("delete")
+def delete(key: str = typer.Argument(..., help=_KEY_HELP)) -> None:
+    """Delete a schedule and its fire history (runs it started stay)."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            schedule = schedules.delete(store, key)
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        _audit(store, action="schedule.delete", target=f"schedules/{schedule.id}")
+    typer.echo(f"deleted schedule {schedule.name} ({schedule.id})")
+
+
+@app.command("preview")
+def preview(
+    key: str = typer.Argument(..., help=f"{_KEY_HELP} Or a Drill file not applied yet."),
+    count: int = typer.Option(10, "-n", "--count", min=1, max=1000, help="How many fires."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
+    output_path: Path | None = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP),
+) -> None:
+    """The next fire times, in the schedule's zone and in UTC, marking blackout skips."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            view = schedules.preview(config, store, key, n=count)
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+    if output_format is not OutputFormat.TABLE:
+        output.emit(output.dump_view(view, output_format), output_path)
+        return
+    table = rich.table.Table(
+        title=f"Next fires of {view.name} ({view.timezone})", box=rich.box.SIMPLE_HEAD
+    )
+    table.add_column(view.timezone, no_wrap=True)
+    table.add_column("UTC", no_wrap=True)
+    table.add_column("runs?", overflow="fold")
+    for item in view.fires:
+        table.add_row(
+            item.local,
+            f"{item.utc:%Y-%m-%d %H:%M:%S}",
+            "yes" if item.skipped_by is None else f"skipped: {item.skipped_by}",
+        )
+    output.emit_rich([table], output_path)
+
+
+@app.command("fires")
+def fires(
+    key: str = typer.Argument(..., help=_KEY_HELP),
+    limit: int = typer.Option(50, "--limit", min=1, help="The newest this many fires."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
+    output_path: Path | None = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP),
+) -> None:
+    """What became of each nominal fire: started (its run) or skipped (why), newest first."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            found = schedules.fires(store, key, limit=limit)
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+    if output_format is not OutputFormat.TABLE:
+        output.emit(output.dump([fire.dump() for fire in found], output_format), output_path)
+        return
+    table = rich.table.Table(title=f"Fires of {key}", box=rich.box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("nominal (UTC)", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("run", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    for fire in found:
+        table.add_row(
+            f"{fire.nominal_fire_time:%Y-%m-%d %H:%M:%S}",
+            fire.outcome.value,
+            fire.run_id or "-",
+            fire.reason or "-",
+        )
+    output.emit_rich([table], output_path)
