@@ -61,10 +61,13 @@ TABLE_MODULES: tuple[str, ...] = (
     "drills.tables_approvals",
     "drills.tables_idempotency",
     "drills.tables_killswitch",
+    "drills.tables_leases",
+    "drills.tables_schedules",
+    "drills.tables_outbox",
 )
 """The application's table modules (each defines its tables on `journal.metadata`)."""
 
-REVISIONS: tuple[str, ...] = ("0001_base", "0002_service_tables")
+REVISIONS: tuple[str, ...] = ("0001_base", "0002_service_tables", "0003_schedules_leases_outbox")
 """Every revision in `drills/migrations/versions`, oldest first (a test checks the chain)."""
 BASE = REVISIONS[0]
 HEAD = REVISIONS[-1]

@@ -49,7 +49,7 @@ def test_status_of_a_new_store_says_upgrade_then_upgrade_makes_it_current(store_
     assert before.exit_code == 1, before.output
     assert "empty" in before.stdout and "run `stormdrill db upgrade`" in before.stdout
     assert upgraded.exit_code == 0, upgraded.output
-    assert "applied 0001_base, 0002_service_tables" in upgraded.stdout
+    assert f"applied {', '.join(schema.REVISIONS)}" in upgraded.stdout
     assert after.exit_code == 0
     assert json.loads(after.stdout) | {"url": "-"} == {
         "url": "-",
@@ -84,7 +84,7 @@ def test_a_postgres_store_behind_a_revision_is_refused_until_db_upgrade(
     assert refused.exit_code == engine.ExitCode.INVALID
     assert "Run `stormdrill db upgrade`" in refused.stderr and "Traceback" not in refused.output
     assert status.exit_code == 1 and "0001_base" in status.stdout
-    assert upgraded.exit_code == 0 and "0002_service_tables" in upgraded.stdout
+    assert upgraded.exit_code == 0 and schema.HEAD in upgraded.stdout
     assert listed.exit_code == 0, listed.output
 
 
@@ -98,7 +98,7 @@ def test_an_old_sqlite_store_is_upgraded_by_the_first_command_that_opens_it(
 
     assert listed.exit_code == 0, listed.output
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("upgraded it to 0002_service_tables" in line for line in warned)
+    assert any(f"upgraded it to {schema.HEAD}" in line for line in warned)
     assert status.exit_code == 0 and "current" in status.stdout
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from orchestrator import journal, states
 from sandbox import stack
@@ -274,11 +275,15 @@ def test_a_drill_with_secrets_killed_mid_run_is_recovered_from_its_redacted_jour
 
 
 @pytest.mark.postgres
-def test_a_postgresql_password_in_the_store_url_is_never_printed(tmp_path: Path) -> None:
+def test_a_postgresql_password_in_the_store_url_is_never_printed(
+    tmp_path: Path, postgres_url: str
+) -> None:
     password = planting.CANARIES["database-password"]
     env = {**os.environ, "STORMDRILL_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    # A schema of its own (trust auth takes any password): an empty store, created at head.
+    reachable = sa.make_url(postgres_url).set(password=password)
     urls = {
-        "reachable": f"postgresql://postgres:{password}@127.0.0.1:5432/test",
+        "reachable": reachable.render_as_string(hide_password=False),
         "unreachable": f"postgresql://postgres:{password}@127.0.0.1:{planting.closed_port()}/test",
         "unknown driver": f"postgresql+nosuchdriver://postgres:{password}@127.0.0.1:5432/test",
     }

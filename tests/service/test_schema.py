@@ -220,7 +220,7 @@ def test_opening_an_old_sqlite_store_upgrades_it_and_says_so(
     with store_mod.open_store(_settings(sqlite_url, tmp_path)) as opened:
         assert schema.status(opened).ok and opened.get_run(old.id).scenario == "old"
     assert any(
-        "upgraded it to 0002_service_tables" in r.getMessage() and r.levelname == "WARNING"
+        f"upgraded it to {schema.HEAD}" in r.getMessage() and r.levelname == "WARNING"
         for r in caplog.records
     )
 
