@@ -26,6 +26,7 @@ import pydantic
 import pydantic_settings
 import yaml
 
+from drills import settings_sources
 from scenarios import errors
 
 CONFIG_ENV_VAR = "STORMDRILL_CONFIG"
@@ -45,7 +46,7 @@ class ConfigInvalid(errors.StormdrillError):
     """The config file or a `STORMDRILL_*` variable of `serve` cannot be used."""
 
 
-class ApiSettings(pydantic_settings.BaseSettings):
+class ApiSettings(settings_sources.PassedIn):
     """Everything `serve` needs beyond the CLI's settings; every field has a safe default."""
 
     model_config = pydantic_settings.SettingsConfigDict(
@@ -88,19 +89,6 @@ class ApiSettings(pydantic_settings.BaseSettings):
     preflight_hooks: tuple[str, ...] = ()
     preflight_secret: pydantic.SecretStr | None = None
     preflight_timeout_s: float = 5.0
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[pydantic_settings.BaseSettings],
-        init_settings: pydantic_settings.PydanticBaseSettingsSource,
-        env_settings: pydantic_settings.PydanticBaseSettingsSource,
-        dotenv_settings: pydantic_settings.PydanticBaseSettingsSource,
-        file_secret_settings: pydantic_settings.PydanticBaseSettingsSource,
-    ) -> tuple[pydantic_settings.PydanticBaseSettingsSource, ...]:
-        """Only what is passed in: `load` reads the variables and the file it is given."""
-        del settings_cls, env_settings, dotenv_settings, file_secret_settings
-        return (init_settings,)
 
     @classmethod
     def load(cls, env: Mapping[str, str], config_file: pathlib.Path | None = None) -> ApiSettings:

@@ -44,6 +44,7 @@ import pydantic
 import pydantic_settings
 
 from drills import settings as settings_mod
+from drills import settings_sources
 from drills.service import leases
 from drills.service import runs as run_service
 from orchestrator import journal, registry
@@ -63,7 +64,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class HousekeepingSettings(pydantic_settings.BaseSettings):
+class HousekeepingSettings(settings_sources.PassedIn):
     """`STORMDRILL_RECOVERY_INTERVAL` (default 5m: how often the lease holder runs recovery,
     besides at the start of each tenure; seconds or `30s`, `5m`), and the lease
     (`leases.LeaseSettings`: `STORMDRILL_LEASE_TTL`, `_RENEW`, `_BACKEND`, `_NAME`,
@@ -80,19 +81,6 @@ class HousekeepingSettings(pydantic_settings.BaseSettings):
     @classmethod
     def _duration(cls, value: object) -> float:
         return leases.parse_seconds(value)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[pydantic_settings.BaseSettings],
-        init_settings: pydantic_settings.PydanticBaseSettingsSource,
-        env_settings: pydantic_settings.PydanticBaseSettingsSource,
-        dotenv_settings: pydantic_settings.PydanticBaseSettingsSource,
-        file_secret_settings: pydantic_settings.PydanticBaseSettingsSource,
-    ) -> tuple[pydantic_settings.PydanticBaseSettingsSource, ...]:
-        """Only what is passed in (`from_env` reads the mapping it is given)."""
-        del settings_cls, env_settings, dotenv_settings, file_secret_settings
-        return (init_settings,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> HousekeepingSettings:

@@ -53,7 +53,7 @@ import pydantic
 import pydantic_settings
 import sqlalchemy as sa
 
-from drills import tables_leases
+from drills import settings_sources, tables_leases
 from orchestrator import errors, journal
 from orchestrator.providers.kubernetes import connection as kube_connection
 from orchestrator.providers.kubernetes import errors as kube_errors
@@ -99,7 +99,7 @@ def parse_seconds(raw: object) -> float:
     return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
-class LeaseSettings(pydantic_settings.BaseSettings):
+class LeaseSettings(settings_sources.PassedIn):
     """The singleton lease: `STORMDRILL_LEASE_TTL` (default 15s), `STORMDRILL_LEASE_RENEW`
     (default 5s; must be shorter than the TTL), `STORMDRILL_LEASE_BACKEND` (`database`, the
     default, or `kubernetes`), `STORMDRILL_LEASE_NAME` (default `housekeeping`; the Lease
@@ -134,19 +134,6 @@ class LeaseSettings(pydantic_settings.BaseSettings):
                 f" STORMDRILL_LEASE_TTL ({self.ttl:g}s), or the lease expires between renewals"
             )
         return self
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[pydantic_settings.BaseSettings],
-        init_settings: pydantic_settings.PydanticBaseSettingsSource,
-        env_settings: pydantic_settings.PydanticBaseSettingsSource,
-        dotenv_settings: pydantic_settings.PydanticBaseSettingsSource,
-        file_secret_settings: pydantic_settings.PydanticBaseSettingsSource,
-    ) -> tuple[pydantic_settings.PydanticBaseSettingsSource, ...]:
-        """Only what is passed in (`from_env` reads the mapping it is given)."""
-        del settings_cls, env_settings, dotenv_settings, file_secret_settings
-        return (init_settings,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LeaseSettings:

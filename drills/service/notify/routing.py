@@ -40,6 +40,7 @@ from pathlib import Path
 import pydantic
 import pydantic_settings
 
+from drills import settings_sources
 from drills.service.notify import notices
 from scenarios import diagnostics, errors, models, quantities, reading
 
@@ -54,7 +55,7 @@ class NotificationsInvalid(errors.StormdrillError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class NotifySettings(pydantic_settings.BaseSettings):
+class NotifySettings(settings_sources.PassedIn):
     """`STORMDRILL_NOTIFICATIONS`: the routing file (unset: no notifications are sent).
 
     `STORMDRILL_NOTIFICATIONS_INTERVAL_S` (default 5): how often the lease holder collects
@@ -68,19 +69,6 @@ class NotifySettings(pydantic_settings.BaseSettings):
 
     notifications: Path | None = None
     notifications_interval_s: float = pydantic.Field(default=5.0, gt=0)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[pydantic_settings.BaseSettings],
-        init_settings: pydantic_settings.PydanticBaseSettingsSource,
-        env_settings: pydantic_settings.PydanticBaseSettingsSource,
-        dotenv_settings: pydantic_settings.PydanticBaseSettingsSource,
-        file_secret_settings: pydantic_settings.PydanticBaseSettingsSource,
-    ) -> tuple[pydantic_settings.PydanticBaseSettingsSource, ...]:
-        """Only what is passed in: `from_env` reads the mapping it is given."""
-        del settings_cls, env_settings, dotenv_settings, file_secret_settings
-        return (init_settings,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NotifySettings:
