@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import pathlib
+import socket
 from collections.abc import AsyncIterator
 
 import fastapi
@@ -50,7 +51,7 @@ from drills.api.routes import (
     tokens,
 )
 from drills.scheduling import loop as schedule_loop
-from drills.service import auth, driver, housekeeping, notify, schema
+from drills.service import auth, driver, housekeeping, leases, notify, schema
 from drills.service import tokens as tokens_service
 from orchestrator import journal, registry
 from orchestrator.providers import builtin
@@ -112,6 +113,7 @@ def create_app(
                 store,
                 reg,
                 recover=config.recover_on_start,
+                holder=leases.HolderId(f"{socket.gethostname()}:{config.port}"),
                 housekeeping_settings=housekeeping_settings,
                 notifications=notifications,
                 notifications_interval_s=notifications_interval_s,
@@ -168,6 +170,7 @@ def _start_housekeeping(
     reg: registry.Registry,
     *,
     recover: bool,
+    holder: leases.HolderId,
     housekeeping_settings: housekeeping.HousekeepingSettings | None,
     notifications: notify.Config | None,
     notifications_interval_s: float,
@@ -176,12 +179,14 @@ def _start_housekeeping(
     start of each tenure and every `STORMDRILL_RECOVERY_INTERVAL`; the first pass finishes
     before this returns on the replica that takes the lease at once, so nothing new starts
     before a dead orchestrator's runs are rolled back) and notification delivery. None when
-    there is neither."""
+    there is neither. `holder` names this replica the same across restarts (host and port),
+    so a replica restarted after a crash takes its own lease back at once and recovers
+    before it drives anything, instead of waiting for its old tenure to expire."""
     if not recover and notifications is None:
         return None
     config = housekeeping_settings or housekeeping.HousekeepingSettings()
     keeper = housekeeping.Housekeeper(
-        housekeeping.lease_for(store, config.lease), renew_s=config.lease.renew
+        housekeeping.lease_for(store, config.lease, holder=holder), renew_s=config.lease.renew
     )
     if recover:
         keeper.add_job(

@@ -52,6 +52,9 @@ def serve(
     """Serve the REST API: runs, plans, approvals, events, metrics; recovers at start-up."""
     if config is not None:
         os.environ[CONFIG_ENV_VAR] = str(config.resolve())
+    # The app reads where it listens from its settings too (its lease names this replica
+    # by host and port): the options win over the file, as their variables do.
+    os.environ["STORMDRILL_HOST"], os.environ["STORMDRILL_PORT"] = host, str(port)
     try:
         config_env = settings.Settings.from_env(os.environ)
     except settings.SettingsInvalid as exc:

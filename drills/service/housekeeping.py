@@ -387,12 +387,22 @@ def recovery_job(
     return recover
 
 
-def lease_for(store: journal.Journal, config: leases.LeaseSettings) -> leases.Lease:
-    """The lease `config` names: a row in `store`, or a Kubernetes Lease (in-cluster access)."""
+def lease_for(
+    store: journal.Journal,
+    config: leases.LeaseSettings,
+    *,
+    holder: leases.HolderId | None = None,
+) -> leases.Lease:
+    """The lease `config` names: a row in `store`, or a Kubernetes Lease (in-cluster access).
+
+    `holder`: who this process is (default unique per process). A replica that names
+    itself the same across restarts (`serve`: host and port) takes its own unexpired lease
+    back at once after a crash, so its start-up recovery runs before it drives new runs.
+    """
     ttl = timedelta(seconds=config.ttl)
     name = leases.LeaseName(config.name)
     if config.backend is leases.LeaseBackend.DATABASE:
-        return leases.SqlLease(store, name=name, ttl=ttl)
+        return leases.SqlLease(store, name=name, ttl=ttl, holder=holder)
     environment = models.Environment.model_validate(
         {
             "apiVersion": "stormdrill.dev/v1",
@@ -403,7 +413,11 @@ def lease_for(store: journal.Journal, config: leases.LeaseSettings) -> leases.Le
     )
     namespace = config.namespace or leases.in_cluster_namespace()
     return leases.KubernetesLease(
-        kube_connection.connect(environment), namespace=namespace, name=name, ttl=ttl
+        kube_connection.connect(environment),
+        namespace=namespace,
+        name=name,
+        ttl=ttl,
+        holder=holder,
     )
 
 

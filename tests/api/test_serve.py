@@ -7,6 +7,7 @@ admin would) authenticates the API calls.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ import pytest
 from drills import settings as settings_mod
 from drills import store as store_mod
 from drills.api import config as api_config
-from drills.service import auth, tokens
+from drills.service import auth, leases, tokens
 from orchestrator import journal, records, states
 from tests.api import conftest
 
@@ -64,9 +65,7 @@ def _wait_healthy(proc: subprocess.Popen[str], base: str) -> httpx.Response:
     pytest.fail(f"serve did not answer {base}/healthz within {STARTUP_S}s")
 
 
-@pytest.fixture
-def served(api_world: conftest.ApiWorld) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """A crashed run in the store, then `serve --config FILE` on a free port."""
+def _crash_a_run(api_world: conftest.ApiWorld) -> None:
     with store_mod.open_store(api_world.settings) as store:
         crashed = states.new_run(
             id=states.RunId("20250101T120000Z-crashed0"),
@@ -84,12 +83,17 @@ def served(api_world: conftest.ApiWorld) -> Iterator[tuple[str, subprocess.Popen
             ),
             expected_state=states.RunState.PENDING,
         )
+
+
+@contextlib.contextmanager
+def _serving(
+    api_world: conftest.ApiWorld, port: int
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     config = api_world.root / "serve.yaml"
     config.write_text(
         f"environment_dirs: [{api_world.environments}]\nscenario_dirs: [{api_world.scenarios}]\n",
         encoding="utf-8",
     )
-    port = _free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -117,6 +121,38 @@ def served(api_world: conftest.ApiWorld) -> Iterator[tuple[str, subprocess.Popen
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+def served(api_world: conftest.ApiWorld) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A crashed run in the store, then `serve --config FILE` on a free port."""
+    _crash_a_run(api_world)
+    with _serving(api_world, _free_port()) as running:
+        yield running
+
+
+def test_a_serve_restarted_after_a_crash_takes_its_own_lease_back_and_recovers_at_once(
+    api_world: conftest.ApiWorld,
+) -> None:
+    _crash_a_run(api_world)
+    port = _free_port()
+    with store_mod.open_store(api_world.settings) as store:  # the crashed serve's tenure
+        crashed_serve = leases.SqlLease(
+            store,
+            holder=leases.HolderId(f"{socket.gethostname()}:{port}"),
+            ttl=timedelta(hours=1),
+        )
+        tenure = crashed_serve.try_acquire(datetime.now(UTC))
+    assert tenure is not None
+
+    with _serving(api_world, port) as (base, proc):
+        _wait_healthy(proc, base)
+        with store_mod.open_store(api_world.settings) as store:
+            recovered = store.get_run(states.RunId("20250101T120000Z-crashed0"))
+            row = leases.SqlLease(store, holder=tenure.holder, ttl=timedelta(hours=1)).current()
+
+    assert recovered.terminal, recovered.state  # not left until the old tenure expired
+    assert row is not None and row.holder == tenure.holder
 
 
 def test_serve_recovers_at_start_up_answers_healthz_and_serves_the_configured_folders(
