@@ -11,7 +11,6 @@ the audit trail (principal kind `local`). Mistakes exit 3 with one line naming t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import rich.box
@@ -35,27 +34,17 @@ OutputFormat = output.Format
 _KEY_HELP = "The schedule's name (its Drill's metadata.name) or id."
 
 
-def _user() -> str:
-    return os.environ.get("USER", "cli")
-
-
 def _fail(message: str) -> typer.Exit:
     _err.print(f"error: {message}", markup=False, soft_wrap=True)
     return typer.Exit(engine.ExitCode.INVALID)
 
 
 def _audit(store: journal.Journal, *, action: str, target: str) -> None:
-    audit.record(
+    audit.record_cli(
         store,
-        audit.NewEntry(
-            principal=_user(),
-            principal_kind="local",
-            action=action,
-            target=target,
-            status=200,
-            method="CLI",
-            path=f"stormdrill schedules {action.removeprefix('schedule.')}",
-        ),
+        action=action,
+        target=target,
+        command=f"stormdrill schedules {action.removeprefix('schedule.')}",
     )
 
 
@@ -106,7 +95,7 @@ def apply(
     with running.open_journal(config) as store:
         running.announce_store(config)
         try:
-            schedule = schedules.apply(config, store, path, owner=_user())
+            schedule = schedules.apply(config, store, path, owner=audit.local_user())
         except errors.StormdrillError as exc:
             raise _fail(str(exc)) from None
         _audit(store, action="schedule.apply", target=f"schedules/{schedule.id}")

@@ -10,7 +10,6 @@ principal kind `local`. Mistakes exit 3 with one line naming the fix.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,28 +32,17 @@ _err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
 OutputFormat = output.Format
 
 
-def _user() -> str:
-    return os.environ.get("USER", "cli")
-
-
 def _fail(message: str) -> typer.Exit:
     _err.print(f"error: {message}", markup=False, soft_wrap=True)
     return typer.Exit(engine.ExitCode.INVALID)
 
 
-def _audit(store: journal.Journal, *, action: str, target: str, detail: str = "") -> None:
-    audit.record(
+def _audit(store: journal.Journal, *, action: str, target: str) -> None:
+    audit.record_cli(
         store,
-        audit.NewEntry(
-            principal=_user(),
-            principal_kind="local",
-            action=action,
-            target=target,
-            status=200,
-            method="CLI",
-            path=f"stormdrill {action.replace('token.', 'tokens ')}",
-            detail=detail,
-        ),
+        action=action,
+        target=target,
+        command=f"stormdrill {action.replace('token.', 'tokens ')}",
     )
 
 
@@ -93,7 +81,7 @@ def create(
                 expires_in=expires_in,
                 teams=team,
                 services=service,
-                created_by=_user(),
+                created_by=audit.local_user(),
             )
         except tokens.TokenInvalid as exc:
             raise _fail(str(exc)) from None
@@ -161,7 +149,7 @@ def revoke(
     with running.open_journal(config) as store:
         running.announce_store(config)
         try:
-            token = tokens.revoke(store, token_id, by=_user())
+            token = tokens.revoke(store, token_id, by=audit.local_user())
         except tokens.UnknownToken as exc:
             raise _fail(str(exc)) from None
         _audit(store, action="token.revoke", target=f"tokens/{token.id}")

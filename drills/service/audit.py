@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -146,6 +147,31 @@ def record(store: journal.Journal, new: NewEntry) -> Entry:
     if key is None:  # every backend we support returns it
         raise RuntimeError("the store did not return the new audit entry's id")
     return Entry(id=EntryId(int(key[0])), **{**values, "outcome": Outcome(values["outcome"])})
+
+
+def local_user() -> str:
+    """Who runs this CLI process (`$USER`, else `cli`): the principal of its audit entries."""
+    return os.environ.get("USER", "cli")
+
+
+def record_cli(
+    store: journal.Journal, *, action: str, target: str, command: str, detail: str = ""
+) -> Entry:
+    """An audit entry for a CLI action that succeeded: the local user, method `CLI`, the
+    command as `path` (e.g. `stormdrill tokens create`)."""
+    return record(
+        store,
+        NewEntry(
+            principal=local_user(),
+            principal_kind="local",
+            action=action,
+            target=target,
+            status=200,
+            method="CLI",
+            path=command,
+            detail=detail,
+        ),
+    )
 
 
 def entries(
