@@ -32,8 +32,8 @@ import typer
 from drills import binding, settings
 from drills import store as store_mod
 from drills.commands import output
+from drills.service import audit, runs, views
 from drills.service import reports as run_reports
-from drills.service import runs, views
 from orchestrator import engine, events, journal, mutations, planning, records, rollback, states
 from orchestrator import errors as orchestrator_errors
 from orchestrator import objectives as rto_objectives
@@ -110,7 +110,17 @@ def store_guarded(config: settings.Settings, action: Callable[[], _T]) -> _T:
 
 def _principal() -> str:
     """Who runs the command, as the CLI names them (read when a command runs)."""
-    return os.environ.get("USER", "cli")
+    return audit.local_user()
+
+
+def _audit(
+    store: journal.Journal, *, action: str, target: str, command: str, **more: object
+) -> None:
+    """The audit entry of a CLI action that was done (as the API's, method `CLI`)."""
+    detail = ", ".join(f"{key}={value}" for key, value in more.items() if value)
+    audit.record_cli(
+        store, action=action, target=target, command=f"stormdrill {command}", detail=detail
+    )
 
 
 def _trigger() -> engine.Trigger:
@@ -423,6 +433,14 @@ def run(
                 listener=listen,
                 junit_path=junit_path,
             )
+        _audit(
+            store,
+            action="run.start",
+            target=f"runs/{driven.run.id}",
+            command="run",
+            environment=driven.run.environment,
+            state=driven.run.state.value,
+        )
         shown = _err if machine else _console
         summarise(driven.outcome, store, console=shown)
         if driven.reports is not None:
@@ -625,6 +643,7 @@ def abort(run_id: str = typer.Argument(..., help="The run to abort. " + _RUN_ID_
         except runs.RunEnded as exc:
             _err.print(f"run {resolved} already ended ({exc.run.state.value})")
             raise typer.Exit(1) from None
+        _audit(store, action="run.abort", target=f"runs/{resolved}", command="abort")
     _console.print(f"abort requested for {resolved}")
 
 
@@ -633,6 +652,13 @@ def killswitch_on(reason: str = typer.Option("engaged from the CLI", "--reason")
     """Engage: running drills abort and roll back; no drill may start."""
     with open_journal(_settings()) as store:
         runs.killswitch(store, engaged=True, by=_principal(), reason=reason)
+        _audit(
+            store,
+            action="killswitch.engage",
+            target="killswitch",
+            command="killswitch on",
+            reason=reason,
+        )
     _console.print("[bold red]kill switch ENGAGED[/bold red]")
 
 
@@ -641,6 +667,7 @@ def killswitch_off() -> None:
     """Release the kill switch."""
     with open_journal(_settings()) as store:
         runs.killswitch(store, engaged=False, by=_principal(), reason="released")
+        _audit(store, action="killswitch.release", target="killswitch", command="killswitch off")
     _console.print("kill switch released")
 
 
@@ -708,6 +735,13 @@ def ack(
     with open_journal(_settings()) as store, _user_errors():
         resolved = runs.resolve_id(store, run_id)
         runs.ack(store, resolved, step, by=by or _principal(), evidence=evidence)
+        _audit(
+            store,
+            action="run.ack",
+            target=f"runs/{resolved}/steps/{step}",
+            command="ack",
+            by=by,
+        )
     _console.print(f"acknowledged {step} of {resolved}")
 
 

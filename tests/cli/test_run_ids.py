@@ -15,7 +15,7 @@ import pytest
 from typer import testing
 
 from drills import cli
-from drills.service import runs
+from drills.service import audit, runs
 from orchestrator import events, journal, records, states
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -211,6 +211,11 @@ def test_abort_ack_report_and_recover_take_a_prefix_or_latest(
     with journal.open_store(sqlite_url) as store:
         kinds = [e.kind for e in store.events(states.RunId(NEWEST))]
     assert events.EventKind.ABORT_REQUEST in kinds
+    with journal.open_store(sqlite_url) as store:
+        trail = audit.entries(store)
+    assert [(e.action, e.target, e.path) for e in trail] == [
+        ("run.abort", f"runs/{NEWEST}", "stormdrill abort")
+    ], "only what was done is audited: not the refused ack, not the abort of an ended run"
     assert refused_ack.exit_code == 3 and "no run" not in refused_ack.stderr
     assert ended.exit_code == 1 and f"run {OLDEST} already ended (failed)" in ended.stderr
     assert report.exit_code == 0, report.output

@@ -10,6 +10,7 @@ import pytest
 from typer import testing
 
 from drills import cli
+from drills.service import audit
 from orchestrator import journal, states
 from sandbox import stack
 from tests.engine_runs import support
@@ -49,6 +50,12 @@ def test_runs_list_and_show_in_json_newest_first_with_timeline_and_journal(
     assert kinds[0] == "state" and "guardrail" in kinds
     assert body["journal"] == []
     assert body["record"]["refused"] is True
+    with journal.open_store(db_url) as store:
+        trail = audit.entries(store, where=audit.EntryFilter(action="run.start"), oldest_first=True)
+    assert [(e.target, e.method, e.path) for e in trail] == [
+        (f"runs/{r['id']}", "CLI", "stormdrill run") for r in reversed(runs)
+    ]
+    assert all("state=aborted" in e.detail and e.principal_kind == "local" for e in trail)
 
 
 def test_runs_show_of_an_unknown_run_exits_3_without_a_traceback(db_url: str) -> None:
@@ -73,6 +80,11 @@ def test_killswitch_on_and_off_engage_and_release_the_journal_switch(db_url: str
     assert released.exit_code == 0, released.output
     with journal.open_store(db_url) as store:
         assert store.killswitch().engaged is False
+        trail = audit.entries(store, oldest_first=True)
+    assert [(e.action, e.path, e.detail) for e in trail] == [
+        ("killswitch.engage", "stormdrill killswitch on", "reason=incident 7"),
+        ("killswitch.release", "stormdrill killswitch off", ""),
+    ]
 
 
 def test_an_engaged_killswitch_makes_plan_exit_3_with_the_refusal_shown(
