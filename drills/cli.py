@@ -176,6 +176,11 @@ COMMANDS: tuple[LazyCommand, ...] = (
         "drills.commands.schedules:app",
         "Schedules: drills that run by themselves (cron, interval or one-off).",
     ),
+    LazyCommand(
+        "gamedays",
+        "drills.commands.gamedays:app",
+        "Game days: planned drills with people, gates, notes and findings.",
+    ),
 )
 
 

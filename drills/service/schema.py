@@ -64,10 +64,16 @@ TABLE_MODULES: tuple[str, ...] = (
     "drills.tables_leases",
     "drills.tables_schedules",
     "drills.tables_outbox",
+    "drills.tables_gamedays",
 )
 """The application's table modules (each defines its tables on `journal.metadata`)."""
 
-REVISIONS: tuple[str, ...] = ("0001_base", "0002_service_tables", "0003_schedules_leases_outbox")
+REVISIONS: tuple[str, ...] = (
+    "0001_base",
+    "0002_service_tables",
+    "0003_schedules_leases_outbox",
+    "0004_gamedays",
+)
 """Every revision in `drills/migrations/versions`, oldest first (a test checks the chain)."""
 BASE = REVISIONS[0]
 HEAD = REVISIONS[-1]

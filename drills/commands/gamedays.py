@@ -1,0 +1,241 @@
+"""`stormdrill gamedays create|list|show|start|note|gate|close`: game days from the terminal.
+
+`create FILE` stores the game day of a `kind: GameDay` document (created by the local
+user); `show NAME --format json` prints `gamedays.GameDayView` (the JSON contract an API
+will share). The commands only parse, call `drills.service.gamedays` and present; running
+the drills of a game day is not done here. Each change is written to the audit trail
+(principal kind `local`, actions `gameday.create|start|note|gate|close`). Mistakes exit 3
+with one line naming the fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from pathlib import Path
+
+import rich.box
+import rich.console
+import rich.markup
+import rich.table
+import rich.text
+import typer
+
+from drills.commands import output, running
+from drills.service import audit, gamedays
+from orchestrator import engine, journal
+from scenarios import errors
+
+app = typer.Typer(
+    help="Game days: planned drills with people, gates, notes and findings.",
+    no_args_is_help=True,
+)
+
+_err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
+
+OutputFormat = output.Format
+_KEY_HELP = "The game day's name (its metadata.name) or id."
+
+
+def _fail(message: str) -> typer.Exit:
+    _err.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(engine.ExitCode.INVALID)
+
+
+def _audit(store: journal.Journal, *, action: str, day: gamedays.GameDay, detail: str = "") -> None:
+    audit.record_cli(
+        store,
+        action=action,
+        target=f"gamedays/{day.id}",
+        command=f"stormdrill gamedays {action.removeprefix('gameday.')}",
+        detail=detail,
+    )
+
+
+def _when(value: dt.datetime, zone: str) -> str:
+    return value.astimezone(zoneinfo.ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+@app.command("create")
+def create(path: Path = typer.Argument(..., help="A GameDay document (kind: GameDay).")) -> None:
+    """Create a game day (planned) from a GameDay document."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            day = gamedays.create(store, path, by=audit.local_user())
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        _audit(store, action="gameday.create", day=day)
+    typer.echo(
+        f"created game day {day.name} ({day.id}): {len(day.drills)} drill(s),"
+        f" {_when(day.window_start, day.timezone)} {day.timezone}"
+    )
+
+
+@app.command("list")
+def list_command(
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
+    output_path: Path | None = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP),
+) -> None:
+    """Every game day: its window, state and drills."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        found = [gamedays.GameDayView.of(d) for d in gamedays.list_gamedays(store)]
+    if output_format is not OutputFormat.TABLE:
+        output.emit(output.dump([view.dump() for view in found], output_format), output_path)
+        return
+    table = rich.table.Table(title="Game days", box=rich.box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("name", "start", "timezone", "state", "drills", "facilitator"):
+        table.add_column(column, overflow="fold")
+    for view in found:
+        table.add_row(
+            view.name,
+            _when(view.window_start, view.timezone),
+            view.timezone,
+            view.state.value,
+            str(len(view.drills)),
+            next(
+                (p.person for p in view.participants if gamedays.Role.FACILITATOR in p.roles),
+                "-",
+            ),
+        )
+    output.emit_rich([table], output_path)
+
+
+@app.command("show")
+def show(
+    key: str = typer.Argument(..., help=_KEY_HELP),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
+    output_path: Path | None = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP),
+) -> None:
+    """One game day: its people, drills with gates and verdicts, and notes."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            view = gamedays.GameDayView.of(gamedays.get(store, key))
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+    if output_format is not OutputFormat.TABLE:
+        output.emit(output.dump_view(view, output_format), output_path)
+        return
+    people = rich.table.Table(title="Participants", box=rich.box.SIMPLE_HEAD, pad_edge=False)
+    people.add_column("person")
+    people.add_column("roles", overflow="fold")
+    for p in view.participants:
+        roles = ", ".join(r.value for r in p.roles)
+        people.add_row(p.person, roles + (" (absent)" if p.absent else ""))
+    drills = rich.table.Table(title="Drills", box=rich.box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("#", "drill", "gate", "decision", "run", "verdict"):
+        drills.add_column(column, overflow="fold")
+    for s in view.drills:
+        ref = s.drill or f"{s.scenario} @ {s.environment}"
+        decided = "-" if s.decision is None else f"{s.decision.value} ({s.decided_by})"
+        verdict = "-" if s.verdict is None else s.verdict.value
+        drills.add_row(str(s.position), ref, s.gate.value, decided, s.run_id or "-", verdict)
+    notes = rich.table.Table(title="Notes", box=rich.box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("at (UTC)", "by", "kind", "text"):
+        notes.add_column(column, overflow="fold")
+    for n in view.notes:
+        action = "" if n.action_owner is None else f" (owner {n.action_owner})"
+        shown = rich.markup.escape(n.text + action)
+        notes.add_row(f"{n.at:%H:%M:%S}", rich.markup.escape(n.author), n.kind.value, shown)
+    head = (
+        f"{view.name} ({view.id}): {view.state.value},"
+        f" {_when(view.window_start, view.timezone)}-{_when(view.window_end, view.timezone)}"
+        f" {view.timezone}"
+    )
+    if view.verdict:
+        head += f"; verdict: {view.verdict}"
+    output.emit_rich([rich.text.Text(head), people, drills, notes], output_path)
+
+
+@app.command("start")
+def start(key: str = typer.Argument(..., help=_KEY_HELP)) -> None:
+    """Start a planned game day (it runs until closed)."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            day = gamedays.start(store, key)
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        _audit(store, action="gameday.start", day=day)
+    typer.echo(f"started game day {day.name} ({day.id})")
+
+
+def _due(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"--due {value!r}: write a date as YYYY-MM-DD, e.g. 2026-12-31") from None
+
+
+@app.command("note")
+def note(
+    key: str = typer.Argument(..., help=_KEY_HELP),
+    text: str = typer.Argument(..., help="What happened (one line)."),
+    by: str = typer.Option(..., "--by", help="The participant writing it."),
+    finding: bool = typer.Option(False, "--finding", help="A finding: an action item."),
+    owner: str | None = typer.Option(None, "--owner", help="A finding's action owner."),
+    due: str | None = typer.Option(None, "--due", help="A finding's due date (YYYY-MM-DD)."),
+    ticket: str | None = typer.Option(None, "--ticket", help="A finding's ticket URL."),
+) -> None:
+    """Add a timestamped note (or, with --finding, a finding) to a running game day."""
+    if not finding and (owner or due or ticket):
+        raise _fail("--owner, --due and --ticket belong to a finding; add --finding")
+    item = gamedays.Finding(owner=owner, due=_due(due), ticket_url=ticket) if finding else None
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            day = gamedays.get(store, key)
+            added = gamedays.note(store, day.id, author=by, text=text, finding=item)
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        _audit(store, action="gameday.note", day=day, detail=added.kind.value)
+    typer.echo(f"noted {added.kind.value} in {day.name} at {added.at:%H:%M:%S} UTC")
+
+
+@app.command("gate")
+def gate(
+    key: str = typer.Argument(..., help=_KEY_HELP),
+    position: int = typer.Argument(..., help="The drill whose gate this is (from 1)."),
+    decision: gamedays.Decision = typer.Argument(..., help="go or no-go."),
+    by: str = typer.Option(..., "--by", help="The participant deciding."),
+) -> None:
+    """Decide the gate before a drill: go or no-go."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            day = gamedays.gate(store, key, position=position, decision=decision, by=by)
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        _audit(store, action="gameday.gate", day=day, detail=f"{position}: {decision.value}")
+    typer.echo(f"gate of drill {position} in {day.name}: {decision.value} (by {by})")
+
+
+@app.command("close")
+def close(
+    key: str = typer.Argument(..., help=_KEY_HELP),
+    verdict: str = typer.Option(..., "--verdict", help="The game day's verdict, a sentence."),
+) -> None:
+    """Close a running game day with its verdict."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            day = gamedays.close(store, key, verdict=verdict)
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        _audit(store, action="gameday.close", day=day)
+    typer.echo(f"closed game day {day.name} ({day.id}): {verdict}")

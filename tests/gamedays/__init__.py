@@ -1,0 +1,1 @@
+"""Game days (issue 14): the service on a real SQLite store, and the CLI."""
