@@ -36,6 +36,7 @@ from drills.api import examples, idempotency, problems, threads
 from drills.api.routes import (
     approvals,
     audit,
+    calendar,
     cmdb,
     coverage,
     drills,
@@ -74,6 +75,7 @@ _RESOURCES = (
     audit,
     tokens,
     schedules,
+    calendar,
 )
 
 

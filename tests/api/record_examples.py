@@ -257,6 +257,7 @@ def _exercise(rec: Recorder, store: journal.Journal) -> None:
     rec.call("GET", f"{API}/blackouts")
     rec.call("GET", f"{API}/schedules/{{schedule}}", path=which)
     rec.call("GET", f"{API}/schedules/{{schedule}}/preview", path=which, params={"n": 3})
+    rec.call("GET", f"{API}/gamedays.ics", params={"days": 14})
     rec.call("POST", f"{API}/schedules/{{schedule}}/pause", path=which)
     rec.call("POST", f"{API}/schedules/{{schedule}}/resume", path=which)
     rec.call("GET", f"{API}/schedules/{{schedule}}/fires", path=which)

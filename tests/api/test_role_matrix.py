@@ -88,6 +88,7 @@ MATRIX: dict[tuple[str, str], Minimal] = {
     ("GET", "/api/v1/blackouts"): _V,
     ("POST", "/api/v1/blackouts"): _O,
     ("DELETE", "/api/v1/blackouts/{blackout_id}"): _O,
+    ("GET", "/api/v1/gamedays.ics"): _V,  # the calendar feed
 }
 
 PLACEHOLDERS = {"ref": "component:default/does-not-exist", "step": "no-such-step"}
