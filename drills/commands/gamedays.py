@@ -22,8 +22,8 @@ import rich.text
 import typer
 
 from drills.commands import output, running
-from drills.service import audit, gamedays
-from orchestrator import engine, journal
+from drills.service import audit, gamedays, runs
+from orchestrator import engine, journal, states
 from scenarios import errors
 
 app = typer.Typer(
@@ -202,7 +202,7 @@ def note(
         except errors.StormdrillError as exc:
             raise _fail(str(exc)) from None
         _audit(store, action="gameday.note", day=day, detail=added.kind.value)
-    typer.echo(f"noted {added.kind.value} in {day.name} at {added.at:%H:%M:%S} UTC")
+    typer.echo(f"added {added.kind.value} to {day.name} at {added.at:%H:%M:%S} UTC")
 
 
 @app.command("gate")
@@ -222,6 +222,48 @@ def gate(
             raise _fail(str(exc)) from None
         _audit(store, action="gameday.gate", day=day, detail=f"{position}: {decision.value}")
     typer.echo(f"gate of drill {position} in {day.name}: {decision.value} (by {by})")
+
+
+@app.command("result")
+def result(
+    key: str = typer.Argument(..., help=_KEY_HELP),
+    position: int = typer.Argument(..., help="The drill (from 1) whose result this is."),
+    run_id: str | None = typer.Option(
+        None, "--run", help="The drill's run (an id, a unique prefix or `latest`): its verdict."
+    ),
+    verdict: states.Verdict | None = typer.Option(
+        None, "--verdict", help="The verdict without a run (a tabletop drill)."
+    ),
+) -> None:
+    """Record a drill's result: its run's verdict (--run), or a verdict (--verdict).
+
+    The next drill's `auto` gate then decides itself: go when this one held.
+    """
+    if (run_id is None) == (verdict is None):
+        raise _fail("give exactly one of --run RUN (its verdict is used) or --verdict VERDICT")
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            found = runs.resolve_id(store, run_id) if run_id is not None else None
+            chosen = store.get_run(found).verdict if found is not None else verdict
+            if chosen is None:
+                raise _fail(
+                    f"run {found} has no verdict yet (it has not ended); record its result"
+                    " once it has"
+                )
+            day = gamedays.set_drill_result(
+                store, key, position=position, run_id=found, verdict=chosen
+            )
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        _audit(
+            store,
+            action="gameday.result",
+            day=day,
+            detail=f"{position}: {chosen.value}" + (f" (run {found})" if found else ""),
+        )
+    typer.echo(f"drill {position} of {day.name}: {chosen.value}")
 
 
 @app.command("close")

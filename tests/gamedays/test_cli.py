@@ -3,7 +3,9 @@ the whole lifecycle, JSON output, refusals exiting 3 with one line, and the audi
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from typer import testing
 
 from drills import cli
 from drills.service import audit
-from orchestrator import journal
+from orchestrator import journal, records, states
 from tests.engine_runs import support as run_support
 from tests.gamedays import support
 from tests.gamedays.support import ALICE, BOB
@@ -45,7 +47,7 @@ def test_a_game_day_is_created_started_noted_gated_and_closed_from_the_cli(
         *("--owner", "team-payments", "--due", "2026-12-31", "--ticket", "https://t.example/1"),
     )
     assert found.exit_code == 0, found.output
-    assert "noted finding in checkout-gameday" in found.output
+    assert "added finding to checkout-gameday" in found.output
     closed = _cli(db_url, "close", "checkout-gameday", "--verdict", "Checkout held.")
     assert closed.exit_code == 0, closed.output
 
@@ -153,3 +155,51 @@ def test_an_unknown_gate_decision_is_a_usage_error(db_url: str) -> None:
 
     assert result.exit_code == 2
     assert "go" in result.output and "no-go" in result.output
+
+
+def _ended_run(store: journal.Journal, run_id: str, verdict: states.Verdict | None) -> None:
+    run = states.new_run(
+        id=states.RunId(run_id),
+        scenario="az-failure-kubernetes",
+        environment="staging",
+        environment_source="staging.environment.yaml",
+        owner=states.Owner(host="test-host", pid=4242, token="boot:1"),
+        at=datetime(2026, 12, 8, 9, 5, tzinfo=UTC),
+        record=records.RunRecord(parameters={}, time_scale=1.0),
+    )
+    ended = states.RunState.COMPLETED if verdict else states.RunState.OBSERVING
+    store.create_run(dataclasses.replace(run, state=ended, verdict=verdict))
+
+
+def test_result_takes_the_verdict_of_a_run_or_a_tabletop_verdict_and_opens_the_next_gate(
+    db_url: str,
+) -> None:
+    _cli(db_url, "create", str(support.EXAMPLE))
+    _cli(db_url, "start", "checkout-gameday")
+    with journal.open_store(db_url) as store:
+        _ended_run(store, "20261208T090500Z-aa11bb22", states.Verdict.DEVIATED)
+        _ended_run(store, "20261208T091000Z-cc33dd44", None)
+
+    unfinished = _cli(db_url, "result", "checkout-gameday", "1", "--run", "cc33")
+    neither = _cli(db_url, "result", "checkout-gameday", "1")
+    both = _cli(db_url, "result", "checkout-gameday", "1", "--run", "aa11", "--verdict", "held")
+    recorded = _cli(db_url, "result", "checkout-gameday", "1", "--run", "aa11")
+    again = _cli(db_url, "result", "checkout-gameday", "1", "--verdict", "held")
+    gated = _cli(db_url, "gate", "checkout-gameday", "2", "no-go", "--by", ALICE)
+
+    assert unfinished.exit_code == 3 and "has no verdict yet" in unfinished.stderr
+    assert neither.exit_code == 3 and "exactly one of --run" in neither.stderr
+    assert both.exit_code == 3
+    assert recorded.exit_code == 0, recorded.output
+    assert "drill 1 of checkout-gameday: deviated" in recorded.output
+    assert again.exit_code == 3 and "has its verdict already (deviated)" in again.stderr
+    assert gated.exit_code == 0, gated.output
+    data = json.loads(_cli(db_url, "show", "checkout-gameday", "--format", "json").stdout)
+    assert (data["drills"][0]["runId"], data["drills"][0]["verdict"]) == (
+        "20261208T090500Z-aa11bb22",
+        "deviated",
+    )
+    assert (data["drills"][1]["decision"], data["drills"][1]["decidedBy"]) == ("no-go", ALICE)
+    with journal.open_store(db_url) as store:
+        [entry] = audit.entries(store, where=audit.EntryFilter(action="gameday.result"))
+    assert entry.detail == "1: deviated (run 20261208T090500Z-aa11bb22)"
