@@ -346,11 +346,11 @@ def heal_at_once(
     if ops is None:
         return AtOnce.FALL_BACK
     try:
-        written = objects.json_patch(conn, ref, ops)
+        applied = objects.json_patch(conn, ref, ops)
     except (objects.PatchRefused, kube_errors.Conflict) as exc:
         log.info("%s is not as the apply left it (%s); reading it to undo %s", ref, exc, key)
         return AtOnce.FALL_BACK
-    if written is None:
+    if not applied:
         return AtOnce.ABSENT
     log.info("%s: healed %s of run %s", ref, key, run_id)
     return AtOnce.HEALED

@@ -117,14 +117,15 @@ def json_patch(
     conn: connection.KubeConnection,
     ref: mutations.TargetRef,
     operations: Sequence[Mapping[str, Any]],
-) -> KubeObject | None:
-    """Apply a JSON Patch in one request: the object as written, None if it does not exist.
+) -> bool:
+    """Apply a JSON Patch in one request: True applied, False the object does not exist.
 
-    `PatchRefused` when the server refuses it (a `test` failed: nothing was changed).
+    `PatchRefused` when the server refuses it (a `test` failed: nothing was changed). The
+    object the server sends back is not parsed: a revert needs only to know it was applied.
     """
     api, spec = _api(conn, ref)
     try:
-        result: KubeObject = conn.call(
+        conn.call_raw(
             str(ref),
             getattr(api, f"patch_{spec.stem}"),
             *_args(spec, ref),
@@ -132,14 +133,14 @@ def json_patch(
             _content_type=JSON_PATCH,
         )
     except kube_errors.NotFound:
-        return None
+        return False
     except errors.ProviderPermanent as exc:
         if _status_code(exc) == UNPROCESSABLE:
             raise PatchRefused(
                 f"{ref}: the API server refused the conditional patch (a test failed): {exc}"
             ) from exc
         raise
-    return result
+    return True
 
 
 def delete_exact(
