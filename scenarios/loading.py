@@ -243,6 +243,13 @@ class _Checked:
     blocked: tuple[str, ...] = ()
 
 
+OTHER_KINDS: dict[str, str] = {
+    "GameDay": "`stormdrill gamedays create FILE` checks and stores game days",
+}
+"""Stormdrill documents other commands read: a folder may hold them next to scenarios and
+drills, so loading it skips them with a warning (not the unknown-kind error)."""
+
+
 def _check_tree(tree: reading.MarkedTree, *, source: docs.Source) -> _Checked:
     data = tree.data
     if not isinstance(data, dict):
@@ -250,6 +257,14 @@ def _check_tree(tree: reading.MarkedTree, *, source: docs.Source) -> _Checked:
             tree, (), "a document must be a mapping with apiVersion, kind, metadata and spec"
         )
         return _Checked(None, (problem,), blocked=(SCHEMA, REFERENCES, LINT))
+    if data.get("apiVersion") == models.API_VERSION and data.get("kind") in OTHER_KINDS:
+        note = _at(
+            tree,
+            ("kind",),
+            f"a {data['kind']} document is not a Scenario, Drill or Environment; skipped here",
+            hint=OTHER_KINDS[str(data["kind"])],
+        )
+        return _Checked(None, (dataclasses.replace(note, severity="warning"),))
     problems = _envelope_problems(tree, data)
     if problems:
         return _Checked(None, tuple(problems), blocked=(SCHEMA, REFERENCES, LINT))

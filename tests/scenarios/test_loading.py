@@ -265,3 +265,31 @@ def test_unquoted_clock_times_stay_times_of_day(tmp_path: Path) -> None:
     path = factories.write(tmp_path, "window.yaml", text)
     window = loading.load_scenario(path).model.spec.guardrails.windows[0]
     assert (window.start.hour, window.end.hour) == (9, 17)
+
+
+def test_a_game_day_next_to_scenarios_is_skipped_with_a_warning_not_an_error(
+    tmp_path: Path,
+) -> None:
+    game_day = (
+        "apiVersion: stormdrill.dev/v1\nkind: GameDay\nmetadata:\n  name: checkout-gameday\n"
+        "spec: {}\n"
+    )
+    (tmp_path / "day.gameday.yaml").write_text(game_day, encoding="utf-8")
+    (tmp_path / "doc.yaml").write_text(factories.SCENARIO, encoding="utf-8")
+
+    result = loading.load_documents([tmp_path])
+
+    assert result.ok
+    assert [doc.kind for doc in result.documents] == [models.Kind.SCENARIO]
+    [problem] = result.problems
+    assert problem.severity == "warning"
+    assert str(problem).startswith(f"{tmp_path / 'day.gameday.yaml'}:2:7: kind: a GameDay")
+    assert "stormdrill gamedays create FILE" in problem.hint
+
+
+def test_a_game_day_of_another_api_version_is_still_an_unknown_kind_error(
+    tmp_path: Path,
+) -> None:
+    text = "apiVersion: example.com/v9\nkind: GameDay\nmetadata:\n  name: x\nspec: {}\n"
+    problems = _problems(tmp_path, text)
+    assert any(p.severity == "error" and p.field == "apiVersion" for p in problems)
