@@ -286,7 +286,11 @@ def race_worker(url: str, holder: str, seed: str, rounds: str, ttl_s: str, renew
 
     Each round it renews (or tries to take) the lease and, holding, makes a fenced write;
     at random it releases the lease, or pauses past the TTL and then writes with its stale
-    tenure before renewing (a holder that was stopped and woke up).
+    tenure before renewing (a holder that was stopped and woke up). It prints `ready` and
+    waits for a line on stdin before the first round, so that the processes race from the
+    same moment however slowly each one started; it goes on past `rounds` until it has held
+    the lease once (holders release or stall at random, so each gets a turn), so the
+    lease changes hands on every run, not only when the timing happens to allow it.
     """
     rng = random.Random(int(seed))
     ttl, renew = timedelta(seconds=float(ttl_s)), float(renew_s)
@@ -301,14 +305,20 @@ def race_worker(url: str, holder: str, seed: str, rounds: str, ttl_s: str, renew
             out.write(json.dumps(line) + "\n")
             out.flush()
 
+        out.write("ready\n")
+        out.flush()
+        sys.stdin.readline()
         held: leases.Held | None = None
-        for _ in range(int(rounds)):
+        ever_held, done = False, 0
+        while done < int(rounds) or (not ever_held and done < 100 * int(rounds)):
+            done += 1
             now = datetime.now(UTC)
             if held is not None:
                 held = lease.renew(held, now)
             if held is None:
                 held = lease.try_acquire(now)
             if held is not None:
+                ever_held = True
                 event("held", held, since=now.timestamp(), until=held.expires_at.timestamp())
                 event("write", held, ok=_fenced_write(store, held))
                 dice = rng.random()
@@ -347,16 +357,24 @@ def test_of_processes_racing_over_many_rounds_exactly_one_holds_at_any_time(
                 str(renew_s),
             ],
             cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         )
         for i in range(3)
     ]
+    for proc in procs:  # the start barrier: all are ready before any takes a round
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.close()
     lines: list[dict[str, Any]] = []
     for proc in procs:
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        assert proc.wait(timeout=120) == 0
         lines.extend(json.loads(line) for line in out.splitlines())
 
     held = [line for line in lines if line["kind"] == "held"]
@@ -364,8 +382,8 @@ def test_of_processes_racing_over_many_rounds_exactly_one_holds_at_any_time(
     for line in held:
         holder_of.setdefault(line["epoch"], set()).add(line["holder"])
     assert all(len(names) == 1 for names in holder_of.values()), holder_of
-    # the lease changed hands (how often depends on timing: 3 tenures were seen at load 2)
-    assert len(holder_of) >= 2 and len({h for names in holder_of.values() for h in names}) >= 2
+    # every process held the lease (each runs until it has), so it changed hands
+    assert {h for names in holder_of.values() for h in names} == {"p0", "p1", "p2"}
 
     # No two tenures overlap in time (one machine, one clock). A tenure runs from its first
     # `since` to its last `until`, or to its release. Epochs are given in commit order, so
