@@ -101,10 +101,14 @@ def test_a_run_queued_before_its_environment_was_switched_is_cancelled_by_the_ru
 ) -> None:
     with testclient.TestClient(app_for(driver_poll_s=3600.0)) as client:
         store = conftest.store_of(client)
-        queued = _live(store, "20250101T120000Z-queued00", state=_S.PENDING, environment="test")
+        # The switch goes on first: the runner's poller makes its first pass whenever its
+        # thread gets to it, and a pass between the two writes would claim and run the
+        # queued run (the race this test once lost). A PENDING run is queued until claimed,
+        # so it is still the run queued before the runner saw the switch.
         killswitches.set_environment(
             store, environment="test", engaged=True, by="ops", reason="freeze"
         )
+        queued = _live(store, "20250101T120000Z-queued00", state=_S.PENDING, environment="test")
         client.app.state.driver.tick()  # type: ignore[attr-defined]
         final = store.get_run(queued.id)
 
