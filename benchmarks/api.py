@@ -94,6 +94,8 @@ class Config:
     duration_s: float = 20.0
     warmup_s: float = 2.0
     events_per_run: int = 6
+    workers: int = 1
+    """`serve --workers`: uvicorn worker processes (CPU and RSS are then the whole tree's)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,7 +262,7 @@ def _viewer_token(store: journal.Journal) -> str | None:
 
 
 def _server_command(
-    workdir: pathlib.Path, *, port: int, open_access: bool
+    workdir: pathlib.Path, *, port: int, open_access: bool, workers: int = 1
 ) -> tuple[list[str], dict[str, str]]:
     """`stormdrill serve` itself (a real token), else this module's `serve` (`--open`)."""
     config = _config(workdir)
@@ -276,14 +278,17 @@ def _server_command(
         command = [sys.executable, "-m", "benchmarks.api", "--serve", str(workdir)]
         return [*command, "--port", str(port), "--open"], env
     serve_command = [sys.executable, "-m", "drills.cli", "serve", "--host", "127.0.0.1"]
-    return [*serve_command, "--port", str(port), "--server-log-level", "warning"], env
+    flags = ["--port", str(port), "--server-log-level", "warning", "--workers", str(workers)]
+    return [*serve_command, *flags], env
 
 
 @contextlib.contextmanager
-def _server(workdir: pathlib.Path, *, open_access: bool) -> Iterator[tuple[str, int]]:
+def _server(
+    workdir: pathlib.Path, *, open_access: bool, workers: int = 1
+) -> Iterator[tuple[str, int]]:
     """The API subprocess; yields (base URL, pid) once it answers."""
     port = _free_port()
-    command, env = _server_command(workdir, port=port, open_access=open_access)
+    command, env = _server_command(workdir, port=port, open_access=open_access, workers=workers)
     log = (workdir / "server.log").open("w")
     process = subprocess.Popen(
         command,
@@ -320,13 +325,36 @@ def _server(workdir: pathlib.Path, *, open_access: bool) -> Iterator[tuple[str, 
         log.close()
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants now (`/proc/<pid>/task/*/children`): uvicorn's workers."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in pathlib.Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """CPU time `pid` used so far, user and system, all threads (`/proc/<pid>/stat`)."""
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time `pid` and its live descendants used so far, user and system, all threads
+    (`/proc/<pid>/stat`; a descendant that ended is not counted)."""
+    total = 0.0
+    for each in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = pathlib.Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def rss_mb(pid: int) -> float:
+    """The resident set size of `pid` and its descendants, summed, in MiB (each worker
+    process counts in full: they share almost nothing, uvicorn spawns them)."""
+    return sum(_rss_mb_of(each) for each in process_tree(pid))
+
+
+def _rss_mb_of(pid: int) -> float:
     """The resident set size of `pid` in MiB (psutil if installed, else /proc)."""
     try:
         import psutil  # type: ignore[import-untyped]
@@ -579,7 +607,7 @@ def run_benchmark(config: Config, *, workdir: pathlib.Path) -> Results:
         token = _viewer_token(store)
     seed_s = time.perf_counter() - began
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with _server(workdir, open_access=token is None) as (base, pid):
+    with _server(workdir, open_access=token is None, workers=config.workers) as (base, pid):
         for path in (LIST_PATH, f"/api/v1/runs/{ids[0]}"):
             answer = httpx.get(f"{base}{path}", headers=headers, timeout=30.0)
             if answer.status_code != 200:
@@ -667,7 +695,8 @@ def render(results: Results) -> str:
     lines = [
         f"Stormdrill API benchmark ({results.started_at}, {results.host['cpus']} CPUs, "
         f"{results.config.runs} runs, {results.config.clients} clients, "
-        f"{results.config.duration_s:g} s, auth: {results.auth})",
+        f"{results.config.duration_s:g} s, {results.config.workers} worker(s),"
+        f" auth: {results.auth})",
         "load {:.2f} {:.2f} {:.2f} at the start, ".format(*results.load_start)
         + "{:.2f} {:.2f} {:.2f} at the end".format(*results.load_end),
         "",
@@ -699,6 +728,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=Config.clients)
     parser.add_argument("--duration", type=float, default=Config.duration_s)
     parser.add_argument("--quick", action="store_true", help="5 s of load instead of 20 s.")
+    parser.add_argument("--workers", type=int, default=Config.workers, help="serve --workers.")
     parser.add_argument("--profile", action="store_true", help="Also cProfile both routes.")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="Keep the working directory.")
@@ -710,7 +740,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         serve(args.serve, port=args.port, open_access=args.open)
         return
     config = Config(
-        runs=args.runs, clients=args.clients, duration_s=5.0 if args.quick else args.duration
+        runs=args.runs,
+        clients=args.clients,
+        duration_s=5.0 if args.quick else args.duration,
+        workers=args.workers,
     )
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="stormdrill-api-bench-"))
     try:

@@ -115,7 +115,7 @@ def create_app(
                 store,
                 reg,
                 recover=config.recover_on_start,
-                holder=leases.HolderId(f"{socket.gethostname()}:{config.port}"),
+                holder=_holder(config),
                 housekeeping_settings=housekeeping_settings,
                 notifications=notifications,
                 notifications_interval_s=notifications_interval_s,
@@ -164,6 +164,13 @@ def create_app(
         app.include_router(module.router, prefix=API_PREFIX)
     examples.install(app)  # recorded 2xx examples in app.openapi() (drills/api/examples.json)
     return app
+
+
+def _holder(config: api_config.ApiSettings) -> leases.HolderId:
+    """This replica's name in the lease: host and port, the same across restarts (see
+    `_start_housekeeping`); with several workers on one port, each adds its process id."""
+    name = f"{socket.gethostname()}:{config.port}"
+    return leases.HolderId(name if config.workers == 1 else f"{name}/{os.getpid()}")
 
 
 def _start_housekeeping(

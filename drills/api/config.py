@@ -55,6 +55,10 @@ class ApiSettings(settings_sources.PassedIn):
 
     host: str = "127.0.0.1"
     port: int = 8700
+    workers: int = pydantic.Field(default=1, ge=1)
+    """How many uvicorn worker processes `serve --workers` started (`STORMDRILL_WORKERS`;
+    `serve` sets it, a config file may not). Each worker is a replica of its own: with more
+    than one, each names itself in the lease by host, port and process id."""
     scenario_dirs: tuple[pathlib.Path, ...] = ()
     """Extra folders of Scenario documents `GET /scenarios` lists (beside the bundled library)."""
     environment_dirs: tuple[pathlib.Path, ...] = ()
@@ -97,6 +101,11 @@ class ApiSettings(settings_sources.PassedIn):
         Raises `ConfigInvalid` naming the file or variable and the key.
         """
         from_file = {k: v for k, v in read_config(config_file).items() if k not in STORE_KEYS}
+        if "workers" in from_file:
+            raise ConfigInvalid(
+                f"{config_file}: workers: uvicorn starts the workers before any app reads this"
+                " file; give `stormdrill serve --workers N` or STORMDRILL_WORKERS instead"
+            )
         unknown = sorted(set(from_file) - set(cls.model_fields))
         if unknown:
             known = ", ".join(sorted(cls.model_fields))

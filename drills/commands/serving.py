@@ -48,6 +48,15 @@ def serve(
     log_level: str = typer.Option(
         "info", "--server-log-level", help="uvicorn's log level (debug, info, warning)."
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        envvar="STORMDRILL_WORKERS",
+        min=1,
+        help="Worker processes on the one port (each a replica: runs, leases and schedules"
+        " are shared through the store). Python runs one thread at a time per process, so"
+        " reads scale with workers up to the machine's cores.",
+    ),
 ) -> None:
     """Serve the REST API: runs, plans, approvals, events, metrics; recovers at start-up."""
     if config is not None:
@@ -55,6 +64,7 @@ def serve(
     # The app reads where it listens from its settings too (its lease names this replica
     # by host and port): the options win over the file, as their variables do.
     os.environ["STORMDRILL_HOST"], os.environ["STORMDRILL_PORT"] = host, str(port)
+    os.environ["STORMDRILL_WORKERS"] = str(workers)
     try:
         config_env = settings.Settings.from_env(os.environ)
     except settings.SettingsInvalid as exc:
@@ -72,6 +82,7 @@ def serve(
             log_level=log_level,
             lifespan="on",
             timeout_graceful_shutdown=30,
+            workers=workers,
         )
     except errors.StormdrillError as exc:
         _err.print(f"error: {secrets.redact(str(exc))}", markup=False)

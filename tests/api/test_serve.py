@@ -87,7 +87,7 @@ def _crash_a_run(api_world: conftest.ApiWorld) -> None:
 
 @contextlib.contextmanager
 def _serving(
-    api_world: conftest.ApiWorld, port: int
+    api_world: conftest.ApiWorld, port: int, *extra: str
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     config = api_world.root / "serve.yaml"
     config.write_text(
@@ -104,6 +104,7 @@ def _serving(
             str(port),
             "--config",
             str(config),
+            *extra,
         ],
         env=_env(api_world),
         cwd=api_world.root,
@@ -153,6 +154,46 @@ def test_a_serve_restarted_after_a_crash_takes_its_own_lease_back_and_recovers_a
 
     assert recovered.terminal, recovered.state  # not left until the old tenure expired
     assert row is not None and row.holder == tenure.holder
+
+
+def _workers(pid: int) -> set[int]:
+    """The uvicorn workers under `pid` (spawned processes; not multiprocessing's tracker)."""
+    children = {
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    }
+    return {c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()}
+
+
+def test_serve_with_two_workers_has_each_name_itself_by_its_pid_and_one_recovers(
+    api_world: conftest.ApiWorld,
+) -> None:
+    _crash_a_run(api_world)
+    port = _free_port()
+    with _serving(api_world, port, "--workers", "2") as (base, proc):
+        _wait_healthy(proc, base)
+        workers = _workers(proc.pid)
+        with store_mod.open_store(api_world.settings) as store:
+            recovered = store.get_run(states.RunId("20250101T120000Z-crashed0"))
+            probe = leases.SqlLease(store, holder=leases.HolderId("probe"), ttl=timedelta(1))
+            row = probe.current()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+
+    assert recovered.terminal, recovered.state
+    assert len(workers) == 2
+    assert row is not None
+    name, _, pid = row.holder.rpartition("/")
+    assert name == f"{socket.gethostname()}:{port}" and int(pid) in workers
+
+
+def test_a_config_file_may_not_set_the_workers(tmp_path: Path) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text("workers: 2\n", encoding="utf-8")
+
+    with pytest.raises(api_config.ConfigInvalid, match=r"workers: .*serve --workers N"):
+        api_config.ApiSettings.load({}, config)
 
 
 def test_serve_recovers_at_start_up_answers_healthz_and_serves_the_configured_folders(
