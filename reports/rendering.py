@@ -306,7 +306,9 @@ def manual_eligible(step: postmortem.ManualStep) -> str:
 
 
 @functools.cache
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
+    """The jinja2 environment of the report templates (autoescaped, strict, with the
+    filters `utc`, `seconds` and `eligible`); the game-day report renders with it too."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("reports", "templates"),
         autoescape=True,
@@ -322,5 +324,5 @@ def _environment() -> jinja2.Environment:
 
 def to_html(report: postmortem.PostMortem) -> str:
     """One self-contained HTML page: inline CSS, no scripts, no external URLs."""
-    template = _environment().get_template("postmortem.html.j2")
+    template = template_environment().get_template("postmortem.html.j2")
     return template.render(r=report, sections=SECTIONS)

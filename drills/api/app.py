@@ -42,6 +42,7 @@ from drills.api.routes import (
     drills,
     environments,
     events,
+    gamedays,
     health,
     killswitch,
     metrics,
@@ -76,6 +77,7 @@ _RESOURCES = (
     tokens,
     schedules,
     calendar,
+    gamedays,
 )
 
 

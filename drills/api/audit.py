@@ -66,6 +66,14 @@ ACTIONS: Mapping[tuple[str, str], str] = {
     ("POST", "/api/v1/blackouts"): "blackout.add",
     ("DELETE", "/api/v1/blackouts/{}"): "blackout.remove",
     ("POST", "/api/v1/scenarios:validate"): "scenario.validate",
+    ("POST", "/api/v1/gamedays"): "gameday.create",
+    ("POST", "/api/v1/gamedays/{}/start"): "gameday.start",
+    ("POST", "/api/v1/gamedays/{}/notes"): "gameday.note",
+    ("POST", "/api/v1/gamedays/{}/drills/{}/gate"): "gameday.gate",
+    ("POST", "/api/v1/gamedays/{}/drills/{}/run"): "gameday.run",
+    ("POST", "/api/v1/gamedays/{}/drills/{}/result"): "gameday.result",
+    ("POST", "/api/v1/gamedays/{}/participants/{}/absent"): "gameday.absent",
+    ("POST", "/api/v1/gamedays/{}/close"): "gameday.close",
 }
 """Action names by (method, route template with `{}` for each path parameter). A mutating
 route missing here is recorded as `METHOD TEMPLATE` (and `tests/api/test_audit.py` fails

@@ -1,16 +1,24 @@
-"""`stormdrill gamedays create|list|show|start|note|gate|close`: game days from the terminal.
+"""`stormdrill gamedays create|list|show|start|note|gate|run|result|close|report`: game days
+from the terminal.
 
 `create FILE` stores the game day of a `kind: GameDay` document (created by the local
-user); `show NAME --format json` prints `gamedays.GameDayView` (the JSON contract an API
-will share). The commands only parse, call `drills.service.gamedays` and present; running
-the drills of a game day is not done here. Each change is written to the audit trail
-(principal kind `local`, actions `gameday.create|start|note|gate|close`). Mistakes exit 3
-with one line naming the fix.
+user); `show NAME --format json` prints `gamedays.GameDayView` (the JSON contract the API
+shares). `run NAME POSITION` submits a slot's drill through the service
+(`gamedays.run_drill`) and drives it here in the foreground (`gamedays.drive_drill`, which
+is `runs.drive`), with `stormdrill run`'s live timeline, summary and exit codes; the
+slot's verdict is the run's. `show`, `list` and `run` sync first (`gamedays.sync_results`:
+verdicts of runs that ended elsewhere, the absences key-person drills made). The commands
+only parse, call `drills.service.gamedays` and present. Each change is written to the audit
+trail (principal kind `local`, actions `gameday.create|start|note|gate|run|result|close`).
+`report NAME --format md|html|json [--output FILE]` renders the game-day report
+(`gameday_reports.render`); its post-mortem links are the files `stormdrill run` writes,
+relative to the reports folder. Mistakes exit 3 with one line naming the fix.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import zoneinfo
 from pathlib import Path
 
@@ -21,9 +29,12 @@ import rich.table
 import rich.text
 import typer
 
+from drills import binding
 from drills.commands import output, running
-from drills.service import audit, gamedays, runs
+from drills.service import audit, gameday_reports, gamedays, runs
 from orchestrator import engine, journal, states
+from reports import gameday as gameday_report
+from reports import redaction
 from scenarios import errors
 
 app = typer.Typer(
@@ -84,7 +95,10 @@ def list_command(
     config = running.load_settings()
     with running.open_journal(config) as store:
         running.announce_store(config)
-        found = [gamedays.GameDayView.of(d) for d in gamedays.list_gamedays(store)]
+        try:
+            found = [gamedays.GameDayView.of(d) for d in gamedays.sync_all(store)]
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
     if output_format is not OutputFormat.TABLE:
         output.emit(output.dump([view.dump() for view in found], output_format), output_path)
         return
@@ -119,7 +133,7 @@ def show(
     with running.open_journal(config) as store:
         running.announce_store(config)
         try:
-            view = gamedays.GameDayView.of(gamedays.get(store, key))
+            view = gamedays.GameDayView.of(gamedays.sync_results(store, key))
         except errors.StormdrillError as exc:
             raise _fail(str(exc)) from None
     if output_format is not OutputFormat.TABLE:
@@ -224,6 +238,65 @@ def gate(
     typer.echo(f"gate of drill {position} in {day.name}: {decision.value} (by {by})")
 
 
+@app.command("run")
+def run(
+    key: str = typer.Argument(..., help=_KEY_HELP),
+    position: int = typer.Argument(..., help="The drill (from 1) to run; its gate said go."),
+    by: str | None = typer.Option(
+        None, "--by", help="The operator or facilitator running it (default: $USER)."
+    ),
+) -> None:
+    """Run a drill of a running game day here, in the foreground, as `stormdrill run` does.
+
+    Its gate must have said go and it must not have run. The slot's verdict is the run's;
+    the next `auto` gate then decides itself. Exit codes are `stormdrill run`'s (0 held,
+    1 deviated, 2 aborted, 3 refused or invalid, 4 rollback failed, 5 unreachable).
+    """
+    who = by or audit.local_user()
+    config = running.load_settings()
+    reg = binding.make_registry()
+    stop = threading.Event()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            started = gamedays.run_drill(
+                store, key, position=position, by=who, config=config, reg=reg
+            )
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        day = started.day
+        _audit(
+            store,
+            action="gameday.run",
+            day=day,
+            detail=f"{position}: run {started.run.id} by {who}",
+        )
+        typer.echo(f"drill {position} of {day.name}: run {started.run.id} (by {who})")
+        with running.user_errors(), running.signals_set(stop), running.live_timeline() as listen:
+            done = gamedays.drive_drill(
+                config, store, reg, started=started, stop=stop, listener=listen
+            )
+        running.summarise(done.driven.outcome, store)
+        if done.driven.reports is not None:
+            running.print_reports(done.driven.reports)
+        typer.echo(_result_line(done))
+    raise typer.Exit(done.driven.exit_code)
+
+
+def _result_line(done: gamedays.DrivenDrill) -> str:
+    slot, day = done.slot, done.day
+    verdict = "no verdict yet" if slot.verdict is None else slot.verdict.value
+    line = f"drill {slot.position} of {day.name}: {verdict}"
+    following = next((s for s in day.drills if s.position == slot.position + 1), None)
+    if following is not None and following.decision is not None:
+        line += f"; gate of drill {following.position}: {following.decision.value}"
+        line += f" ({following.decided_by})"
+    absent = [p.person for p in day.participants if p.absent]
+    if absent:
+        line += f"; absent in the game day: {', '.join(absent)}"
+    return line
+
+
 @app.command("result")
 def result(
     key: str = typer.Argument(..., help=_KEY_HELP),
@@ -281,3 +354,32 @@ def close(
             raise _fail(str(exc)) from None
         _audit(store, action="gameday.close", day=day)
     typer.echo(f"closed game day {day.name} ({day.id}): {verdict}")
+
+
+@app.command("report")
+def report(
+    key: str = typer.Argument(..., help=_KEY_HELP),
+    fmt: str = typer.Option("md", "--format", help="md, html or json."),
+    output: Path | None = typer.Option(
+        None, "--output", help="Write the report to this file (0600) instead of stdout."
+    ),
+) -> None:
+    """The game-day report: drills with their post-mortems and RTOs, findings and action
+    items, notes, who took part, and the blameless lint of what people wrote."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        try:
+            text = gameday_reports.render(
+                store,
+                key,
+                fmt=fmt,
+                links=gameday_report.Links(style=gameday_report.LinkStyle.FILES),
+            )
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+    if output is None:
+        typer.echo(text, nl=not text.endswith("\n"))
+        return
+    redaction.private_folder(output.parent)
+    redaction.write_private(output, text)
+    _err.print(f"wrote {output}", markup=False)

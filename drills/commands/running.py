@@ -131,7 +131,7 @@ def _trigger() -> engine.Trigger:
 
 
 @contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
+def user_errors() -> Iterator[None]:
     """Print a user mistake plainly and exit 3 (invalid input), never with a traceback.
 
     A system that could not be reached or refused us (Kubernetes, AWS, the store) exits 5.
@@ -232,7 +232,7 @@ def show_planned(
     output_path: Path | None,
 ) -> int:
     """Plan `request` and present it (`plan`, `run --dry-run`); the exit code: 0 or 3 refused."""
-    with _user_errors():
+    with user_errors():
         prepared = runs.prepare(config, request)
         _print_notes(prepared)
         with open_journal(config) as store:
@@ -408,7 +408,7 @@ def run(
         )
         raise typer.Exit(plan_exit)
     machine = output_format is not OutputFormat.TABLE
-    with _user_errors():
+    with user_errors():
         prepared = runs.prepare(config, request)
         _print_notes(prepared)
         engine_config = engine.EngineConfig(auto_ack_s=_seconds(auto_ack, "--auto-ack"))
@@ -420,8 +420,8 @@ def run(
     if not yes:
         _confirm(prepared.drill)
     stop = threading.Event()
-    with open_journal(config) as store, _signals_set(stop), _full_width():
-        with _timeline(to_stderr=machine) as listen:
+    with open_journal(config) as store, signals_set(stop), _full_width():
+        with live_timeline(to_stderr=machine) as listen:
             driven = runs.start(
                 config,
                 store,
@@ -466,7 +466,7 @@ def _confirm(drill: planning.DrillInput) -> None:
 
 
 @contextlib.contextmanager
-def _timeline(*, to_stderr: bool = False) -> Iterator[engine.Listener]:
+def live_timeline(*, to_stderr: bool = False) -> Iterator[engine.Listener]:
     """Where a run's events go as they happen.
 
     On a terminal, today's live view (`_LiveView`, the last lines, styled). Elsewhere (CI,
@@ -524,7 +524,7 @@ def _seconds_required(raw: str, flag: str) -> float:
 
 
 @contextlib.contextmanager
-def _signals_set(stop: threading.Event) -> Iterator[None]:
+def signals_set(stop: threading.Event) -> Iterator[None]:
     """SIGINT/SIGTERM set `stop` (the engine aborts and rolls back); restored afterwards."""
 
     def handler(_signum: int, _frame: FrameType | None) -> None:
@@ -636,7 +636,7 @@ def print_reports(
 
 def abort(run_id: str = typer.Argument(..., help="The run to abort. " + _RUN_ID_HELP)) -> None:
     """Ask a running drill to abort (it stops injecting, rolls back and verifies)."""
-    with open_journal(_settings()) as store, _user_errors():
+    with open_journal(_settings()) as store, user_errors():
         resolved = runs.resolve_id(store, run_id)
         try:
             runs.abort(store, resolved, source="the CLI")
@@ -683,7 +683,7 @@ def recover(
     config = _settings()
     reg = binding.make_registry()
     exit_code = 0
-    with open_journal(config) as store, _user_errors():
+    with open_journal(config) as store, user_errors():
         only = runs.resolve_id(store, run_id) if run_id else None
         recovered = runs.recover(config, store, reg, run_id=only)
         for done in recovered:
@@ -732,7 +732,7 @@ def ack(
     Refused (exit 3) when `--by` is absent for the drill or not among the people the step
     is assigned to (its team, or its on-call at the time), as recorded when it started.
     """
-    with open_journal(_settings()) as store, _user_errors():
+    with open_journal(_settings()) as store, user_errors():
         resolved = runs.resolve_id(store, run_id)
         runs.ack(store, resolved, step, by=by or _principal(), evidence=evidence)
         _audit(
@@ -820,7 +820,7 @@ def runs_list(
 ) -> None:
     """Runs, newest first (full ids: `ack`, `abort`, `report` take them, a prefix or `latest`)."""
     config = _settings()
-    with _user_errors():
+    with user_errors():
         where = runs.RunFilter(
             state=frozenset(state) or None,
             scenario=scenario,
@@ -873,7 +873,7 @@ def runs_show(
 ) -> None:
     """One run: its record, timeline and journal."""
     config = _settings()
-    with open_journal(config) as store, _user_errors():
+    with open_journal(config) as store, user_errors():
         announce_store(config)
         detail = runs.show(store, runs.resolve_id(store, run_id))
     if output_format is not OutputFormat.TABLE:

@@ -1,10 +1,11 @@
 """Game days: a planned window of drills with people, gates between drills, notes and findings.
 
-Typed functions the CLI (and later the API) call. A game day is created from a YAML
-document `kind: GameDay` (`GameDayDocument`, validated here: the scenario library's loader
-knows only Scenario, Drill and Environment), then started, noted on, gated drill by drill,
-and closed with a verdict. Running the drills is not done here: whoever runs drill N
-records its run and verdict with `set_drill_result`.
+Typed functions the CLI and the API call. A game day is created from a YAML document
+`kind: GameDay` (`GameDayDocument`, validated here: the scenario library's loader knows
+only Scenario, Drill and Environment), then started, noted on, gated drill by drill, its
+drills run (`run_drill` submits a slot's drill through `drills.service.runs`; `drive_drill`
+drives it in this process) or their results recorded by hand (`set_drill_result`), and
+closed with a verdict.
 Invariants:
 - State moves only planned -> running -> closed (`start`, `close`); anything else is refused.
 - The gate of position N is passed before drill N: `manual` is decided by the facilitator,
@@ -12,8 +13,20 @@ Invariants:
   decides itself (go when the drill before it held; drill 1's auto gate opens at `start`).
   A gate is decided once, only while running, and only after drill N-1 has its verdict.
 - A drill's result can be recorded only once its gate said go.
-- Only participants act (notes, gates), and a person marked absent (`mark_absent`, the
-  key-person rule) acts no more in that game day.
+- A slot runs at most once: `run_drill` sets the slot's run id with one conditional UPDATE
+  (`run_id IS NULL`, gate go, game day running) before it submits, so of two concurrent
+  calls exactly one submits a run. Only a participant with the role operator or
+  facilitator who is not absent runs a drill.
+- A slot's verdict is its run's once the run ended (`sync_results`: no verdict means
+  inconclusive); filling it decides the next `auto` gate as `set_drill_result` does. The
+  CLI syncs before it shows, lists or runs; `run_drill`, `gate` and `close` sync first.
+- Only participants act (notes, gates, runs), and a person marked absent (`mark_absent`,
+  the key-person rule) acts no more in that game day. A slot's run that marks people
+  absent (`people.mark-unavailable`, journaled per person as `user:<ns>/<name>`) marks
+  the participants who are those people absent too (`sync_absences`: participants and
+  journal targets compared as canonical user refs, `orchestrator.manual.person_key`).
+- Game day started / finished notifications are not sent from here: the lease holder's
+  collector reads the state `start` and `close` leave (`notify.sources.GameDaySource`).
 Errors: `GameDayError` (bad input or a refused move; the message names the field and the
 fix), `UnknownGameDay` (no such name or id: 404 in an API).
 """
@@ -23,9 +36,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import logging
+import threading
 import uuid
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal, NewType
 
@@ -33,10 +48,13 @@ import pydantic
 import sqlalchemy as sa
 import yaml
 
+from drills import settings as settings_mod
 from drills import tables_gamedays as tables
-from drills.service import documents, views
-from orchestrator import journal, states
+from drills.service import documents, runs, views
+from orchestrator import engine, events, journal, manual, mutations, registry, states
 from scenarios import errors, loading, models
+
+log = logging.getLogger(__name__)
 
 GameDayId = NewType("GameDayId", str)
 
@@ -414,10 +432,32 @@ def _slot_ref(doc: DrillDoc, *, index: int, folder: Path, source: str) -> tuple[
         return RefKind.DRILL, str(file)
     assert doc.scenario is not None
     try:
-        loading.resolve_reference(doc.scenario, kind=models.Kind.SCENARIO, relative_to=folder)
+        found = loading.resolve_reference(
+            doc.scenario, kind=models.Kind.SCENARIO, relative_to=folder
+        )
     except errors.ScenarioInvalid as exc:
         raise GameDayError(f"{source}: spec.drills.{index}.scenario: {exc}") from None
-    return RefKind.SCENARIO, doc.scenario
+    # a file is kept as its absolute path (a run binds it from anywhere); a name stays a name
+    return RefKind.SCENARIO, str(found) if _is_path(doc.scenario) else doc.scenario
+
+
+def _is_path(ref: str) -> bool:
+    """Whether a `scenario:` / `environment:` reference names a file (as the loader reads it)."""
+    return "/" in ref or ref.endswith(loading.YAML_SUFFIXES)
+
+
+def _slot_environment(doc: DrillDoc, *, index: int, folder: Path, source: str) -> str | None:
+    """The slot's `environment:`: a file as its absolute path (relative to the game day),
+    a name as written (looked up when the drill runs, as `stormdrill run --env NAME`)."""
+    if doc.environment is None or not _is_path(doc.environment):
+        return doc.environment
+    file = (folder / doc.environment).resolve()
+    if not file.is_file():
+        raise GameDayError(
+            f"{source}: spec.drills.{index}.environment: no Environment file"
+            f" {doc.environment!r} next to the game day; give a path relative to it or a name"
+        )
+    return str(file)
 
 
 # ---- store access -------------------------------------------------------------------------
@@ -524,6 +564,10 @@ def create_from_document(
     refs = [
         _slot_ref(d, index=i, folder=folder, source=source) for i, d in enumerate(doc.spec.drills)
     ]
+    environments = [
+        _slot_environment(d, index=i, folder=folder, source=source)
+        for i, d in enumerate(doc.spec.drills)
+    ]
     start, end = doc.spec.window.utc()
     at = _now(now)
     day_id = f"gd-{uuid.uuid4().hex[:12]}"
@@ -556,8 +600,8 @@ def create_from_document(
                         gameday_id=day_id, person=participant.person, role=role.value
                     )
                 )
-        for position, (drill_doc, (kind, ref)) in enumerate(
-            zip(doc.spec.drills, refs, strict=True), start=1
+        for position, (drill_doc, (kind, ref), environment) in enumerate(
+            zip(doc.spec.drills, refs, environments, strict=True), start=1
         ):
             conn.execute(
                 _D.insert().values(
@@ -565,7 +609,7 @@ def create_from_document(
                     position=position,
                     ref_kind=kind.value,
                     ref=ref,
-                    environment=drill_doc.environment,
+                    environment=environment,
                     gate=drill_doc.gate.value,
                 )
             )
@@ -719,8 +763,10 @@ def gate(
     now: dt.datetime | None = None,
 ) -> GameDay:
     """Decide the gate before drill `position`: `manual` by the facilitator, `approval` by an
-    approver who is not the facilitator; an `auto` gate is never decided by a person."""
-    day = get(store, key)
+    approver who is not the facilitator; an `auto` gate is never decided by a person.
+
+    Syncs first (`sync_results`): drill N-1's verdict is its run's once that run ended."""
+    day = sync_results(store, key, now=now)
     _require_state(day, State.RUNNING, doing="decide a gate of")
     slot = day.slot(position)
     actor = _actor(day, by, doing="decide gates")
@@ -768,7 +814,11 @@ def set_drill_result(
     now: dt.datetime | None = None,
 ) -> GameDay:
     """Record drill `position`'s run and verdict (its gate must have said go); the next
-    drill's `auto` gate decides itself: go when this one held, else no-go."""
+    drill's `auto` gate decides itself: go when this one held, else no-go.
+
+    A drill started by `run_drill` takes its run's verdict (`sync_results`); recording
+    another run or a typed verdict for it is refused, unless its run never reached the
+    store (the process died between the slot's reservation and the submit)."""
     day = get(store, key)
     _require_state(day, State.RUNNING, doing="record a drill result in")
     slot = day.slot(position)
@@ -781,20 +831,44 @@ def set_drill_result(
         raise GameDayError(
             f"{day.name}: drill {position} has its verdict already ({slot.verdict.value})"
         )
+    if (
+        slot.run_id is not None
+        and run_id != slot.run_id
+        and store.find_run(slot.run_id) is not None
+    ):
+        raise GameDayError(
+            f"{day.name}: drill {position} runs as run {slot.run_id}; its verdict is that"
+            " run's once it ends (`stormdrill gamedays show` fills it in), not a recorded one"
+        )
     at = _now(now)
-    following = next((s for s in day.drills if s.position == position + 1), None)
     with store.transaction(write=True) as conn:
         conn.execute(
             _D.update()
             .where(_D.c.gameday_id == day.id, _D.c.position == position)
             .values(run_id=run_id, verdict=verdict.value)
         )
-        if following is not None and following.gate is Gate.AUTO:
-            held = verdict is states.Verdict.HELD
-            decision = Decision.GO if held else Decision.NO_GO
-            _decide(conn, day, following.position, decision=decision, by=AUTO, at=at)
+        _decide_following(conn, day, position, verdict=verdict, at=at)
         _touch(conn, day, at)
     return get(store, day.id)
+
+
+def _decide_following(
+    conn: sa.Connection, day: GameDay, position: int, *, verdict: states.Verdict, at: dt.datetime
+) -> None:
+    """The `auto` gate after drill `position` decides itself (go when it held), if undecided."""
+    following = next((s for s in day.drills if s.position == position + 1), None)
+    if following is None or following.gate is not Gate.AUTO:
+        return
+    decision = Decision.GO if verdict is states.Verdict.HELD else Decision.NO_GO
+    conn.execute(
+        _D.update()
+        .where(
+            _D.c.gameday_id == day.id,
+            _D.c.position == following.position,
+            _D.c.gate_decision.is_(None),
+        )
+        .values(gate_decision=decision.value, decided_by=AUTO, decided_at=at)
+    )
 
 
 def mark_absent(
@@ -823,8 +897,9 @@ def mark_absent(
 def close(
     store: journal.Journal, key: str, *, verdict: str, now: dt.datetime | None = None
 ) -> GameDay:
-    """running -> closed, with the game day's verdict (a sentence)."""
-    day = get(store, key)
+    """running -> closed, with the game day's verdict (a sentence); the verdicts of drills
+    whose runs ended are filled in first (`sync_results`)."""
+    day = sync_results(store, key, now=now)
     _require_state(day, State.RUNNING, doing="close")
     if not verdict.strip():
         raise GameDayError(f"{day.name}: verdict: give the game day's verdict in a sentence")
@@ -832,3 +907,348 @@ def close(
     with store.transaction(write=True) as conn:
         _touch(conn, day, at, state=State.CLOSED.value, verdict=verdict.strip())
     return get(store, day.id)
+
+
+# ---- running a slot's drill ----------------------------------------------------------------
+
+RUNNERS = frozenset({Role.OPERATOR, Role.FACILITATOR})
+"""The roles whose holders may run a game day's drill."""
+
+_ABSENT_ONCE = frozenset(
+    {
+        mutations.EntryState.INTENDED,
+        mutations.EntryState.APPLIED,
+        mutations.EntryState.REVERTED,
+        mutations.EntryState.REVERT_FAILED,
+    }
+)
+"""Entry states of an absence that took effect (or may have): the person was taken out of
+the drill, so they stay out of the game day even after the run made them available again."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StartedDrill:
+    """A slot's drill submitted by `run_drill`: the PENDING run and what it was bound from."""
+
+    day: GameDay
+    position: int
+    run: states.Run
+    prepared: runs.Prepared
+    """The drill and CMDB the run was submitted with (`drive_drill` drives it with them)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DrivenDrill:
+    """A slot's drill driven to its end, and the game day after its verdict was synced."""
+
+    day: GameDay
+    position: int
+    driven: runs.Driven
+
+    @property
+    def slot(self) -> DrillSlot:
+        return self.day.slot(self.position)
+
+
+def _person(day: GameDay, raw: str) -> str:
+    """The participant `raw` names: exactly, or as the same user (`alice`, `user:alice` and
+    `user:default/alice` are one person); `raw` itself when nobody matches."""
+    if day.participant(raw) is not None:
+        return raw
+    key = manual.person_key(raw)
+    return next((p.person for p in day.participants if manual.person_key(p.person) == key), raw)
+
+
+def drill_request(slot: DrillSlot) -> runs.DrillRequest:
+    """What the slot's drill is, as `runs.prepare` binds it: a Drill file (its own
+    Environment), or a scenario (bundled name or absolute file) with its Environment."""
+    if slot.ref_kind is RefKind.DRILL:
+        return runs.DrillRequest(target=slot.ref)
+    return runs.DrillRequest(target=slot.ref, environment=slot.environment)
+
+
+def _trigger(day: GameDay, position: int, *, by: str) -> engine.Trigger:
+    return engine.Trigger(
+        kind=engine.TriggerKind.GAMEDAY,
+        principal=f"gameday:{day.id}",
+        reason=f"drill {position} of game day {day.name}, run by {by}",
+    )
+
+
+def run_drill(
+    store: journal.Journal,
+    key: str,
+    *,
+    position: int,
+    by: str,
+    config: settings_mod.Settings,
+    reg: registry.Registry,
+    now: dt.datetime | None = None,
+) -> StartedDrill:
+    """Submit drill `position`'s drill as a PENDING run (trigger `gameday`) and record its
+    run id on the slot; drive it with `drive_drill` (here) or let any claimant drive it.
+
+    Refused (`GameDayError`) unless the game day runs, the slot's gate said go, the slot has
+    no run or verdict yet, and `by` is a participant with the role operator or facilitator
+    who is not absent. The slot is reserved by one conditional UPDATE before the submit: of
+    two concurrent calls one submits, the other is refused. A drill that cannot be bound
+    (a file gone, a bad parameter) is refused before anything is written; a submit that
+    is refused (a kill switch) frees the slot again.
+    """
+    day = sync_results(store, key, now=now)
+    _require_state(day, State.RUNNING, doing="run a drill of")
+    slot = day.slot(position)
+    person = _person(day, by)
+    actor = _actor(day, person, doing="run drills")
+    if not RUNNERS & set(actor.roles):
+        raise GameDayError(
+            f"{day.name}: {person!r} ({', '.join(r.value for r in actor.roles)}) may not run"
+            " drills; an operator or the facilitator runs them"
+        )
+    _check_runnable(day, slot)
+    try:
+        prepared = runs.prepare(config, drill_request(slot))
+    except errors.StormdrillError as exc:
+        raise GameDayError(
+            f"{day.name}: drill {position} ({slot.ref}) cannot be bound: {exc}"
+        ) from None
+    at = _now(now)
+    run_id = states.new_run_id(at)
+    _reserve(store, day, slot, run_id=run_id, at=at)
+    try:
+        run = runs.submit(
+            config, store, reg, prepared, trigger=_trigger(day, position, by=person), run_id=run_id
+        )
+    except BaseException:
+        _release(store, day, slot, run_id=run_id)
+        raise
+    log.info("game day %s: drill %d submitted as run %s by %s", day.name, position, run.id, person)
+    return StartedDrill(day=get(store, day.id), position=position, run=run, prepared=prepared)
+
+
+def _check_runnable(day: GameDay, slot: DrillSlot) -> None:
+    position = slot.position
+    if slot.decision is not Decision.GO:
+        said = "is undecided" if slot.decision is None else "said no-go"
+        raise GameDayError(
+            f"{day.name}: drill {position}'s gate {said}; a drill runs only after its gate said go"
+        )
+    if slot.run_id is not None:
+        raise GameDayError(
+            f"{day.name}: drill {position} was started already as run {slot.run_id};"
+            f" follow it with `stormdrill runs show {slot.run_id}`"
+        )
+    if slot.verdict is not None:
+        raise GameDayError(
+            f"{day.name}: drill {position} has its verdict already ({slot.verdict.value});"
+            " it is not run again"
+        )
+
+
+def _reserve(
+    store: journal.Journal, day: GameDay, slot: DrillSlot, *, run_id: str, at: dt.datetime
+) -> None:
+    """Set the slot's run id if it still has none (gate go, no verdict, game day running):
+    the check and the set are one UPDATE, so exactly one of concurrent callers wins."""
+    running_day = sa.select(_G.c.id).where(_G.c.id == day.id, _G.c.state == State.RUNNING.value)
+    with store.transaction(write=True) as conn:
+        won = conn.execute(
+            _D.update()
+            .where(
+                _D.c.gameday_id.in_(running_day),
+                _D.c.position == slot.position,
+                _D.c.run_id.is_(None),
+                _D.c.verdict.is_(None),
+                _D.c.gate_decision == Decision.GO.value,
+            )
+            .values(run_id=run_id)
+        ).rowcount
+        if won == 1:
+            _touch(conn, day, at)
+    if won != 1:
+        now_slot = get(store, day.id).slot(slot.position)
+        raise GameDayError(
+            f"{day.name}: drill {slot.position} was started meanwhile"
+            + (f" as run {now_slot.run_id}" if now_slot.run_id else "")
+            + "; it runs once"
+        )
+
+
+def _release(store: journal.Journal, day: GameDay, slot: DrillSlot, *, run_id: str) -> None:
+    """Free the slot reserved for `run_id` (its submit failed: no run exists)."""
+    with store.transaction(write=True) as conn:
+        conn.execute(
+            _D.update()
+            .where(
+                _D.c.gameday_id == day.id,
+                _D.c.position == slot.position,
+                _D.c.run_id == run_id,
+                _D.c.verdict.is_(None),
+            )
+            .values(run_id=None)
+        )
+
+
+def drive_drill(
+    config: settings_mod.Settings,
+    store: journal.Journal,
+    reg: registry.Registry,
+    *,
+    started: StartedDrill,
+    engine_config: engine.EngineConfig | None = None,
+    stop: threading.Event | None = None,
+    listener: engine.Listener | None = None,
+    junit_path: Path | None = None,
+) -> DrivenDrill:
+    """Drive the run `run_drill` submitted here to its end (`runs.drive`, with the drill it
+    was submitted with), then sync the slot's verdict (`sync_results`).
+
+    While it runs, each applied mutation makes the people its run marked absent absent in
+    the game day at once (`sync_absences`), so they cannot act while the drill goes on.
+    `listener` hears every timeline event as `runs.drive`'s does.
+    """
+    day_id, run_id = started.day.id, started.run.id
+
+    def listen(kind: str, message: str, data: Mapping[str, mutations.JsonValue]) -> None:
+        if kind == events.EventKind.MUTATION and data.get("state") == "applied":
+            try:
+                sync_absences(store, day_id)
+            except errors.StormdrillError as exc:  # never stop the drill for the game day
+                log.warning(
+                    "game day %s: absences of run %s not recorded: %s; `gamedays show`"
+                    " records them later",
+                    day_id,
+                    run_id,
+                    exc,
+                )
+        if listener is not None:
+            listener(kind, message, data)
+
+    driven = runs.drive(
+        config,
+        store,
+        reg,
+        run_id,
+        drill=started.prepared.drill,
+        catalog=started.prepared.catalog,
+        engine_config=engine_config,
+        stop=stop,
+        listener=listen,
+        junit_path=junit_path,
+    )
+    return DrivenDrill(day=sync_results(store, day_id), position=started.position, driven=driven)
+
+
+# ---- results and absences from the slots' runs ---------------------------------------------
+
+
+def _absent_refs(store: journal.Journal, run_id: str) -> frozenset[str]:
+    """The people (canonical user refs) the run `run_id` marked absent at some point."""
+    return frozenset(
+        manual.person_key(entry.target.name)
+        for entry in store.entries(states.RunId(run_id))
+        if entry.action == manual.ABSENCE_ACTION
+        and entry.target.kind == manual.PERSON
+        and entry.state in _ABSENT_ONCE
+    )
+
+
+def sync_absences(
+    store: journal.Journal, key: str, *, now: dt.datetime | None = None
+) -> tuple[str, ...]:
+    """Mark absent in the running game day every participant a slot's run marked absent
+    (`people.mark-unavailable`); the participants newly marked.
+
+    A participant is the person of an absence entry when both name the same user
+    (`manual.person_key`: `alice`, `user:alice`, `user:default/alice`). A game day that is
+    not running is left as it is.
+    """
+    day = get(store, key)
+    if day.state is not State.RUNNING:
+        return ()
+    taken: set[str] = set()
+    for slot in day.drills:
+        if slot.run_id is not None:
+            taken |= _absent_refs(store, slot.run_id)
+    newly = tuple(
+        p.person for p in day.participants if not p.absent and manual.person_key(p.person) in taken
+    )
+    if not newly:
+        return ()
+    at = _now(now)
+    with store.transaction(write=True) as conn:
+        conn.execute(
+            _P.update()
+            .where(_P.c.gameday_id == day.id, _P.c.person.in_(newly), _P.c.absent_at.is_(None))
+            .values(absent_at=at)
+        )
+        _touch(conn, day, at)
+    log.info("game day %s: %s marked absent by a key-person drill", day.name, ", ".join(newly))
+    return newly
+
+
+def _ended_verdict(run: states.Run) -> states.Verdict | None:
+    """A slot's verdict from its run: the run's once it ended (none given: inconclusive)."""
+    if not run.terminal:
+        return None
+    return run.verdict or states.Verdict.INCONCLUSIVE
+
+
+def sync_results(store: journal.Journal, key: str, *, now: dt.datetime | None = None) -> GameDay:
+    """Fill the verdict of every slot whose run ended (its run's verdict; none:
+    inconclusive) and, while the game day runs, let the next `auto` gate decide itself
+    (go when it held), as `set_drill_result` does; record the absences its runs made
+    (`sync_absences`). The game day as it is then. Safe to call from several processes:
+    each verdict is set by one conditional UPDATE (`verdict IS NULL`).
+
+    A slot whose run is not in the store (being submitted right now) is left alone.
+    """
+    day = get(store, key)
+    if day.state is State.PLANNED:
+        return day
+    sync_absences(store, day.id, now=now)
+    ended: list[tuple[DrillSlot, states.Verdict]] = []
+    for slot in day.drills:
+        if slot.run_id is None or slot.verdict is not None:
+            continue
+        run = store.find_run(slot.run_id)
+        verdict = None if run is None else _ended_verdict(run)
+        if verdict is not None:
+            ended.append((slot, verdict))
+    if not ended:
+        return get(store, day.id)
+    at = _now(now)
+    with store.transaction(write=True) as conn:
+        current = _read(conn, day.id)
+        assert current is not None
+        for slot, verdict in ended:
+            filled = conn.execute(
+                _D.update()
+                .where(
+                    _D.c.gameday_id == day.id,
+                    _D.c.position == slot.position,
+                    _D.c.run_id == slot.run_id,
+                    _D.c.verdict.is_(None),
+                )
+                .values(verdict=verdict.value)
+            ).rowcount
+            if filled == 1 and current.state is State.RUNNING:
+                _decide_following(conn, current, slot.position, verdict=verdict, at=at)
+            if filled == 1:
+                log.info(
+                    "game day %s: drill %d's run %s ended: %s",
+                    day.name,
+                    slot.position,
+                    slot.run_id,
+                    verdict.value,
+                )
+        _touch(conn, current, at)
+    return get(store, day.id)
+
+
+def sync_all(store: journal.Journal, *, now: dt.datetime | None = None) -> list[GameDay]:
+    """Every game day (as `list_gamedays`), the running ones synced first (`sync_results`)."""
+    for day in list_gamedays(store):
+        if day.state is State.RUNNING:
+            sync_results(store, day.id, now=now)
+    return list_gamedays(store)

@@ -56,6 +56,35 @@ APPROVER = auth.Principal(name="route-approver", roles=frozenset({auth.Role.APPR
 SECRET_PLACEHOLDER = "EXAMPLE-not-a-real-secret-"
 
 
+GAMEDAY = """\
+apiVersion: stormdrill.dev/v1
+kind: GameDay
+metadata:
+  name: payments-gameday
+spec:
+  window:
+    start: "2026-12-08T10:00:00"
+    end: "2026-12-08T13:00:00"
+    timezone: Europe/Berlin
+  services: [checkout, payments]
+  channel: https://chat.example.com/channels/shop-oncall
+  participants:
+    - person: user:default/route-admin
+      roles: [facilitator]
+    - person: user:default/bob
+      roles: [operator]
+    - person: user:default/route-approver
+      roles: [approver]
+  drills:
+    - drill: weekly-absence
+      gate: auto
+    - scenario: absence-cover
+      environment: test
+      gate: manual
+"""
+"""The game day the recorder creates: the recorder's admin facilitates."""
+
+
 class RecordingFailed(Exception):
     """An answer was not the success the recorder expected, or a success went unrecorded."""
 
@@ -262,6 +291,73 @@ def _exercise(rec: Recorder, store: journal.Journal) -> None:
     rec.call("POST", f"{API}/schedules/{{schedule}}/resume", path=which)
     rec.call("GET", f"{API}/schedules/{{schedule}}/fires", path=which)
     rec.call("DELETE", f"{API}/schedules/{{schedule}}", path=which)
+
+    # a game day: the finished drill's run as drill 1's result, a gate, drill 2 run (its
+    # manual step acknowledged), a finding, an absence, the verdict (the admin facilitates,
+    # so it may decide the manual gate and run the drill)
+    gameday = rec.json(
+        "POST",
+        f"{API}/gamedays",
+        expect=201,
+        params={"filename": "checkout.gameday.yaml"},
+        content=GAMEDAY.encode(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    day = {"gameday": gameday["name"]}
+    rec.call("GET", f"{API}/gamedays")
+    rec.call("POST", f"{API}/gamedays/{{gameday}}/start", path=day)
+    rec.call(
+        "POST",
+        f"{API}/gamedays/{{gameday}}/drills/{{position}}/result",
+        path=day | {"position": "1"},
+        json={"runId": run_id},
+    )
+    rec.call(
+        "POST",
+        f"{API}/gamedays/{{gameday}}/drills/{{position}}/gate",
+        path=day | {"position": "2"},
+        json={"decision": "go"},
+    )
+    rec.call(
+        "POST",
+        f"{API}/gamedays/{{gameday}}/notes",
+        expect=201,
+        path=day,
+        json={
+            "text": "the cover took 20 minutes to find the runbook",
+            "kind": "finding",
+            "owner": "user:default/bob",
+            "due": "2026-12-31",
+            "ticketUrl": "https://tickets.example.com/SRE-42",
+        },
+    )
+    rec.call(
+        "POST",
+        f"{API}/gamedays/{{gameday}}/participants/{{person}}/absent",
+        path=day | {"person": "user:default/bob"},
+    )
+    drill_run = rec.call(
+        "POST",
+        f"{API}/gamedays/{{gameday}}/drills/{{position}}/run",
+        expect=202,
+        path=day | {"position": "2"},
+    ).headers["location"].rpartition("/")[2]
+    rec.call(
+        "POST",
+        f"{API}/runs/{{run_id}}/steps/{{step}}/ack",
+        path={"run_id": drill_run, "step": "cover"},
+        json={"evidence": "bob covered with the runbook", "by": _wait_manual(store, drill_run)},
+    )
+    _wait_terminal(store, drill_run)
+    rec.call(
+        "POST",
+        f"{API}/gamedays/{{gameday}}/close",
+        path=day,
+        json={"verdict": "The team covers for alice; the runbook needs a link"},
+    )
+    rec.call("GET", f"{API}/gamedays/{{gameday}}", path=day)
+    for fmt in ("md", "html", "json"):
+        rec.call("GET", f"{API}/gamedays/{{gameday}}/report", path=day, params={"format": fmt})
 
     rec.call("GET", f"{API}/audit", params={"limit": 5})
     rec.call("GET", f"{API}/audit", params={"format": "jsonl", "limit": 5})

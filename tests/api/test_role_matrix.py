@@ -89,9 +89,25 @@ MATRIX: dict[tuple[str, str], Minimal] = {
     ("POST", "/api/v1/blackouts"): _O,
     ("DELETE", "/api/v1/blackouts/{blackout_id}"): _O,
     ("GET", "/api/v1/gamedays.ics"): _V,  # the calendar feed
+    # game days
+    ("GET", "/api/v1/gamedays"): _V,
+    ("POST", "/api/v1/gamedays"): _O,
+    ("GET", "/api/v1/gamedays/{gameday}"): _V,
+    ("GET", "/api/v1/gamedays/{gameday}/report"): _V,
+    ("POST", "/api/v1/gamedays/{gameday}/start"): _O,
+    ("POST", "/api/v1/gamedays/{gameday}/notes"): _O,
+    ("POST", "/api/v1/gamedays/{gameday}/drills/{position}/gate"): _O,
+    ("POST", "/api/v1/gamedays/{gameday}/drills/{position}/run"): _O,
+    ("POST", "/api/v1/gamedays/{gameday}/drills/{position}/result"): _O,
+    ("POST", "/api/v1/gamedays/{gameday}/participants/{person}/absent"): _O,
+    ("POST", "/api/v1/gamedays/{gameday}/close"): _O,
 }
 
-PLACEHOLDERS = {"ref": "component:default/does-not-exist", "step": "no-such-step"}
+PLACEHOLDERS = {
+    "ref": "component:default/does-not-exist",
+    "step": "no-such-step",
+    "position": "1",
+}
 
 
 def allowed(role: auth.Role, minimal: auth.Role) -> bool:

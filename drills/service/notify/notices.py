@@ -1,10 +1,12 @@
 """Notices: what a notification says (kind, severity, who it concerns) and its delivery ids.
 
 A `Notice` is one thing worth telling people, made by a source (`sources`) from what the
-store recorded: a run's timeline event, a schedule's skipped fire, a fire coming up. Its
-`source` key names that record exactly (`event:1234`, `fire:<schedule>:<nominal time>`,
-`upcoming:<schedule>:<nominal time>`), so `delivery_id(source, sink)` is the same however
-often the record is read: the outbox's primary key makes a second delivery impossible.
+store recorded: a run's timeline event, a schedule's skipped fire, a fire coming up, a game
+day started or closed. Its `source` key names that record exactly (`event:1234`,
+`fire:<schedule>:<nominal time>`, `upcoming:<schedule>:<nominal time>`,
+`gameday-started:<id>`, `gameday-finished:<id>`), so `delivery_id(source, sink)` is the
+same however often the record is read: the outbox's primary key makes a second delivery
+impossible.
 Invariants: notices are immutable; `payload` is JSON (already redacted by whoever wrote the
 record, and again by the collector); severities are ordered info < warning < critical.
 """
@@ -43,6 +45,10 @@ class Kind(enum.StrEnum):
     """A run ended COMPLETED or FAILED (with its verdict and report link)."""
     FIRE_SKIPPED = "fire-skipped"
     """A schedule's fire was skipped (paused, blackout, kill switch, …) with its reason."""
+    GAMEDAY_STARTED = "gameday-started"
+    """A game day started (`gamedays.start`): its window, drills and channel."""
+    GAMEDAY_FINISHED = "gameday-finished"
+    """A game day was closed (`gamedays.close`) with its verdict and each drill's."""
 
 
 class Severity(enum.StrEnum):

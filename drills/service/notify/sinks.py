@@ -7,8 +7,8 @@ rendered deterministically (sorted keys, no spaces), so every attempt of one del
 the same bytes and the same signature.
 - webhook: the notice's payload with `deliveryId` added;
 - slack: Slack's incoming-webhook shape, `{"text": <summary>, "blocks": [...]}` (a section
-  with the summary, the facts as fields, a link to the report when there is one, and a
-  context line with the delivery id).
+  with the summary, the facts as fields, a link to the report when there is one, a link to
+  a game day's channel when there is one, and a context line with the delivery id).
 An answer is `Outcome`: 2xx delivered; 408, 425, 429 and 5xx, a timeout or a connection
 error retryable (with the server's `Retry-After` seconds when it gave one); any other status
 refused for good. Errors are written with the sink's URL and secret masked (they are stored
@@ -102,6 +102,8 @@ def slack_body(delivery: outbox.Delivery) -> dict[str, mutations.JsonValue]:
         ("Scenario", facts.get("scenario")),
         ("Verdict", facts.get("verdict")),
         ("Schedule", facts.get("schedule")),
+        ("Game day", facts.get("gameday")),
+        ("Facilitator", facts.get("facilitator")),
         ("Reason", facts.get("reason")),
     ):
         if isinstance(value, str) and value:
@@ -117,6 +119,14 @@ def slack_body(delivery: outbox.Delivery) -> dict[str, mutations.JsonValue]:
             {
                 "type": "section",
                 "text": {"type": "mrkdwn", "text": f"<{report}|Post-mortem report>"},
+            }
+        )
+    channel = facts.get("channel")
+    if isinstance(channel, str) and channel.startswith(("https://", "http://")):
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"<{channel}|Game day channel>"},
             }
         )
     blocks.append(

@@ -19,6 +19,12 @@ Sources (each pluggable, `Source`; one whose tables are absent is skipped and na
 - `FireSource` reads part B's `schedule_fires` (by id): a skipped fire (`fire-skipped`).
 - `UpcomingSource` reads `schedules`: a schedule not paused whose next fire is due within
   the lead time (`upcoming`, keyed by schedule and nominal fire time: told once).
+- `GameDaySource` reads `gamedays` (by `updated_at`): a game day that `start` moved to
+  running (`gameday-started`) or `close` closed (`gameday-finished`, with its verdict and
+  each drill's), keyed by the game day's id: each told once, a day seen closed first gets
+  both. Its cursor's `position` is a time (microseconds since the epoch) below which every
+  change is settled: the next pass reads from `now - gap_grace_s`, so a change committed
+  late by up to that long is still read (ids make the re-read harmless).
 
 The seq cursors (events, fires) tolerate PostgreSQL's out-of-order commits: a transaction
 holding seq 10 may commit after seq 11 is visible. The cursor's `position` moves only over
@@ -41,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from drills import tables_approvals, tables_outbox, tables_schedules
+from drills import tables_approvals, tables_gamedays, tables_outbox, tables_schedules
 from drills.service.notify import notices, outbox, routing
 from orchestrator import events, journal, mutations, records, states
 from scenarios import errors, secrets
@@ -514,8 +520,158 @@ class UpcomingSource:
         return Found(tuple(found), cursor)
 
 
+# ---- game days ------------------------------------------------------------------------------
+
+_GD = tables_gamedays.gamedays_table
+_GDP = tables_gamedays.participants_table
+_GDD = tables_gamedays.gameday_drills_table
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // _MICRO
+
+
+def _instant(micros: int) -> datetime:
+    return _EPOCH + micros * _MICRO
+
+
+@dataclasses.dataclass(frozen=True)
+class GameDaySource:
+    """Notices of game days started and finished (`gamedays`, by `updated_at`)."""
+
+    gap_grace_s: float = DEFAULT_GAP_GRACE_S
+    name: str = "gamedays"
+
+    def unavailable(self, conn: sa.Connection) -> str | None:
+        if not sa.inspect(conn).has_table(_GD.name):
+            return f"the store has no {_GD.name} table (not migrated yet)"
+        return None
+
+    def start(self, conn: sa.Connection, *, from_start: bool) -> CursorState:
+        if from_start:
+            return CursorState(0)
+        newest = conn.execute(sa.select(sa.func.max(_GD.c.updated_at))).scalar()
+        if not isinstance(newest, datetime):
+            return CursorState(0)  # no game day yet: every one to come is new
+        aware = newest if newest.tzinfo is not None else newest.replace(tzinfo=UTC)
+        return CursorState(_micros(aware))
+
+    def read(
+        self,
+        conn: sa.Connection,
+        cursor: CursorState,
+        *,
+        now: datetime,
+        config: routing.Config,
+        redactor: secrets.Redactor,
+    ) -> Found:
+        del config
+        rows = conn.execute(
+            sa.select(_GD)
+            .where(
+                _GD.c.updated_at > _instant(cursor.position),
+                _GD.c.state.in_(("running", "closed")),
+            )
+            .order_by(_GD.c.updated_at, _GD.c.id)
+        ).all()
+        found: list[notices.Notice] = []
+        for row in rows:
+            facts = _gameday_facts(conn, row, redactor=redactor)
+            found.append(_gameday_started(row, facts))
+            if row.state == "closed":
+                found.append(_gameday_finished(row, facts, redactor=redactor))
+        settled = max(cursor.position, _micros(now - timedelta(seconds=self.gap_grace_s)))
+        return Found(tuple(found), CursorState(settled))
+
+
+def _gameday_facts(
+    conn: sa.Connection, row: sa.Row[tuple[object, ...]], *, redactor: secrets.Redactor
+) -> dict[str, mutations.JsonValue]:
+    day_id = str(row._mapping["id"])
+    roles: dict[str, list[str]] = {}
+    for person, role in conn.execute(
+        sa.select(_GDP.c.person, _GDP.c.role)
+        .where(_GDP.c.gameday_id == day_id)
+        .order_by(_GDP.c.person, _GDP.c.role)
+    ).all():
+        roles.setdefault(str(person), []).append(str(role))
+    drills: list[mutations.JsonValue] = [
+        {
+            "position": int(d.position),
+            "ref": redactor.text(str(d.ref)),
+            "environment": None if d.environment is None else str(d.environment),
+            "gate": str(d.gate),
+            "decision": None if d.gate_decision is None else str(d.gate_decision),
+            "runId": None if d.run_id is None else str(d.run_id),
+            "verdict": None if d.verdict is None else str(d.verdict),
+        }
+        for d in conn.execute(
+            sa.select(_GDD).where(_GDD.c.gameday_id == day_id).order_by(_GDD.c.position)
+        ).all()
+    ]
+    window_start: datetime = row._mapping["window_start"]
+    window_end: datetime = row._mapping["window_end"]
+    return {
+        "gameday": str(row._mapping["name"]),
+        "gamedayId": day_id,
+        "windowStart": window_start.isoformat(),
+        "windowEnd": window_end.isoformat(),
+        "timezone": str(row._mapping["timezone"]),
+        "channel": str(row._mapping["channel_url"] or "") or None,
+        "facilitator": next(
+            (person for person, held in roles.items() if "facilitator" in held), None
+        ),
+        "participants": [{"person": p, "roles": list(r)} for p, r in roles.items()],
+        "drills": drills,
+    }
+
+
+def _gameday_services(row: sa.Row[tuple[object, ...]]) -> tuple[str, ...]:
+    services = row._mapping["services"]
+    if not isinstance(services, list):
+        return ()
+    return tuple(str(service) for service in services)
+
+
+def _gameday_started(
+    row: sa.Row[tuple[object, ...]], facts: Mapping[str, mutations.JsonValue]
+) -> notices.Notice:
+    drills = facts["drills"]
+    count = len(drills) if isinstance(drills, list) else 0
+    led = f", facilitator {facts['facilitator']}" if facts.get("facilitator") else ""
+    return notices.Notice(
+        source=f"gameday-started:{row._mapping['id']}",
+        kind=_K.GAMEDAY_STARTED,
+        severity=_V.INFO,
+        occurred_at=row._mapping["updated_at"],
+        summary=f"game day {row._mapping['name']} started ({count} drill(s){led})",
+        services=_gameday_services(row),
+        details=dict(facts),
+    )
+
+
+def _gameday_finished(
+    row: sa.Row[tuple[object, ...]],
+    facts: Mapping[str, mutations.JsonValue],
+    *,
+    redactor: secrets.Redactor,
+) -> notices.Notice:
+    verdict = redactor.text(str(row._mapping["verdict"] or ""))
+    return notices.Notice(
+        source=f"gameday-finished:{row._mapping['id']}",
+        kind=_K.GAMEDAY_FINISHED,
+        severity=_V.INFO,
+        occurred_at=row._mapping["updated_at"],
+        summary=f"game day {row._mapping['name']} finished: {verdict or 'no verdict given'}",
+        services=_gameday_services(row),
+        details={**facts, "verdict": verdict or None},
+    )
+
+
 def default_sources() -> tuple[Source, ...]:
-    return (EventSource(), FireSource(), UpcomingSource())
+    return (EventSource(), FireSource(), UpcomingSource(), GameDaySource())
 
 
 # ---- the pass ------------------------------------------------------------------------------
