@@ -188,7 +188,9 @@ class Lease(Protocol):
     def holder(self) -> HolderId: ...
 
     def try_acquire(self, now: datetime) -> Held | None:
-        """Take the lease if free or expired (a new epoch); renew it if we hold it."""
+        """Take the lease if free, expired, or held under our own name (a new epoch each
+        time: a process that restarted under the same name is not its predecessor, so the
+        fence tells their writes apart). A tenure this process holds is `renew`ed instead."""
         ...
 
     def renew(self, held: Held, now: datetime) -> Held | None:
@@ -299,9 +301,7 @@ class SqlLease:
                 if row is None:
                     return self._insert(conn, now)
                 found = _row_of(row)
-                if found.holder == self._holder and found.expires_at > now:
-                    return self._extend(conn, found, now)
-                if found.released or found.expires_at <= now:
+                if found.holder == self._holder or found.released or found.expires_at <= now:
                     return self._take(conn, found, now)
                 return None
         except sa.exc.IntegrityError:
@@ -358,18 +358,6 @@ class SqlLease:
             )
         )
         return self._held(epoch=1, acquired_at=now, expires_at=now + self._ttl)
-
-    def _extend(self, conn: sa.Connection, found: LeaseRow, now: datetime) -> Held | None:
-        result = conn.execute(
-            _T.update()
-            .where(_T.c.name == self._name, _T.c.epoch == found.epoch, _T.c.holder == self._holder)
-            .values(renewed_at=now, expires_at=now + self._ttl)
-        )
-        if result.rowcount != 1:
-            return None
-        return self._held(
-            epoch=found.epoch, acquired_at=found.acquired_at, expires_at=now + self._ttl
-        )
 
     def _take(self, conn: sa.Connection, found: LeaseRow, now: datetime) -> Held | None:
         epoch = found.epoch + 1
@@ -487,10 +475,7 @@ class KubernetesLease:
         holder = spec.get("holderIdentity") or RELEASED_HOLDER
         epoch = int(spec.get("leaseTransitions") or 0)
         expires = _expires_of(spec)
-        if holder == self._holder and expires > now:
-            acquired = _time_of(spec.get("acquireTime")) or now
-            return self._write(found, epoch=epoch, acquired_at=acquired, now=now)
-        if holder == RELEASED_HOLDER or expires <= now:
+        if holder in (self._holder, RELEASED_HOLDER) or expires <= now:
             return self._write(found, epoch=epoch + 1, acquired_at=now, now=now)
         return None
 

@@ -74,12 +74,27 @@ def test_a_free_lease_is_taken_at_epoch_one_and_renewed_by_its_holder(
     renewed = a.renew(held, T0 + timedelta(seconds=5))
     assert renewed is not None
     assert (renewed.epoch, renewed.expires_at) == (1, T0 + timedelta(seconds=20))
-    again = a.try_acquire(T0 + timedelta(seconds=6))  # we hold it: a renewal, same epoch
-    assert again is not None
-    assert (again.epoch, again.acquired_at) == (1, T0)
     row = a.current()
     assert row is not None
-    assert (row.holder, row.epoch, row.expires_at) == ("a", 1, T0 + timedelta(seconds=21))
+    assert (row.holder, row.epoch, row.expires_at) == ("a", 1, T0 + timedelta(seconds=20))
+
+
+def test_a_process_restarted_under_the_same_name_takes_the_lease_at_a_new_epoch(
+    store: journal.Journal,
+) -> None:
+    before_crash = _lease(store, "host:8700")
+    old = before_crash.try_acquire(T0)
+    assert old is not None
+    restarted = _lease(store, "host:8700")  # same name, no tenure in memory
+
+    again = restarted.try_acquire(T0 + timedelta(seconds=6))  # not waiting for the TTL
+
+    assert again is not None
+    assert (again.epoch, again.acquired_at) == (2, T0 + timedelta(seconds=6))
+    with store.transaction() as conn:  # the fence tells the two processes apart
+        assert leases.still_holds(conn, again) and not leases.still_holds(conn, old)
+    assert before_crash.renew(old, T0 + timedelta(seconds=7)) is None
+    assert before_crash.release(old) is False
 
 
 def test_a_held_lease_is_refused_to_another_holder_until_it_expires(
