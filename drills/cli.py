@@ -177,6 +177,11 @@ COMMANDS: tuple[LazyCommand, ...] = (
         "Schedules: drills that run by themselves (cron, interval or one-off).",
     ),
     LazyCommand(
+        "blackouts",
+        "drills.commands.blackouts:app",
+        "Blackouts: calendars in which no scheduled drill starts (and running ones may abort).",
+    ),
+    LazyCommand(
         "gamedays",
         "drills.commands.gamedays:app",
         "Game days: planned drills with people, gates, notes and findings.",

@@ -8,7 +8,14 @@ Invariants:
 - A started fire names its run (`run_id`), written in the same transaction as that PENDING run.
 - `schedules.next_due` is the actual (jittered) time of the next nominal fire `next_nominal`;
   both NULL once the schedule ended (`endAt`, `maxRuns`, a one-off fired).
-- Deleting a schedule deletes its fires in the same transaction (`drills.service.schedules`).
+- Deleting a schedule deletes its fires and approval decisions in the same transaction
+  (`drills.service.schedules`).
+- A schedule for a protected Environment (`approvals_required` > 0) fires only once
+  `approvals_required` distinct people other than `requested_by` approved its current
+  `spec_hash` (`schedule_approvals`, append-only decisions); a changed spec has a new hash,
+  so the earlier approvals stop counting. Unprotected schedules have 0 and an empty hash.
+- `blackout_aborts` has one row per run a blackout with `abort_running` asked to abort: the
+  lease holder's pass asks each run once (`drills.service.blackouts`).
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ schedules_table = sa.Table(
     sa.Column("runs_started", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", journal.UtcDateTime, nullable=False),
     sa.Column("updated_at", journal.UtcDateTime, nullable=False),
+    sa.Column("approvals_required", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("spec_hash", sa.String(64), nullable=False, server_default=""),
+    sa.Column("requested_by", sa.String(255), nullable=False, server_default=""),
     sa.UniqueConstraint("name", name="uq_schedules_name"),
     sa.Index("ix_schedules_next_due", "next_due"),
 )
@@ -70,5 +80,29 @@ blackouts_table = sa.Table(
     sa.Column("reason", sa.Text, nullable=False, default=""),
     sa.Column("created_by", sa.String(255), nullable=False, default=""),
     sa.Column("created_at", journal.UtcDateTime, nullable=False),
+    sa.Column("abort_running", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_blackouts_scope", "scope", "scope_value"),
+)
+
+schedule_approvals_table = sa.Table(
+    "schedule_approvals",
+    journal.metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    # No foreign key (tables may be created apart, as some tests do): deleting a schedule
+    # deletes its decisions in the same transaction (`drills.service.schedules.delete`).
+    sa.Column("schedule_id", sa.String(64), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("by", sa.String(255), nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("at", journal.UtcDateTime, nullable=False),
+    sa.Index("ix_schedule_approvals_schedule", "schedule_id", "id"),
+)
+
+blackout_aborts_table = sa.Table(
+    "blackout_aborts",
+    journal.metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("blackout_id", sa.String(64), nullable=False),
+    sa.Column("requested_at", journal.UtcDateTime, nullable=False),
 )

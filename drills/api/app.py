@@ -189,9 +189,11 @@ def _start_housekeeping(
     """The once-per-deployment work, on whichever replica holds the lease: recovery (at the
     start of each tenure and every `STORMDRILL_RECOVERY_INTERVAL`; the first pass finishes
     before this returns on the replica that takes the lease at once, so nothing new starts
-    before a dead orchestrator's runs are rolled back) and notification delivery. None when
-    there is neither. `holder` names this replica the same across restarts (host and port),
-    so a replica restarted after a crash takes its own lease back at once and recovers
+    before a dead orchestrator's runs are rolled back) with, beside it, the blackout abort
+    pass (drills still running when a blackout with `abortRunning` begins are asked to
+    abort), and notification delivery. None when there is neither recovery nor delivery.
+    `holder` names this replica the same across restarts (host and port), so a replica
+    restarted after a crash takes its own lease back at once (at a new epoch) and recovers
     before it drives anything, instead of waiting for its old tenure to expire."""
     if not recover and notifications is None:
         return None
@@ -204,6 +206,11 @@ def _start_housekeeping(
             housekeeping.RECOVERY,
             config.recovery_interval,
             housekeeping.recovery_job(settings, store, reg),
+        )
+        keeper.add_job(  # the other safety pass: drills running when a blackout begins
+            housekeeping.BLACKOUT_ABORTS,
+            config.blackout_abort_interval,
+            housekeeping.blackout_abort_job(store),
         )
     if notifications is not None:
         keeper.add_job(

@@ -63,6 +63,8 @@ ACTIONS: Mapping[tuple[str, str], str] = {
     ("DELETE", "/api/v1/schedules/{}"): "schedule.delete",
     ("POST", "/api/v1/schedules/{}/pause"): "schedule.pause",
     ("POST", "/api/v1/schedules/{}/resume"): "schedule.resume",
+    ("POST", "/api/v1/schedules/{}/approve"): "schedule.approve",
+    ("POST", "/api/v1/schedules/{}/reject"): "schedule.reject",
     ("POST", "/api/v1/blackouts"): "blackout.add",
     ("DELETE", "/api/v1/blackouts/{}"): "blackout.remove",
     ("POST", "/api/v1/scenarios:validate"): "scenario.validate",

@@ -1,12 +1,16 @@
-"""`stormdrill schedules list|apply|pause|resume|preview|fires|delete`: drills on a cadence.
+"""`stormdrill schedules list|apply|pause|resume|preview|fires|delete|approve|reject`.
 
 `apply FILE` creates or updates the schedule of a Drill document's `schedule:` (named after
 its `metadata.name`, owned by the local user); `preview ID|NAME|FILE` shows the next fire
 times in the schedule's zone and in UTC, marking those a blackout will skip; `fires NAME`
 lists what became of each nominal fire (`--format json`: a list of objects with exactly
 `nominalFireTime`, `outcome`, `runId`, `reason`: a contract other tools read). The fires
-themselves are made by the claim loop inside `stormdrill serve`. Each change is written to
-the audit trail (principal kind `local`). Mistakes exit 3 with one line naming the fix.
+themselves are made by the claim loop inside `stormdrill serve`. A schedule for a protected
+Environment awaits approval (its fires are skipped `awaiting-approval`): `approve NAME` by
+someone other than who applied it (the local user, `$USER`), `reject NAME --reason …`;
+the rules are `drills.service.schedules`'. Each change is written to the audit trail
+(principal kind `local`, the API's action names). Mistakes exit 3 with one line naming the
+fix.
 """
 
 from __future__ import annotations
@@ -58,11 +62,20 @@ def _schedule_table(found: list[schedules.ScheduleView]) -> rich.table.Table:
             view.trigger,
             view.environment,
             f"{view.next_fire_time:%Y-%m-%d %H:%M:%S}" if view.next_fire_time else "ended",
-            "paused" if view.paused else "active",
+            _state(view),
             str(view.runs_started),
             view.owner,
         )
     return table
+
+
+def _state(view: schedules.ScheduleView) -> str:
+    approval = view.approval
+    if approval is not None and approval.rejected_by is not None:
+        return f"rejected by {approval.rejected_by}"
+    if approval is not None and view.awaiting_approval:
+        return f"awaiting approval ({approval.missing} more)"
+    return "paused" if view.paused else "active"
 
 
 @app.command("list")
@@ -76,7 +89,7 @@ def list_command(
     config = running.load_settings()
     with running.open_journal(config) as store:
         running.announce_store(config)
-        found = [schedules.ScheduleView.of(s) for s in schedules.list_schedules(store)]
+        found = schedules.views_of(store)
     if output_format is not OutputFormat.TABLE:
         output.emit(output.dump([view.dump() for view in found], output_format), output_path)
         return
@@ -99,12 +112,19 @@ def apply(
         except errors.StormdrillError as exc:
             raise _fail(str(exc)) from None
         _audit(store, action="schedule.apply", target=f"schedules/{schedule.id}")
-    view = schedules.ScheduleView.of(schedule)
+        view = schedules.view(store, schedule)
     if output_format is not OutputFormat.TABLE:
         output.emit(output.dump_view(view, output_format), None)
         return
     first = f"{view.next_fire_time:%Y-%m-%d %H:%M:%S} UTC" if view.next_fire_time else "never"
     typer.echo(f"applied schedule {view.name} ({view.id}): {view.trigger}; next fire {first}")
+    if view.approval is not None and view.awaiting_approval:
+        typer.echo(
+            f"environment {view.environment} is protected: the schedule awaits"
+            f" {view.approval.missing} approval(s) by someone other than"
+            f" {view.approval.requester} (stormdrill schedules approve {view.name}); its"
+            " fires are skipped until then (a Drill's own approvals: do not count here)"
+        )
 
 
 def _set_paused(key: str, *, paused: bool) -> None:
@@ -214,3 +234,61 @@ def fires(
             fire.reason or "-",
         )
     output.emit_rich([table], output_path)
+
+
+@app.command("approve")
+def approve(
+    key: str = typer.Argument(..., help=_KEY_HELP),
+    comment: str = typer.Option("", "--comment", help="Why (kept with the approval)."),
+    spec_hash: str | None = typer.Option(
+        None, "--spec-hash", help="The spec you reviewed (`list --format json`: approval.specHash)."
+    ),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
+    ),
+) -> None:
+    """Approve a schedule for a protected environment (as the local user; not your own)."""
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            view = schedules.approve(
+                store, key, by=audit.local_user(), comment=comment, spec_hash=spec_hash
+            )
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        _audit(store, action="schedule.approve", target=f"schedules/{view.id}")
+    if output_format is not OutputFormat.TABLE:
+        output.emit(output.dump_view(view, output_format), None)
+        return
+    approval = view.approval
+    assert approval is not None  # approve refuses a schedule that needs no approval
+    if approval.approved:
+        typer.echo(
+            f"approved schedule {view.name} ({view.id}): approved by"
+            f" {', '.join(approval.approved_by)}; its fires start"
+        )
+    else:
+        typer.echo(
+            f"approved schedule {view.name} ({view.id}): {approval.missing} more approval(s)"
+            " needed before its fires start"
+        )
+
+
+@app.command("reject")
+def reject(
+    key: str = typer.Argument(..., help=_KEY_HELP),
+    reason: str = typer.Option(..., "--reason", help="Why (shown in each skipped fire)."),
+) -> None:
+    """Reject a schedule: its fires are skipped until a changed Drill is applied."""
+    if not reason.strip():
+        raise _fail("--reason: say why the schedule is rejected (it is shown in its fires)")
+    config = running.load_settings()
+    with running.open_journal(config) as store:
+        running.announce_store(config)
+        try:
+            view = schedules.reject(store, key, by=audit.local_user(), reason=reason)
+        except errors.StormdrillError as exc:
+            raise _fail(str(exc)) from None
+        _audit(store, action="schedule.reject", target=f"schedules/{view.id}")
+    typer.echo(f"rejected schedule {view.name} ({view.id}); its fires are skipped")

@@ -4,6 +4,8 @@ A blackout applies to everything (global), one Environment (by name), one CMDB s
 one team (by entity ref: the services a schedule's drill targets, the teams owning them).
 Its windows are dated spans or weekly windows in the blackout's time zone (a weekly window
 whose end is not after its start runs past midnight). Pure functions: no clock, no store.
+A running drill is matched the same way (`covers`, with the environment, services and
+teams of its run) when a blackout with `abortRunning` begins.
 """
 
 from __future__ import annotations
@@ -17,14 +19,31 @@ from drills.scheduling import model
 
 def applies(blackout: model.Blackout, template: model.RunTemplate) -> bool:
     """Whether `blackout`'s scope covers the drill `template` submits."""
+    return covers(
+        blackout,
+        environment=template.environment,
+        services=template.services,
+        teams=template.teams,
+    )
+
+
+def covers(
+    blackout: model.Blackout,
+    *,
+    environment: str,
+    services: Iterable[str],
+    teams: Iterable[str],
+) -> bool:
+    """Whether `blackout`'s scope covers a drill in `environment` on `services` (CMDB refs)
+    owned by `teams`."""
     scope = blackout.scope
     if scope is model.BlackoutScope.GLOBAL:
         return True
     if scope is model.BlackoutScope.ENVIRONMENT:
-        return blackout.value == template.environment
+        return blackout.value == environment
     if scope is model.BlackoutScope.SERVICE:
-        return blackout.value in template.services
-    return blackout.value in template.teams
+        return blackout.value in set(services)
+    return blackout.value in set(teams)
 
 
 def inside(blackout: model.Blackout, at: dt.datetime) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import logging
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -29,8 +30,9 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from drills import tables_killswitch
+from drills import tables_killswitch, tables_schedules
 from drills.scheduling import blackouts, model, storing, triggers
+from drills.service import approvals
 from orchestrator import journal, records, states
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,83 @@ Submit = Callable[[Connection, model.Schedule, dt.datetime, dt.datetime], states
 
 MAX_FIRES_PER_PASS = 1000
 MAX_SCHEDULES_PER_PASS = 100
+AWAITING_APPROVAL = "awaiting-approval"
+"""The skip reason of a fire of a schedule not approved (yet, or any more: rejected)."""
+
+_SA = tables_schedules.schedule_approvals_table
+
+
+class Decision(enum.StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+@dataclasses.dataclass(frozen=True)
+class ApprovalState:
+    """Where a schedule's approval stands (`required` 0: its Environment needs none)."""
+
+    required: int
+    spec_hash: str
+    requester: str
+    """Who applied the spec `spec_hash` (never an approver of it)."""
+    approvers: tuple[str, ...]
+    """The distinct people whose approvals of `spec_hash` count (as they signed)."""
+    rejected_by: str | None = None
+    rejection: str = ""
+
+    @property
+    def approved(self) -> bool:
+        return self.required == 0 or (
+            self.rejected_by is None and len(self.approvers) >= self.required
+        )
+
+    @property
+    def missing(self) -> int:
+        return max(self.required - len(self.approvers), 0)
+
+    def skip_detail(self) -> str:
+        """Why a fire does not start, for its `awaiting-approval: …` reason."""
+        if self.rejected_by is not None:
+            return (
+                f"rejected by {self.rejected_by}: {self.rejection} (apply a changed Drill, or"
+                " delete the schedule and apply it again, to ask again)"
+            )
+        return (
+            f"{self.missing} more approval(s) by someone other than {self.requester} needed"
+            " (stormdrill schedules approve NAME)"
+        )
+
+
+def approval_state(conn: Connection, schedule_id: str) -> ApprovalState:
+    """The approval of the schedule's current spec, read inside `conn`."""
+    row = conn.execute(
+        sa.select(
+            storing.S.c.approvals_required, storing.S.c.spec_hash, storing.S.c.requested_by
+        ).where(storing.S.c.id == schedule_id)
+    ).first()
+    if row is None or row.approvals_required <= 0:
+        return ApprovalState(required=0, spec_hash="", requester="", approvers=())
+    decided = conn.execute(
+        sa.select(_SA.c.decision, _SA.c.by, _SA.c.comment)
+        .where(_SA.c.schedule_id == schedule_id, _SA.c.spec_hash == row.spec_hash)
+        .order_by(_SA.c.id)
+    ).all()
+    requester = approvals.person(row.requested_by)
+    seen: dict[str, str] = {}
+    rejected: tuple[str, str] | None = None
+    for item in decided:
+        if Decision(item.decision) is Decision.REJECT:
+            rejected = rejected or (item.by, item.comment)
+        elif approvals.person(item.by) != requester:
+            seen.setdefault(approvals.person(item.by), item.by)
+    return ApprovalState(
+        required=row.approvals_required,
+        spec_hash=row.spec_hash,
+        requester=row.requested_by,
+        approvers=tuple(seen.values()),
+        rejected_by=None if rejected is None else rejected[0],
+        rejection="" if rejected is None else rejected[1],
+    )
 
 
 def template_submitter(store: journal.Journal) -> Submit:
@@ -55,6 +134,9 @@ def template_submitter(store: journal.Journal) -> Submit:
             reason=f"fire at {nominal.isoformat()} (owner {schedule.owner})",
         )
         raw = {**template.record, "trigger": cast(model.Json, trigger.to_json())}
+        approval = approval_state(conn, schedule.id)
+        if approval.required > 0:  # only the schedule's approvers count, as on the API path
+            raw["approvals"] = list(approval.approvers)
         run = states.new_run(
             id=states.new_run_id(now),
             scenario=template.scenario,
@@ -137,9 +219,12 @@ def _fire(
     complete = current is None or triggers.due_time(schedule.id, spec, current) > now
     fires: list[model.Fire] = []
     started = schedule.runs_started
+    approval = approval_state(conn, schedule.id) if due else None
     for index, item in enumerate(due):
         latest = complete and index == len(due) - 1
-        reason = _skip(conn, schedule, item, now=now, latest=latest, later=due[-1])
+        reason = _skip(
+            conn, schedule, item, now=now, latest=latest, later=due[-1], approval=approval
+        )
         if reason is None and spec.max_runs is not None and started >= spec.max_runs:
             break
         if reason is None:
@@ -187,11 +272,14 @@ def _skip(
     now: dt.datetime,
     latest: bool,
     later: _Due,
+    approval: ApprovalState | None = None,
 ) -> str | None:
     """Why the fire `item` does not start (`code: detail`), or None: it starts."""
     spec, template = schedule.trigger, schedule.template
     if schedule.paused:
         return model.skip_text(model.SkipReason.PAUSED, "the schedule is paused")
+    if approval is not None and not approval.approved:
+        return f"{AWAITING_APPROVAL}: {approval.skip_detail()}"
     if not latest:
         return model.skip_text(
             model.SkipReason.MISSED, f"superseded by the fire at {later.nominal.isoformat()}"

@@ -712,14 +712,19 @@ def gate(
     asked (`preflight`) and a veto ends the run ABORTED (`veto`); else go, with the names
     to put in the drill's `approvals` (`dataclasses.replace(drill, approvals=gate.approvers)`).
     A run in a protected environment that nobody opened a request for (its submitter has
-    not got there yet, or a schedule queued it) gets one now, for its trigger's principal,
-    and waits: no path starts a protected run unapproved.
+    not got there yet) gets one now, for its trigger's principal, and waits: no path starts
+    a protected run unapproved. A schedule's fire carries the approvers of the schedule's
+    approval in its record (`drills.service.schedules`: the approval covers the schedule,
+    not each fire); with enough distinct ones it needs no request of its own.
     """
     at = now or _now()
     digest = plan_hash(plan)
     found = request(store, run.id)
     names: tuple[str, ...] = ()
-    if found is None and required(plan.drill.environment) > 0:
+    carried = _schedule_approvers(run)
+    if found is None and 0 < required(plan.drill.environment) <= len(carried):
+        names = carried  # the schedule's approval covers its fires (not one request each)
+    elif found is None and required(plan.drill.environment) > 0:
         trigger = run.record.trigger
         open_request(
             store,
@@ -741,6 +746,14 @@ def gate(
     if not verdict.ok:
         return Gate(GateOutcome.VETOED, veto(store, run, verdict), reason=verdict.reason)
     return Gate(GateOutcome.GO, run, approvers=names)
+
+
+def _schedule_approvers(run: states.Run) -> tuple[str, ...]:
+    """The distinct approvers a schedule's fire carries in its record (else none)."""
+    trigger = run.record.trigger
+    if trigger is None or trigger.kind is not engine.TriggerKind.SCHEDULE:
+        return ()
+    return tuple(dict.fromkeys(run.record.approvals))
 
 
 # ---- preflight hooks -----------------------------------------------------------------------

@@ -3,7 +3,9 @@
 A `Housekeeper` keeps one singleton lease (`drills.service.leases`) and, while it holds it,
 runs the registered jobs, each on its own interval: recovery (`drills.service.runs.recover`)
 at the start of every tenure and every `STORMDRILL_RECOVERY_INTERVAL`, and whatever else is
-registered with `add_job(name, interval_s, fn)` (notification dispatch, reaping).
+registered with `add_job(name, interval_s, fn)` (notification dispatch, reaping, and
+`blackout_abort_job`: drills still running when a blackout with `abortRunning` begins are
+asked to abort, every `STORMDRILL_BLACKOUT_ABORT_INTERVAL`, default 5 s).
 
 Invariants:
 - One thread acquires or renews the lease every renew interval; it never runs a job, so a
@@ -19,16 +21,19 @@ Invariants:
 - `Housekeeper.start()` makes the first attempt on the caller's thread, so `held` answers
   at once; the module's `start(...)` (what `serve` calls) then waits for the first recovery
   pass when this process holds the lease, so on the holder recovery still finishes before
-  runs are driven. A process restarted after a crash is a new holder: it waits for its
-  predecessor's tenure to expire (one TTL) like any other replica.
+  runs are driven. A process restarted after a crash under a new holder name (the module's
+  `default_holder()`) waits for its predecessor's tenure to expire (one TTL) like any other
+  replica; `serve` names its holder by host and port, so a `serve` restarted on its port
+  takes its own lease back at once, at a new epoch (the fence refuses its predecessor).
 - `close()` stops the jobs (the running ones finish), then releases the lease, so another
   replica takes over at its next attempt instead of after the TTL.
 - Recovery is safe in several processes anyway (each run is claimed by exactly one); the
   lease keeps it, and the other jobs, to one replica at a time.
 
-Settings: `HousekeepingSettings` (`STORMDRILL_RECOVERY_INTERVAL`, default 5 min, plus the
-lease's `STORMDRILL_LEASE_*`). No fastapi here: the API's lifespan starts a Housekeeper
-(`start`) and closes it at shutdown.
+Settings: `HousekeepingSettings` (`STORMDRILL_RECOVERY_INTERVAL`, default 5 min,
+`STORMDRILL_BLACKOUT_ABORT_INTERVAL`, default 5 s, plus the lease's `STORMDRILL_LEASE_*`).
+No fastapi here: the API's lifespan starts a Housekeeper (`start`) and closes it at
+shutdown.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from drills import settings as settings_mod
 from drills import settings_sources
 from drills.service import leases
 from drills.service import runs as run_service
+from drills.service import schedules as schedule_service
 from orchestrator import journal, registry
 from orchestrator.providers.kubernetes import connection as kube_connection
 from scenarios import models
@@ -58,6 +64,7 @@ Job = Callable[[leases.Held], None]
 """A job: called with the current tenure (fence store writes with `leases.fence`)."""
 
 RECOVERY = "recovery"
+BLACKOUT_ABORTS = "blackout-aborts"
 
 
 def _utcnow() -> datetime:
@@ -75,9 +82,10 @@ class HousekeepingSettings(settings_sources.PassedIn):
     )
 
     recovery_interval: float = pydantic.Field(default=300.0, gt=0)
+    blackout_abort_interval: float = pydantic.Field(default=5.0, gt=0)
     lease: leases.LeaseSettings = pydantic.Field(default_factory=leases.LeaseSettings)
 
-    @pydantic.field_validator("recovery_interval", mode="before")
+    @pydantic.field_validator("recovery_interval", "blackout_abort_interval", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
         return leases.parse_seconds(value)
@@ -86,12 +94,21 @@ class HousekeepingSettings(settings_sources.PassedIn):
     def from_env(cls, env: Mapping[str, str]) -> HousekeepingSettings:
         """From `env`'s variables; `ValueError` naming the variable when one is unusable."""
         lease = leases.LeaseSettings.from_env(env)
-        raw = env.get("STORMDRILL_RECOVERY_INTERVAL", "").strip()
-        try:
-            return cls(lease=lease, **({"recovery_interval": raw} if raw else {}))  # type: ignore[arg-type]
-        except pydantic.ValidationError as exc:
-            problems = "; ".join(err["msg"] for err in exc.errors())
-            raise ValueError(f"STORMDRILL_RECOVERY_INTERVAL: {problems}") from None
+        given: dict[str, str] = {}
+        for field, variable in (
+            ("recovery_interval", "STORMDRILL_RECOVERY_INTERVAL"),
+            ("blackout_abort_interval", "STORMDRILL_BLACKOUT_ABORT_INTERVAL"),
+        ):
+            raw = env.get(variable, "").strip()
+            if not raw:
+                continue
+            try:  # each variable alone, so the error names the one that is wrong
+                cls(lease=lease, **{field: raw})  # type: ignore[arg-type]
+            except pydantic.ValidationError as exc:
+                problems = "; ".join(err["msg"] for err in exc.errors())
+                raise ValueError(f"{variable}: {problems}") from None
+            given[field] = raw
+        return cls(lease=lease, **given)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,6 +404,27 @@ def recovery_job(
     return recover
 
 
+def blackout_abort_job(store: journal.Journal, *, clock: Clock | None = None) -> Job:
+    """The blackout abort pass as a job: running drills inside a begun blackout with
+    `abortRunning` are asked to abort, each once (`schedules.abort_in_blackouts`), its
+    writes fenced by the tenure. Register it with `add_job(BLACKOUT_ABORTS,
+    settings.blackout_abort_interval, blackout_abort_job(store))`."""
+    now = clock or _utcnow
+
+    def abort_in_blackouts(held: leases.Held) -> None:
+        for asked in schedule_service.abort_in_blackouts(
+            store, now=now(), fence=leases.fencer(held)
+        ):
+            log.warning(
+                "blackout %s began: asked run %s to abort (lease epoch %d)",
+                asked.blackout_id,
+                asked.run_id,
+                held.epoch,
+            )
+
+    return abort_in_blackouts
+
+
 def lease_for(
     store: journal.Journal,
     config: leases.LeaseSettings,
@@ -431,7 +469,8 @@ def start(
     wait_for_recovery: bool = True,
 ) -> Housekeeper:
     """A started Housekeeper for `serve`: the lease `housekeeping` names, with recovery
-    registered (`recover`, default `recovery_job`); others may `add_job` on it afterwards.
+    registered (`recover`, default `recovery_job`); others may `add_job` on it afterwards
+    (`serve` adds notification dispatch; `blackout_abort_job` belongs beside it).
 
     When this process takes the lease at its first attempt and `wait_for_recovery`, it
     returns only once that first recovery pass has finished (as `serve` did before it

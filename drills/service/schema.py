@@ -73,6 +73,7 @@ REVISIONS: tuple[str, ...] = (
     "0002_service_tables",
     "0003_schedules_leases_outbox",
     "0004_gamedays",
+    "0005_schedule_approvals_aborts",
 )
 """Every revision in `drills/migrations/versions`, oldest first (a test checks the chain)."""
 BASE = REVISIONS[0]

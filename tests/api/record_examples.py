@@ -292,6 +292,25 @@ def _exercise(rec: Recorder, store: journal.Journal) -> None:
     rec.call("GET", f"{API}/schedules/{{schedule}}/fires", path=which)
     rec.call("DELETE", f"{API}/schedules/{{schedule}}", path=which)
 
+    # a schedule for a protected environment: approved by a second person, then rejected
+    protected = rec.json("POST", f"{API}/schedules", expect=201, json={"drill": "locked-absence"})
+    guarded = {"schedule": protected["name"]}
+    rec.call(
+        "POST",
+        f"{API}/schedules/{{schedule}}/approve",
+        path=guarded,
+        approver=True,
+        json={"comment": "reviewed with the payments on-call"},
+    )
+    rec.call(
+        "POST",
+        f"{API}/schedules/{{schedule}}/reject",
+        path=guarded,
+        approver=True,
+        json={"reason": "not during the sale"},
+    )
+    rec.call("DELETE", f"{API}/schedules/{{schedule}}", path=guarded)
+
     # a game day: the finished drill's run as drill 1's result, a gate, drill 2 run (its
     # manual step acknowledged), a finding, an absence, the verdict (the admin facilitates,
     # so it may decide the manual gate and run the drill)
@@ -336,12 +355,16 @@ def _exercise(rec: Recorder, store: journal.Journal) -> None:
         f"{API}/gamedays/{{gameday}}/participants/{{person}}/absent",
         path=day | {"person": "user:default/bob"},
     )
-    drill_run = rec.call(
-        "POST",
-        f"{API}/gamedays/{{gameday}}/drills/{{position}}/run",
-        expect=202,
-        path=day | {"position": "2"},
-    ).headers["location"].rpartition("/")[2]
+    drill_run = (
+        rec.call(
+            "POST",
+            f"{API}/gamedays/{{gameday}}/drills/{{position}}/run",
+            expect=202,
+            path=day | {"position": "2"},
+        )
+        .headers["location"]
+        .rpartition("/")[2]
+    )
     rec.call(
         "POST",
         f"{API}/runs/{{run_id}}/steps/{{step}}/ack",
@@ -398,9 +421,27 @@ def replacements_for(root: Path, secrets: Iterable[str] = ()) -> dict[str, str]:
     return found
 
 
+LOCKED_DRILL = """\
+apiVersion: stormdrill.dev/v1
+kind: Drill
+metadata:
+  name: locked-absence
+spec:
+  scenario: absence-cover
+  environment: locked
+  parameters:
+    person: user:default/alice
+  schedule:
+    cron: "0 10 * * 2"
+    timezone: Europe/Berlin
+"""
+"""A schedule for the protected `locked` Environment: it waits for an approval."""
+
+
 def record(root: Path) -> dict[examples.ResponseKey, pydantic.JsonValue]:
     """Build the world under `root`, exercise the app, and return the neutralised examples."""
     world = conftest.build_world(root)
+    (world.drills / "locked-absence.drill.yaml").write_text(LOCKED_DRILL, encoding="utf-8")
     app = app_mod.create_app(world.settings, world.api_settings(recover_on_start=False))
     app.dependency_overrides[deps.get_principal] = _principal
     app.dependency_overrides[event_routes.follow_options] = lambda: event_streams.Follow(

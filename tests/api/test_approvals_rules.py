@@ -16,7 +16,7 @@ from drills import binding
 from drills import store as store_mod
 from drills.api import config as api_config
 from drills.service import approvals, auth, runs
-from orchestrator import events, journal, states
+from orchestrator import engine, events, journal, planning, states
 from tests.api import protected_world
 
 _S = states.RunState
@@ -278,3 +278,59 @@ def test_a_protected_run_nobody_asked_approval_for_gets_a_request_at_the_gate_an
     assert opened is not None and opened.requester == "alice" and opened.required == 2
     assert opened.plan_hash == approvals.plan_hash(plan)
     assert approvals.awaiting_approval(store, store.get_run(run.id)) is True
+
+
+def _queued_with(
+    world: protected_world.World,
+    store: journal.Journal,
+    *,
+    kind: engine.TriggerKind,
+    approvers: tuple[str, ...],
+) -> tuple[states.Run, planning.Plan]:
+    """A queued run of `kind` whose record carries `approvers` (as a schedule's fire does)."""
+    prepared = runs.prepare(world.config, world.request())
+    plan = protected_world.plan_of(world, store)
+    run = runs.submit(
+        world.config,
+        store,
+        binding.make_registry(),
+        prepared,
+        trigger=engine.Trigger(kind=kind, principal="schedule:weekly"),
+    )
+    carried = dataclasses.replace(run, record=dataclasses.replace(run.record, approvals=approvers))
+    return store.save_run(carried, expected_state=states.RunState.PENDING), plan
+
+
+def test_a_schedules_fire_carrying_enough_approvers_goes_without_a_request_of_its_own(
+    world: protected_world.World, store: journal.Journal
+) -> None:
+    run, plan = _queued_with(
+        world, store, kind=engine.TriggerKind.SCHEDULE, approvers=("bob", "carol", "bob")
+    )
+
+    gate = approvals.gate(store, run, plan=plan, config=api_config.ApiSettings())
+
+    assert gate.outcome is approvals.GateOutcome.GO
+    assert gate.approvers == ("bob", "carol")
+    assert approvals.request(store, run.id) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "approvers"),
+    [
+        (engine.TriggerKind.SCHEDULE, ("bob", "bob")),  # one distinct approver of two needed
+        (engine.TriggerKind.API, ("bob", "carol")),  # only a schedule's record is trusted
+    ],
+)
+def test_a_run_without_a_schedules_full_approval_gets_a_request_and_waits(
+    world: protected_world.World,
+    store: journal.Journal,
+    kind: engine.TriggerKind,
+    approvers: tuple[str, ...],
+) -> None:
+    run, plan = _queued_with(world, store, kind=kind, approvers=approvers)
+
+    gate = approvals.gate(store, run, plan=plan, config=api_config.ApiSettings())
+
+    assert gate.outcome is approvals.GateOutcome.WAIT
+    assert approvals.request(store, run.id) is not None

@@ -83,6 +83,8 @@ MATRIX: dict[tuple[str, str], Minimal] = {
     ("DELETE", "/api/v1/schedules/{schedule}"): _O,
     ("POST", "/api/v1/schedules/{schedule}/pause"): _O,
     ("POST", "/api/v1/schedules/{schedule}/resume"): _O,
+    ("POST", "/api/v1/schedules/{schedule}/approve"): _A,
+    ("POST", "/api/v1/schedules/{schedule}/reject"): _A,
     ("GET", "/api/v1/schedules/{schedule}/preview"): _V,
     ("GET", "/api/v1/schedules/{schedule}/fires"): _V,
     ("GET", "/api/v1/blackouts"): _V,

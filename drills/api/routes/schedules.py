@@ -1,12 +1,17 @@
-"""Routes: schedules (apply, list, show, pause, resume, delete, preview, fires) and blackouts.
+"""Routes: schedules (apply, list, show, pause, resume, delete, preview, fires, approve,
+reject) and blackouts.
 
 `POST /schedules` applies the `schedule:` of a Drill from the API's drill folders (body
 `{"drill": NAME}`): created or updated in place, owned by the caller. Viewers read;
 operators (unscoped: a scoped role is refused, a schedule is not bound to its services yet)
-apply, pause, resume and delete schedules and add or remove blackouts. The fires are made
-by the claim loop (`drills.scheduling.loop`), not here. Not in this round: a schedule for a
-protected Environment does not need its own approval (each run it starts still waits for
-its approvers in the runner, as any run there does).
+apply, pause, resume and delete schedules and add or remove blackouts (body
+`schedules.BlackoutBody`, `abortRunning` included). A schedule for a protected Environment
+awaits approval (its fires are skipped `awaiting-approval`): approvers (unscoped, as for
+applying) `POST /schedules/{id}/approve` (optional `comment`, `specHash`) or `/reject`
+(`reason`), never the one who applied it (403); one that needs no approval, ended or was
+rejected is 409, and so is an approval of a spec it no longer has. The rules are
+`drills.service.schedules`; the fires are made by the claim loop
+(`drills.scheduling.loop`), not here.
 """
 
 from __future__ import annotations
@@ -20,12 +25,12 @@ from fastapi import responses
 from drills.api import deps, problems
 from drills.service import auth, documents, views
 from drills.service import schedules as schedule_service
-from scenarios import models
 
 router = fastapi.APIRouter(tags=["schedules"])
 
 Reader = Annotated[auth.Principal, deps.require(auth.Permission.READ)]
 Operator = Annotated[auth.Principal, deps.require(auth.Permission.START)]
+Approver = Annotated[auth.Principal, deps.require(auth.Permission.APPROVE)]
 SchedulePath = Annotated[
     str, fastapi.Path(description="A schedule's id or name.", examples=["weekly-gameday"])
 ]
@@ -37,23 +42,37 @@ class ApplyBody(views.View):
     drill: str = pydantic.Field(examples=["weekly-absence"])
 
 
-class BlackoutBody(views.View):
-    scope: schedule_service.BlackoutScope
-    value: str = ""
-    windows: list[dict[str, pydantic.JsonValue]]
-    timezone: models.TimeZoneName = "UTC"
-    reason: str = ""
+class ApproveBody(views.View):
+    """An approval of a schedule: why (optional), and the spec reviewed (optional, but then
+    it must be the schedule's current one)."""
+
+    comment: str = pydantic.Field(default="", max_length=4000)
+    spec_hash: str | None = pydantic.Field(
+        default=None,
+        alias="specHash",
+        pattern=r"^[0-9a-f]{64}$",
+        description="The spec hash the approver reviewed (`GET /schedules/{id}`: "
+        "approval.specHash); 409 when the schedule was applied again with changes.",
+    )
 
 
-def _unscoped(principal: auth.Principal) -> None:
-    auth.authorize(principal, auth.Permission.START, ())
+class RejectBody(views.View):
+    """A rejection: the schedule's fires are skipped until a changed spec is applied."""
+
+    reason: str = pydantic.Field(min_length=1, max_length=4000, pattern=r"\S")
+
+
+def _unscoped(
+    principal: auth.Principal, permission: auth.Permission = auth.Permission.START
+) -> None:
+    auth.authorize(principal, permission, ())
 
 
 @router.get(
     "/schedules", summary="Every schedule", response_model=list[schedule_service.ScheduleView]
 )
 def list_schedules(store: deps.StoreDep, _: Reader) -> list[schedule_service.ScheduleView]:
-    return [schedule_service.ScheduleView.of(s) for s in schedule_service.list_schedules(store)]
+    return schedule_service.views_of(store)
 
 
 @router.post(
@@ -77,7 +96,7 @@ def apply_schedule(
         settings, store, drill.source.path, owner=principal.name, folders=folders
     )
     response.headers["Location"] = f"/api/v1/schedules/{schedule.id}"
-    return schedule_service.ScheduleView.of(schedule)
+    return schedule_service.view(store, schedule)
 
 
 @router.get(
@@ -89,7 +108,7 @@ def apply_schedule(
 def get_schedule(
     schedule: SchedulePath, store: deps.StoreDep, _: Reader
 ) -> schedule_service.ScheduleView:
-    return schedule_service.ScheduleView.of(schedule_service.get(store, schedule))
+    return schedule_service.view(store, schedule_service.get(store, schedule))
 
 
 @router.delete(
@@ -115,9 +134,7 @@ def pause_schedule(
     schedule: SchedulePath, store: deps.StoreDep, principal: Operator
 ) -> schedule_service.ScheduleView:
     _unscoped(principal)
-    return schedule_service.ScheduleView.of(
-        schedule_service.set_paused(store, schedule, paused=True)
-    )
+    return schedule_service.view(store, schedule_service.set_paused(store, schedule, paused=True))
 
 
 @router.post(
@@ -130,9 +147,35 @@ def resume_schedule(
     schedule: SchedulePath, store: deps.StoreDep, principal: Operator
 ) -> schedule_service.ScheduleView:
     _unscoped(principal)
-    return schedule_service.ScheduleView.of(
-        schedule_service.set_paused(store, schedule, paused=False)
+    return schedule_service.view(store, schedule_service.set_paused(store, schedule, paused=False))
+
+
+@router.post(
+    "/schedules/{schedule}/approve",
+    summary="Approve a schedule for a protected environment (not one you applied)",
+    response_model=schedule_service.ScheduleView,
+    responses=problems.responses(*problems.COMMON, 404, 409),
+)
+def approve_schedule(
+    schedule: SchedulePath, body: ApproveBody, store: deps.StoreDep, principal: Approver
+) -> schedule_service.ScheduleView:
+    _unscoped(principal, auth.Permission.APPROVE)
+    return schedule_service.approve(
+        store, schedule, by=principal.name, comment=body.comment, spec_hash=body.spec_hash
     )
+
+
+@router.post(
+    "/schedules/{schedule}/reject",
+    summary="Reject a schedule: its fires are skipped until a changed spec is applied",
+    response_model=schedule_service.ScheduleView,
+    responses=problems.responses(*problems.COMMON, 404, 409),
+)
+def reject_schedule(
+    schedule: SchedulePath, body: RejectBody, store: deps.StoreDep, principal: Approver
+) -> schedule_service.ScheduleView:
+    _unscoped(principal, auth.Permission.APPROVE)
+    return schedule_service.reject(store, schedule, by=principal.name, reason=body.reason)
 
 
 @router.get(
@@ -174,30 +217,22 @@ def schedule_fires(
     response_model=list[schedule_service.BlackoutView],
 )
 def list_blackouts(store: deps.StoreDep, _: Reader) -> list[schedule_service.BlackoutView]:
-    return [schedule_service.BlackoutView.of(b) for b in schedule_service.list_blackouts(store)]
+    return schedule_service.blackout_views(store)
 
 
 @router.post(
     "/blackouts",
-    summary="Add a blackout: no scheduled fire starts inside it",
+    summary="Add a blackout: no scheduled fire starts inside it (abortRunning: running drills"
+    " in its scope are aborted when it begins)",
     status_code=201,
     response_model=schedule_service.BlackoutView,
     responses=problems.responses(*problems.COMMON),
 )
 def add_blackout(
-    body: BlackoutBody, store: deps.StoreDep, principal: Operator
+    body: schedule_service.BlackoutBody, store: deps.StoreDep, principal: Operator
 ) -> schedule_service.BlackoutView:
     _unscoped(principal)
-    blackout = schedule_service.add_blackout(
-        store,
-        scope=body.scope,
-        value=body.value,
-        windows=schedule_service.parse_windows(list(body.windows), timezone=body.timezone),
-        timezone=body.timezone,
-        reason=body.reason,
-        by=principal.name,
-    )
-    return schedule_service.BlackoutView.of(blackout)
+    return schedule_service.add_blackout_from(store, body, by=principal.name)
 
 
 @router.delete(
