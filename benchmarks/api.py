@@ -70,6 +70,7 @@ TARGET_P99_MS = 50.0
 TARGET_RSS_MB = 150.0
 LIST_PATH = "/api/v1/runs"
 SHOW_PATH = "/api/v1/runs/{id}"
+FLOOR_PATH = "/healthz"
 STARTUP_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 30.0
 RESULTS = pathlib.Path(__file__).parent / "results"
@@ -96,6 +97,10 @@ class Config:
     events_per_run: int = 6
     workers: int = 1
     """`serve --workers`: uvicorn worker processes (CPU and RSS are then the whole tree's)."""
+    floor: bool = False
+    """`--floor`: every request is `GET /healthz` (no token, no store, a constant answer):
+    what the same server, clients and machine do when the route costs nothing, i.e. the
+    latency floor of one process at this concurrency. Claims no target."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +138,8 @@ class Results:
 
     @property
     def targets(self) -> dict[str, bool]:
+        if self.config.floor:
+            return {}  # a floor run measures the server, not the routes the targets are for
         clean = not self.failures
         return {
             "p99<=50ms": clean and all(r.p99_ms <= TARGET_P99_MS for r in self.routes),
@@ -549,6 +556,9 @@ def load(
         )
         for run_id in ids
     ]
+    if config.floor:
+        list_request = request_bytes(FLOOR_PATH, host=authority, headers={})
+        show_requests = [(FLOOR_PATH, list_request)]
 
     async def everyone() -> None:
         now = time.monotonic()
@@ -682,12 +692,17 @@ def profile_routes(config: Config, *, workdir: pathlib.Path, requests: int = 20)
 
 
 def write_results(results: Results, *, directory: pathlib.Path) -> pathlib.Path:
-    """Write `api-<date>.json` and overwrite `api-latest.json`; the dated path."""
+    """Write `api-<date>.json` and overwrite `api-latest.json`; the dated path. A floor or
+    several-worker run is a variant (`api-floor-…`, `api-w2-…`) and leaves `latest` alone."""
     directory.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results.to_json(), indent=2) + "\n"
-    dated = directory / f"api-{datetime.now(UTC):%Y-%m-%d}.json"
+    variant = ("floor-" if results.config.floor else "") + (
+        f"w{results.config.workers}-" if results.config.workers != 1 else ""
+    )
+    dated = directory / f"api-{variant}{datetime.now(UTC):%Y-%m-%d}.json"
     dated.write_text(text)
-    (directory / "api-latest.json").write_text(text)
+    if not variant:
+        (directory / "api-latest.json").write_text(text)
     return dated
 
 
@@ -697,6 +712,11 @@ def render(results: Results) -> str:
         f"{results.config.runs} runs, {results.config.clients} clients, "
         f"{results.config.duration_s:g} s, {results.config.workers} worker(s),"
         f" auth: {results.auth})",
+        *(
+            [f"FLOOR: every request below is GET {FLOOR_PATH} (no token, no store)"]
+            if results.config.floor
+            else []
+        ),
         "load {:.2f} {:.2f} {:.2f} at the start, ".format(*results.load_start)
         + "{:.2f} {:.2f} {:.2f} at the end".format(*results.load_end),
         "",
@@ -729,6 +749,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=Config.duration_s)
     parser.add_argument("--quick", action="store_true", help="5 s of load instead of 20 s.")
     parser.add_argument("--workers", type=int, default=Config.workers, help="serve --workers.")
+    parser.add_argument(
+        "--floor", action="store_true", help=f"Every request GET {FLOOR_PATH}: the floor."
+    )
     parser.add_argument("--profile", action="store_true", help="Also cProfile both routes.")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="Keep the working directory.")
@@ -744,6 +767,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         clients=args.clients,
         duration_s=5.0 if args.quick else args.duration,
         workers=args.workers,
+        floor=args.floor,
     )
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="stormdrill-api-bench-"))
     try:

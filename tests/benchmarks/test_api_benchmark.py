@@ -72,3 +72,20 @@ def test_results_are_written_as_dated_and_latest_json(tmp_path: pathlib.Path) ->
     assert latest["targets"] == {"p99<=50ms": False, "rss<=150MB": True}
     assert latest["routes"][1]["p99_ms"] == 60.0
     assert "MISSED" in api.render(results)
+
+
+def test_a_floor_run_with_two_workers_answers_healthz_and_leaves_latest_alone(
+    tmp_path: pathlib.Path,
+) -> None:
+    config = api.Config(
+        runs=4, clients=4, duration_s=0.5, warmup_s=0.0, events_per_run=1, workers=2, floor=True
+    )
+
+    results = api.run_benchmark(config, workdir=tmp_path / "work")
+    dated = api.write_results(results, directory=tmp_path / "results")
+
+    assert results.failures == () and results.targets == {}
+    assert all(route.requests > 0 and route.failures == 0 for route in results.routes)
+    assert dated.name.startswith("api-floor-w2-")
+    assert not (tmp_path / "results" / "api-latest.json").exists()
+    assert f"every request below is GET {api.FLOOR_PATH}" in api.render(results)
