@@ -12,6 +12,11 @@ driven abort and roll back), releases the lease and closes the store. All of it 
 `app.state`, where `drills.api.deps` reads it. Every resource has its own router module under
 `drills.api.routes`; resources live under `/api/v1`, health and metrics outside it. Every
 error is answered as `application/problem+json` (`drills.api.problems`).
+Once started, `serve`'s lifespan moves everything start-up made (modules, the app, settings,
+the registry) out of the garbage collector's sight (`gc.freeze()`): otherwise every full
+collection walks those objects again, and under load those pauses were the slowest
+requests (benchmarks/api.py: p99 of `GET /healthz` at 50 clients 100 ms before, 25 ms
+after; of the runs routes 220 ms before, 157 ms after, p50 unchanged).
 `create_app_from_env` is the factory `stormdrill serve` hands uvicorn (by import string,
 so the CLI never imports this package): settings from `os.environ` and `STORMDRILL_CONFIG`.
 """
@@ -19,6 +24,7 @@ so the CLI never imports this package): settings from `os.environ` and `STORMDRI
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import pathlib
@@ -88,10 +94,14 @@ def create_app(
     housekeeping_settings: housekeeping.HousekeepingSettings | None = None,
     notifications: notify.Config | None = None,
     notifications_interval_s: float = 5.0,
+    freeze_gc: bool = False,
 ) -> fastapi.FastAPI:
     """The API over the store `settings` name (opened at start-up, closed at shutdown).
 
-    Raises `auth.AuthConfigInvalid` for OIDC settings that cannot work.
+    `freeze_gc` (what `serve` passes): `gc.freeze()` once started, `gc.unfreeze()` at
+    shutdown (see the module doc); it is the process's collector, so an app built inside a
+    test process leaves it alone. Raises `auth.AuthConfigInvalid` for OIDC settings that
+    cannot work.
     """
     config = api_settings or api_config.ApiSettings()
     oidc = auth.OidcConfig.from_settings(config)
@@ -135,8 +145,13 @@ def create_app(
                 runner.start()
             app.state.driver = runner
             await concurrency.run_in_threadpool(schedule_loop.register, app.state, store)
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()  # start-up's objects are never garbage: no full collection walks them
             yield
         finally:
+            if freeze_gc:
+                gc.unfreeze()
             await concurrency.run_in_threadpool(schedule_loop.unregister, app.state)
             if runner is not None:
                 await concurrency.run_in_threadpool(runner.stop)
@@ -241,4 +256,5 @@ def create_app_from_env() -> fastapi.FastAPI:
         housekeeping_settings=kept,
         notifications=notifications,
         notifications_interval_s=notify_settings.notifications_interval_s,
+        freeze_gc=True,
     )
