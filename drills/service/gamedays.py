@@ -640,11 +640,19 @@ def list_gamedays(store: journal.Journal) -> list[GameDay]:
 # ---- acting in a running game day ---------------------------------------------------------
 
 
+_HOW_TO_REACH = {
+    (State.PLANNED, State.RUNNING): "start it first: stormdrill gamedays start {name}",
+    (State.RUNNING, State.CLOSED): "close it first: stormdrill gamedays close {name} --verdict …",
+}
+
+
 def _require_state(day: GameDay, wanted: State, *, doing: str) -> None:
     if day.state is not wanted:
+        fix = _HOW_TO_REACH.get((day.state, wanted))
+        hint = f"; {fix.format(name=day.name)}" if fix else ""
         raise GameDayError(
             f"{day.name}: cannot {doing} a game day that is {day.state.value}"
-            f" (only one that is {wanted.value})"
+            f" (only one that is {wanted.value}){hint}"
         )
 
 

@@ -180,7 +180,9 @@ def test_invalid_state_transitions_are_refused_naming_the_state(
 ) -> None:
     with pytest.raises(gamedays.GameDayError, match="cannot close a game day that is planned"):
         gamedays.close(store, day.name, verdict="done")
-    with pytest.raises(gamedays.GameDayError, match="cannot take notes in a game day that is"):
+    with pytest.raises(
+        gamedays.GameDayError, match=r"is planned .*; start it first: stormdrill gamedays start"
+    ):
         gamedays.note(store, day.name, author=ALICE, text="too early")
     with pytest.raises(gamedays.GameDayError, match="cannot decide a gate of a game day that"):
         gamedays.gate(store, day.name, position=1, decision=_GO, by=ALICE)
