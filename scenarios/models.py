@@ -667,7 +667,33 @@ def _cron(value: str) -> str:
             " 'minute hour day-of-month month day-of-week', e.g. '0 10 * * tue',"
             f" or one of {', '.join(CRON_ALIASES)}"
         )
+    for (name, low, high), field in zip(_CRON_RANGES, fields, strict=True):
+        for number in _cron_numbers(field):
+            if not low <= number <= high:
+                raise ValueError(
+                    f"'{value}': {name} {number} is out of range {low}-{high}"
+                    " (fields: minute hour day-of-month month day-of-week)"
+                )
     return value
+
+
+_CRON_RANGES: Final = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+)
+"""Each field's allowed numbers (crontab's: day-of-week 0 and 7 are both Sunday)."""
+
+
+def _cron_numbers(field: str) -> list[int]:
+    """The plain numbers of a cron field's values and ranges (not its steps or names)."""
+    found: list[int] = []
+    for part in field.split(","):
+        base = part.split("/", 1)[0]
+        found.extend(int(bound) for bound in base.split("-") if bound.isdigit())
+    return found
 
 
 def _aware(value: datetime.datetime) -> datetime.datetime:

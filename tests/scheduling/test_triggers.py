@@ -109,3 +109,25 @@ def test_schedule_document_needs_exactly_one_trigger() -> None:
         models.Schedule(cron="0 10 * * tue", timezone="Europe/Berlin").catch_up
         is models.CatchUp.NONE
     )
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("0 25 * * tue", "hour 25 is out of range 0-23"),
+        ("61 1 * * *", "minute 61 is out of range 0-59"),
+        ("0 10 0 * *", "day-of-month 0 is out of range 1-31"),
+        ("0 10 * 1-13 *", "month 13 is out of range 1-12"),
+        ("0 10 * * 8", "day-of-week 8 is out of range 0-7"),
+    ],
+)
+def test_a_cron_value_out_of_its_fields_range_is_refused_when_the_document_is_read(
+    cron: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        models.Schedule(cron=cron)
+
+
+def test_cron_values_ranges_steps_and_names_inside_their_ranges_are_accepted() -> None:
+    for cron in ("*/5 0-23 1,15 1-12 0-7", "5 4 * * sun", "0 10 * jan-mar mon-fri"):
+        assert models.Schedule(cron=cron).cron == cron
