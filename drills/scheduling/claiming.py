@@ -11,9 +11,18 @@ Invariants:
 - Never a backlog: of the fires due at once only the latest may start; the earlier ones are
   skipped as `missed`. The latest starts when it is within `misfireGrace` of its due time,
   or later with `catchUp: latest`; otherwise it is `missed` too.
-- Every nominal fire gets a row (started, or skipped with its reason: paused, blackout,
-  killswitch, overlap, missed); at most `max_fires` rows per schedule and pass (a long outage
-  of a fast interval is worked off over several passes, still without a run for each).
+- Every nominal fire gets a row (started, or skipped with its reason: paused,
+  awaiting-approval, missed, blackout, freeze, guardrail, killswitch, overlap); at most
+  `max_fires` rows per schedule and pass (a long outage of a fast interval is worked off
+  over several passes, still without a run for each).
+- Every fire row has its audit entry (`schedule.fire` by the system principal
+  `schedule:NAME`, method `SCHEDULER`, the outcome and reason as detail), written in the
+  same transaction: a claim rolled back leaves neither.
+- A fire the guardrails would refuse without a cluster is skipped, not started
+  (`drills.scheduling.guarding`: inside a change freeze of its Environment, `freeze: …`;
+  outside the scenario's allowed environments or windows, or short of the Environment's
+  approvals, `guardrail: …`), judged at `now`, when its run would be submitted; the engine
+  re-checks every rule when it plans the run.
 - The run a fire starts is the record `Engine.submit` writes for the drill (kept, secrets
   masked, in the schedule when it was applied), owner UNCLAIMED: a `serve` runner claims it.
 """
@@ -23,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -31,8 +41,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from drills import tables_killswitch, tables_schedules
-from drills.scheduling import blackouts, model, storing, triggers
-from drills.service import approvals
+from drills.scheduling import blackouts, guarding, model, storing, triggers
+from drills.service import approvals, audit
 from orchestrator import journal, records, states
 
 log = logging.getLogger(__name__)
@@ -44,6 +54,9 @@ MAX_FIRES_PER_PASS = 1000
 MAX_SCHEDULES_PER_PASS = 100
 AWAITING_APPROVAL = "awaiting-approval"
 """The skip reason of a fire of a schedule not approved (yet, or any more: rejected)."""
+FIRE_ACTION = "schedule.fire"
+"""The audit action of every fire, started or skipped."""
+FIRE_METHOD = "SCHEDULER"
 
 _SA = tables_schedules.schedule_approvals_table
 
@@ -184,7 +197,7 @@ def fire_due(
                     break
                 schedule = storing.schedule_from_row(row)
                 tried.add(schedule.id)
-                fired = _fire(conn, schedule, now=now, submit=submit, max_fires=max_fires)
+                fired = _fire(store, conn, schedule, now=now, submit=submit, max_fires=max_fires)
         except sa.exc.IntegrityError:
             log.info("a fire of a schedule was recorded by another replica; leaving it to it")
             continue
@@ -193,6 +206,7 @@ def fire_due(
 
 
 def _fire(
+    store: journal.Journal,
     conn: Connection,
     schedule: model.Schedule,
     *,
@@ -220,21 +234,31 @@ def _fire(
     fires: list[model.Fire] = []
     started = schedule.runs_started
     approval = approval_state(conn, schedule.id) if due else None
+    facts = functools.cache(lambda: guarding.facts_of(schedule.template, now=now))
     for index, item in enumerate(due):
         latest = complete and index == len(due) - 1
         reason = _skip(
-            conn, schedule, item, now=now, latest=latest, later=due[-1], approval=approval
+            conn,
+            schedule,
+            item,
+            now=now,
+            latest=latest,
+            later=due[-1],
+            approval=approval,
+            facts=facts,
         )
         if reason is None and spec.max_runs is not None and started >= spec.max_runs:
             break
         if reason is None:
             run = submit(conn, schedule, item.nominal, now)
             started += 1
-            fires.append(_row(schedule, item, model.Outcome.STARTED, run.id, ""))
+            fire = _row(schedule, item, model.Outcome.STARTED, run.id, "")
             log.info("schedule %s fired at %s: run %s", schedule.name, item.nominal, run.id)
         else:
-            fires.append(_row(schedule, item, model.Outcome.SKIPPED, None, reason))
+            fire = _row(schedule, item, model.Outcome.SKIPPED, None, reason)
             log.info("schedule %s skipped its fire at %s: %s", schedule.name, item.nominal, reason)
+        fires.append(fire)
+        audit.record_in(store, conn, _audit_entry(schedule, fire, now=now))
     storing.insert_fires(conn, fires, now=now)
     ended = spec.max_runs is not None and started >= spec.max_runs
     following = None if ended else current
@@ -264,6 +288,36 @@ def _row(
     )
 
 
+def _audit_entry(schedule: model.Schedule, fire: model.Fire, *, now: dt.datetime) -> audit.NewEntry:
+    """The audit entry of `fire`: by the system principal `schedule:NAME`, its outcome and
+    (skipped) reason or (started) run as detail."""
+    what = (
+        f"started run {fire.run_id}"
+        if fire.outcome is model.Outcome.STARTED
+        else f"skipped: {fire.reason}"
+    )
+    return audit.NewEntry(
+        principal=f"schedule:{schedule.name}",
+        principal_kind="system",
+        action=FIRE_ACTION,
+        target=f"schedules/{schedule.id}",
+        status=201 if fire.outcome is model.Outcome.STARTED else 200,
+        method=FIRE_METHOD,
+        path="schedule claim pass",
+        detail=f"fire at {fire.nominal.isoformat()}: {what}",
+        at=now,
+    )
+
+
+def run_approvals(template: model.RunTemplate, approval: ApprovalState) -> tuple[str, ...]:
+    """The approvals the run of a fire carries: the schedule's approvers when its
+    Environment needs some, else those the Drill's record holds (as `template_submitter`)."""
+    if approval.required > 0:
+        return approval.approvers
+    recorded = template.record.get("approvals")
+    return tuple(str(item) for item in recorded) if isinstance(recorded, list) else ()
+
+
 def _skip(
     conn: Connection,
     schedule: model.Schedule,
@@ -273,6 +327,7 @@ def _skip(
     latest: bool,
     later: _Due,
     approval: ApprovalState | None = None,
+    facts: Callable[[], guarding.Facts | None] | None = None,
 ) -> str | None:
     """Why the fire `item` does not start (`code: detail`), or None: it starts."""
     spec, template = schedule.trigger, schedule.template
@@ -293,6 +348,14 @@ def _skip(
     found = blackouts.blocking(storing.blackouts(conn), template, at=item.due)
     if found is not None:
         return model.skip_text(model.SkipReason.BLACKOUT, found.describe())
+    if facts is not None:  # judged at `now`: when the run would be submitted and planned
+        refused = guarding.skip_reason(
+            facts(),
+            at=now,
+            approvals=None if approval is None else run_approvals(template, approval),
+        )
+        if refused is not None:
+            return refused
     switch = _killswitch(conn, template.environment)
     if switch is not None:
         return model.skip_text(model.SkipReason.KILLSWITCH, switch)

@@ -49,6 +49,10 @@ class SkipReason(enum.StrEnum):
     KILLSWITCH = "killswitch"
     OVERLAP = "overlap"
     MISSED = "missed"
+    FREEZE = "freeze"
+    """Inside a change freeze of the schedule's Environment (`spec.freezes`)."""
+    GUARDRAIL = "guardrail"
+    """Refused by a guardrail decided without a cluster (environments, windows, approvals)."""
 
 
 def skip_text(reason: SkipReason, detail: str) -> str:
@@ -318,7 +322,7 @@ def windows_from_json(raw: Json, *, timezone: str) -> tuple[Window, ...]:
         except (KeyError, ValueError) as exc:
             raise ScheduleError(
                 f"windows[{index}]: {exc}; e.g. {{start: '2026-12-20T00:00', end:"
-                " '2027-01-04T00:00'}} or {days: [fri], start: '16:00', end: '23:59'}"
+                " '2027-01-04T00:00'} or {days: [fri], start: '16:00', end: '23:59'}"
             ) from exc
     return tuple(found)
 

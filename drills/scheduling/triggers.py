@@ -4,8 +4,14 @@ APScheduler 3.11 computes the times with `zoneinfo` zones: `CronTrigger` (five c
 or an `@daily`-style alias, in the schedule's IANA zone, DST handled by APScheduler: a wall
 time that does not exist that day fires once at the shifted time, one that occurs twice
 fires once), `IntervalTrigger` (counted in UTC from the schedule's anchor, so an interval is
-an exact span across DST) and `DateTrigger` (`at:`). Crontab day-of-week numbers (0 or 7 =
-Sunday) are turned into names first: APScheduler 3 counts 0 as Monday.
+an exact span across DST) and `DateTrigger` (`at:`). An interval's times are one grid,
+`anchor + k * every` (whole k; applying never fires at once: the first fire is the first
+point strictly after it), computed here in exact
+microseconds (`IntervalTrigger` counts in float timestamps, which may land a microsecond
+off a time reached by adding spans, and a fire's key is its exact nominal time): the claim
+loop's next fire after one (`next_nominal`), the first after applying (`first_nominal`) and
+the preview's times (`nominal_times`) are points of the same grid. Crontab day-of-week
+numbers (0 or 7 = Sunday) are turned into names first: APScheduler 3 counts 0 as Monday.
 Invariants: pure functions of the trigger and the times given (no clock, no scheduler); the
 jitter of a fire is a function of the schedule id and the nominal time only, so every
 replica computes the same actual time; no nominal time after `endAt` is returned.
@@ -107,9 +113,28 @@ def next_nominal(
 
 def first_nominal(spec: model.TriggerSpec, *, at: dt.datetime) -> dt.datetime | None:
     """The first fire of a schedule applied at `at`: a cron or one-off time at or after it,
-    an interval's first full span after its anchor (applying never fires at once)."""
+    an interval's first grid point (`anchor + k * every`) strictly after it (applying never
+    fires at once; with the anchor at `at`, one full span after it)."""
     every = spec.kind is model.TriggerKind.EVERY
     return next_nominal(spec, after=at, inclusive=not every)
+
+
+def _interval_next(
+    spec: model.TriggerSpec, *, after: dt.datetime, inclusive: bool
+) -> dt.datetime | None:
+    """The first point of the interval grid `anchor + k * every` after `after` (or
+    at it, `inclusive`), in exact microseconds."""
+    if spec.every_s is None or spec.anchor is None or spec.every_s <= 0:
+        raise model.ScheduleError(f"schedule {spec.describe()}: an interval needs its length")
+    step = dt.timedelta(seconds=spec.every_s)
+    if step <= dt.timedelta(0):
+        raise model.ScheduleError(f"schedule {spec.describe()}: the interval is under 1µs")
+    anchor = spec.anchor.astimezone(dt.UTC)
+    spans = (after.astimezone(dt.UTC) - anchor) // step  # floor, also before the anchor
+    found = anchor + spans * step
+    if found < after or (found == after and not inclusive):
+        found += step
+    return found
 
 
 def _next(
@@ -119,7 +144,11 @@ def _next(
     after: dt.datetime,
     inclusive: bool,
 ) -> dt.datetime | None:
-    found = trigger.get_next_fire_time(None if inclusive else after, after)
+    found: dt.datetime | None
+    if spec.kind is model.TriggerKind.EVERY:
+        found = _interval_next(spec, after=after, inclusive=inclusive)
+    else:
+        found = trigger.get_next_fire_time(None if inclusive else after, after)
     if spec.kind is model.TriggerKind.CRON:
         found = _past_repeats(trigger, found, after=after, inclusive=inclusive, zone=spec.timezone)
     elif found is not None and not inclusive and found <= after:
@@ -164,7 +193,8 @@ def _repeated(value: dt.datetime, zone: zoneinfo.ZoneInfo) -> bool:
 def nominal_times(
     spec: model.TriggerSpec, *, start: dt.datetime, inclusive: bool = True
 ) -> Iterator[dt.datetime]:
-    """Every nominal fire time from `start` on (endless for cron and intervals)."""
+    """Every nominal fire time from `start` on (endless for cron and intervals); for an
+    interval, the points of its grid at or after `start` (see the module docstring)."""
     trigger = aps_trigger(spec)
     current = _next(trigger, spec, after=start, inclusive=inclusive)
     while current is not None:

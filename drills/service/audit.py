@@ -4,7 +4,9 @@ Append-only: this module inserts entries and reads them back; it has no path tha
 or removes one (a test reads this module's source to keep it so). Every entry point
 records through `record`: the API's middleware (`drills.api.audit`) one entry per mutating
 request, refused ones included; the CLI may record its own actions with principal kind
-`local`. Entries are read newest first with filters (`entries`) and exported as JSON lines
+`local`. A writer whose entry must commit or roll back with its own rows (the schedule
+claim pass: a fire row and its entry) records through `record_in`, inside its transaction.
+Entries are read newest first with filters (`entries`) and exported as JSON lines
 (`jsonl`), oldest first, for a SIEM.
 """
 
@@ -125,6 +127,13 @@ def record(store: journal.Journal, new: NewEntry) -> Entry:
     Free text (target, path, detail, user agent) passes through the store's redactor, so a
     credential in a URL or a reason is masked like everywhere else in the store.
     """
+    with _writing(store) as conn:
+        return record_in(store, conn, new)
+
+
+def record_in(store: journal.Journal, conn: Connection, new: NewEntry) -> Entry:
+    """Append `new` inside the caller's write transaction `conn` on `store` (committed, or
+    rolled back, with it); redacted as `record` does. The entry as it will be stored."""
     text = store.redactor.text
     values: dict[str, Any] = {
         "at": new.at or datetime.now(UTC),
@@ -141,9 +150,8 @@ def record(store: journal.Journal, new: NewEntry) -> Entry:
         "request_id": new.request_id[:128],
         "detail": text(new.detail),
     }
-    with _writing(store) as conn:
-        inserted = conn.execute(_A.insert().values(**values))
-        key = inserted.inserted_primary_key
+    inserted = conn.execute(_A.insert().values(**values))
+    key = inserted.inserted_primary_key
     if key is None:  # every backend we support returns it
         raise RuntimeError("the store did not return the new audit entry's id")
     return Entry(id=EntryId(int(key[0])), **{**values, "outcome": Outcome(values["outcome"])})

@@ -33,7 +33,12 @@ UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/Zulu", "Zulu", "Etc/UCT", "UCT"})
 DEFAULT_LENGTH = dt.timedelta(minutes=30)
 """How long a scheduled drill's event lasts (its planned duration is not in the schedule)."""
 SKIPPED = "skipped"
-"""The category (and summary prefix) of a fire a blackout skips."""
+"""The category (and summary prefix) of a fire that will be skipped (a blackout, a change
+freeze of its Environment, a guardrail decided without a cluster); a second category names
+which: `blackout`, `freeze` or `guardrail` (`drills.scheduling.model.SkipReason`)."""
+_SKIP_KINDS = frozenset({"blackout", "freeze", "guardrail"})
+"""The preview's marks, by first word (`drills.scheduling.model.SkipReason` values; named
+here, as entry points reach `drills.scheduling` only through `drills.service.schedules`)."""
 _FOLD_AT = 75
 _SCAN_STEP = dt.timedelta(days=1)
 
@@ -337,8 +342,10 @@ def schedule_events(
 ) -> list[CalendarEvent]:
     """The upcoming fires (from `now` to `now + horizon`, at most `limit_per_schedule` each)
     of every active schedule (not paused, not ended), as events of `DEFAULT_LENGTH` in the
-    schedule's zone. A fire a blackout skips is kept, marked: its summary starts with
-    `[skipped]`, its categories hold `skipped`, its description names the blackout."""
+    schedule's zone. A fire the preview marks as skipped (a blackout, a change freeze of
+    the Environment, a guardrail decided without a cluster) is kept, marked: its summary
+    starts with `[skipped]`, its categories hold `skipped` and why (`blackout`, `freeze`,
+    `guardrail`), its description names the blackout, the freeze or the refusal."""
     if limit_per_schedule < 1:
         raise CalendarError(f"limit_per_schedule is {limit_per_schedule}; give 1 or more")
     until = now + horizon
@@ -388,7 +395,7 @@ def _fire_event(drill: _Scheduled, item: schedule_service.PreviewItemView) -> Ca
     if item.skipped_by is not None:
         summary = f"[{SKIPPED}] {summary}"
         details.append(f"Skipped: {item.skipped_by}")
-        categories = (*categories, SKIPPED)
+        categories = (*categories, SKIPPED, *_skip_kind(item.skipped_by))
     due = item.utc.astimezone(dt.UTC)
     stamp = _utc_text(due) if due.microsecond == 0 else f"{due:%Y%m%dT%H%M%S%fZ}"
     return CalendarEvent(
@@ -400,6 +407,13 @@ def _fire_event(drill: _Scheduled, item: schedule_service.PreviewItemView) -> Ca
         description="\n".join(details),
         categories=categories,
     )
+
+
+def _skip_kind(mark: str) -> tuple[str, ...]:
+    """Why a preview mark skips the fire: its first word (`blackout ID …`,
+    `freeze: …`, `guardrail: …`), or nothing for a mark of another form."""
+    word = mark.replace(":", " ").split(maxsplit=1)[0] if mark.strip() else ""
+    return (word,) if word in _SKIP_KINDS else ()
 
 
 # ---- game days ------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from drills import settings as settings_mod
 from drills import tables_schedules
 from drills.scheduling import blackouts as blackout_rules
-from drills.scheduling import claiming, model, storing, triggers
+from drills.scheduling import claiming, guarding, model, storing, triggers
 from drills.service import approvals, audit, auth, documents, runs, views
 from orchestrator import engine, journal, records, states
 from orchestrator.cmdb import errors as cmdb_errors
@@ -174,10 +174,12 @@ class ScheduleView(views.CamelView):
 
 
 class PreviewItemView(views.CamelView):
-    """One upcoming fire: its time in the schedule's zone and in UTC, and whether it runs."""
+    """One upcoming fire: its (jittered) start in the schedule's zone and in UTC, its
+    nominal time (the `nominalFireTime` its fire row will have), and whether it runs."""
 
     local: str
     utc: views.IsoTime
+    nominal_fire_time: views.IsoTime | None = pydantic.Field(default=None, alias="nominalFireTime")
     skipped_by: str | None = pydantic.Field(alias="skippedBy")
 
 
@@ -221,9 +223,12 @@ def _template(
     store: journal.Journal,
     path: Path,
     folders: documents.Folders | None = None,
+    *,
+    at: dt.datetime,
 ) -> _Bound:
     """The Drill file's name, run template, trigger, `paused` and the approvals its
-    Environment requires (bound once, as a run is).
+    Environment requires (bound once, as a run is). An interval's anchor is `at` (when
+    it is applied: `apply` keeps the stored anchor of an unchanged interval).
 
     With `folders` (the API's document folders) its scenario and Environment are looked up
     there as a run request's are (`documents.drill_request`); else as `stormdrill run` does.
@@ -274,7 +279,7 @@ def _template(
         services=services,
         teams=teams,
     )
-    spec = model.TriggerSpec.from_schedule(schedule, anchor=dt.datetime.now(dt.UTC))
+    spec = model.TriggerSpec.from_schedule(schedule, anchor=at)
     triggers.aps_trigger(spec)  # refused here, not in the loop
     return _Bound(
         name=drill_doc.name,
@@ -339,20 +344,34 @@ def apply(
     folders: documents.Folders | None = None,
 ) -> model.Schedule:
     """Create or update the schedule of the Drill file `path`; the stored schedule
-    (`folders`: where its scenario and Environment are looked up, see `_template`)."""
+    (`folders`: where its scenario and Environment are looked up, see `_template`).
+
+    An interval (`every:`) fires on the grid `anchor + k * every`, the grid the
+    claim loop, the preview and the calendar feed all use. Its first apply anchors it at
+    `now` (first fire one span later). Applying again with the same interval length keeps
+    the stored anchor and the stored next fire (a fire already nominally due but not yet
+    recorded, as inside its jitter, still gets its row); a changed length (or a cron or
+    `at:` becoming an interval) re-anchors it at `now`, so its first fire is one new span
+    after the re-apply. Cron and `at:` schedules fire at their first time at or after `now`.
+    """
     at = now or dt.datetime.now(dt.UTC)
-    bound = _template(config, store, path, folders)
+    bound = _template(config, store, path, folders, at=at)
     name, template, spec, paused = bound.name, bound.template, bound.spec, bound.paused
     with store.transaction(write=True) as conn:
         existing = storing.get_schedule(conn, name)
+        first: dt.datetime | None = None
         if (
             existing is not None
             and spec.kind is model.TriggerKind.EVERY
             and existing.trigger.kind is spec.kind
             and existing.trigger.every_s == spec.every_s
-        ):  # the same interval keeps counting from where it started
+        ):  # the same interval keeps its grid (anchor) and its next fire on it
             spec = dataclasses.replace(spec, anchor=existing.trigger.anchor)
-        first = triggers.first_nominal(spec, at=at)
+            kept = existing.next_nominal
+            if kept is not None and (spec.end_at is None or kept <= spec.end_at):
+                first = kept
+        if first is None:
+            first = triggers.first_nominal(spec, at=at)
         if first is None and existing is None:
             raise ScheduleError(
                 f"{path}: spec.schedule never fires ({spec.describe()} is past, or endAt is);"
@@ -617,28 +636,46 @@ def reject(
 def preview_schedule(
     store: journal.Journal, schedule: model.Schedule, *, n: int = 10, now: dt.datetime | None = None
 ) -> PreviewView:
-    """The next `n` fire times from `now` (in the zone and UTC), marking blackout skips."""
+    """The next `n` fire times from `now` (in the zone and UTC), marking the fires a
+    blackout, a change freeze of the Environment or a guardrail decided without a cluster
+    (`drills.scheduling.guarding`, judged at each due time) will skip."""
     at = now or dt.datetime.now(dt.UTC)
     with store.transaction() as conn:
         found = storing.blackouts(conn)
+        approval = claiming.approval_state(conn, schedule.id)
+    # Awaiting approval: its fires are skipped for that (not marked here), not by the policy.
+    carried = claiming.run_approvals(schedule.template, approval) if approval.approved else None
     spec = schedule.trigger
-    start = max(at, schedule.next_nominal) if schedule.next_nominal else at
+    # From the stored next fire (the claim loop's own grid point), less those already
+    # started: a nominal time passed whose jittered due time has not is still to come.
+    earliest = at - dt.timedelta(seconds=spec.jitter_s)
+    start = max(earliest, schedule.next_nominal) if schedule.next_nominal else at
     remaining = None if spec.max_runs is None else spec.max_runs - schedule.runs_started
     if schedule.ended or (remaining is not None and remaining <= 0):
         times: Sequence[dt.datetime] = ()
     else:
         limit = n if remaining is None else min(n, remaining)
-        times = list(itertools.islice(triggers.nominal_times(spec, start=start), limit))
+        upcoming = (
+            nominal
+            for nominal in triggers.nominal_times(spec, start=start)
+            if triggers.due_time(schedule.id, spec, nominal) >= at
+        )
+        times = list(itertools.islice(upcoming, limit))
     zone = zoneinfo.ZoneInfo(spec.timezone)
+    facts = guarding.facts_of(schedule.template, now=at) if times else None
     items = []
     for nominal in times:
         due = triggers.due_time(schedule.id, spec, nominal)
         blocking = blackout_rules.blocking(found, schedule.template, at=due)
+        skipped_by = None if blocking is None else blocking.describe()
+        if skipped_by is None:
+            skipped_by = guarding.skip_reason(facts, at=due, approvals=carried)
         items.append(
             PreviewItemView(
                 local=due.astimezone(zone).isoformat(),
                 utc=due,
-                skipped_by=None if blocking is None else blocking.describe(),
+                nominal_fire_time=nominal,
+                skipped_by=skipped_by,
             )
         )
     return PreviewView(name=schedule.name, timezone=spec.timezone, fires=tuple(items))
@@ -656,7 +693,7 @@ def preview(
     path = Path(key)
     if path.is_file():
         at = now or dt.datetime.now(dt.UTC)
-        bound = _template(config, store, path)
+        bound = _template(config, store, path, at=at)
         name, template, spec = bound.name, bound.template, bound.spec
         first = triggers.first_nominal(spec, at=at)
         with store.transaction() as conn:
