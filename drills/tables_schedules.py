@@ -8,8 +8,12 @@ Invariants:
 - A started fire names its run (`run_id`), written in the same transaction as that PENDING run.
 - `schedules.next_due` is the actual (jittered) time of the next nominal fire `next_nominal`;
   both NULL once the schedule ended (`endAt`, `maxRuns`, a one-off fired).
-- Deleting a schedule deletes its fires and approval decisions in the same transaction
-  (`drills.service.schedules`).
+- Deleting a schedule copies its fire rows into `schedule_fire_history` (INSERT … SELECT,
+  with the schedule's id and name and `deleted_at`) and then deletes its fires and approval
+  decisions, all in one transaction (`drills.service.schedules.delete`): no fire vanishes.
+  The history has no foreign key (its schedule is gone) and its own id (SQLite may reuse
+  the ids of deleted fire rows; `fire_id` keeps the original); it has one row per deleted
+  schedule and nominal fire time (`uq_schedule_fire_history_nominal`, as `schedule_fires`).
 - A schedule for a protected Environment (`approvals_required` > 0) fires only once
   `approvals_required` distinct people other than `requested_by` approved its current
   `spec_hash` (`schedule_approvals`, append-only decisions); a changed spec has a new hash,
@@ -67,6 +71,29 @@ fires_table = sa.Table(
     sa.Column("reason", sa.Text, nullable=False, default=""),
     sa.Column("recorded_at", journal.UtcDateTime, nullable=False),
     sa.UniqueConstraint("schedule_id", "nominal_fire_time", name="uq_schedule_fires_nominal"),
+    # Ids never reused on SQLite either: the notification cursor reads fires by id, and a
+    # deleted schedule's fires (the newest ids, perhaps) must not hand their ids to new ones.
+    sqlite_autoincrement=True,
+)
+
+fire_history_table = sa.Table(
+    "schedule_fire_history",
+    journal.metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("fire_id", sa.BigInteger, nullable=False),  # its `schedule_fires.id`
+    sa.Column("schedule_id", sa.String(64), nullable=False),
+    sa.Column("schedule_name", sa.String(255), nullable=False),
+    sa.Column("nominal_fire_time", journal.UtcDateTime, nullable=False),
+    sa.Column("actual_time", journal.UtcDateTime, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("recorded_at", journal.UtcDateTime, nullable=False),
+    sa.Column("deleted_at", journal.UtcDateTime, nullable=False),
+    sa.UniqueConstraint(
+        "schedule_id", "nominal_fire_time", name="uq_schedule_fire_history_nominal"
+    ),
+    sa.Index("ix_schedule_fire_history_name", "schedule_name", "deleted_at"),
 )
 
 blackouts_table = sa.Table(

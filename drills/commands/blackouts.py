@@ -4,7 +4,11 @@
 `scope`, `value`, `windows`, `timezone`, `reason`, `abortRunning`, and nothing else) or
 from flags (`--scope`, `--value`, `--dates START/END`, `--weekly DAYS@HH:MM-HH:MM`,
 `--timezone`, `--reason`, `--abort-running`); both are read into the same
-`schedules.BlackoutBody` and stored by the same service function as the API's. Each
+`schedules.BlackoutBody` and stored by the same service function as the API's, which
+stores a service or team in its canonical form (`checkout` as `component:default/checkout`,
+`team-payments` as `group:default/team-payments`; `list` shows that form) and refuses an
+Environment no bundled example, stored schedule or run names, and a service or team the
+CMDB catalog (`--cmdb`, else `STORMDRILL_CMDB`) does not hold. Each
 change is written to the audit trail (principal kind `local`, the API's action names
 `blackout.add` and `blackout.remove`). `list --format json` prints the API's list.
 Mistakes exit 3 with one line naming the fix.
@@ -13,6 +17,7 @@ Mistakes exit 3 with one line naming the fix.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pydantic
@@ -22,6 +27,7 @@ import rich.table
 import typer
 import yaml
 
+from drills import settings
 from drills.commands import output, running
 from drills.service import audit, schedules
 from orchestrator import engine, journal
@@ -38,6 +44,11 @@ OutputFormat = output.Format
 _WEEKLY_HELP = (
     "A weekly window: DAYS@HH:MM-HH:MM in --timezone, e.g. fri@16:00-23:59 or"
     " sat,sun@00:00-00:00 (an end not after the start runs past midnight). Repeatable."
+)
+_CMDB_HELP = (
+    "Catalog file or folder a service or team value is checked against; repeat for more."
+    f" Defaults to ${settings.CMDB_ENV_VAR} (paths separated by '{os.pathsep}'); with"
+    " neither, the value is stored in its canonical form unchecked."
 )
 _DATES_HELP = (
     "A dated window: START/END, ISO times (without an offset: in --timezone), e.g."
@@ -198,7 +209,10 @@ def add(
     ),
     scope: str | None = typer.Option(None, "--scope", help="global, environment, service or team."),
     value: str = typer.Option(
-        "", "--value", help="The Environment name, CMDB service ref or team ref."
+        "",
+        "--value",
+        help="The Environment name, CMDB service ref (checkout, component:default/checkout)"
+        " or team ref (team-payments, group:default/team-payments).",
     ),
     dates: list[str] = typer.Option([], "--dates", help=_DATES_HELP),
     weekly: list[str] = typer.Option([], "--weekly", help=_WEEKLY_HELP),
@@ -207,6 +221,7 @@ def add(
     abort_running: bool = typer.Option(
         False, "--abort-running", help="Abort drills in its scope still running when it begins."
     ),
+    cmdb: list[Path] | None = typer.Option(None, "--cmdb", help=_CMDB_HELP),
     output_format: OutputFormat = typer.Option(
         OutputFormat.TABLE, "--format", help=output.FORMAT_HELP
     ),
@@ -237,7 +252,9 @@ def add(
     with running.open_journal(config) as store:
         running.announce_store(config)
         try:
-            view = schedules.add_blackout_from(store, body, by=audit.local_user())
+            view = schedules.add_blackout_from(
+                store, body, by=audit.local_user(), config=config, cmdb=cmdb or ()
+            )
         except errors.StormdrillError as exc:
             raise _fail(str(exc)) from None
         _audit(store, action="blackout.add", target=f"blackouts/{view.id}")

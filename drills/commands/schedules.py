@@ -4,8 +4,10 @@
 its `metadata.name`, owned by the local user); `preview ID|NAME|FILE` shows the next fire
 times in the schedule's zone and in UTC, marking those a blackout will skip; `fires NAME`
 lists what became of each nominal fire (`--format json`: a list of objects with exactly
-`nominalFireTime`, `outcome`, `runId`, `reason`: a contract other tools read). The fires
-themselves are made by the claim loop inside `stormdrill serve`. A schedule for a protected
+`nominalFireTime`, `outcome`, `runId`, `reason`: a contract other tools read), also of a
+deleted schedule (`delete NAME` keeps its fires: `drills.service.schedules.fires` says
+which schedule a name shows). The fires themselves are made by the claim loop inside
+`stormdrill serve`. A schedule for a protected
 Environment awaits approval (its fires are skipped `awaiting-approval`): `approve NAME` by
 someone other than who applied it (the local user, `$USER`), `reject NAME --reason …`;
 the rules are `drills.service.schedules`'. Each change is written to the audit trail
@@ -154,7 +156,7 @@ def resume(key: str = typer.Argument(..., help=_KEY_HELP)) -> None:
 
 @app.command("delete")
 def delete(key: str = typer.Argument(..., help=_KEY_HELP)) -> None:
-    """Delete a schedule and its fire history (runs it started stay)."""
+    """Delete a schedule (its fires are kept: `fires NAME` still lists them; its runs stay)."""
     config = running.load_settings()
     with running.open_journal(config) as store:
         running.announce_store(config)
@@ -163,7 +165,10 @@ def delete(key: str = typer.Argument(..., help=_KEY_HELP)) -> None:
         except errors.StormdrillError as exc:
             raise _fail(str(exc)) from None
         _audit(store, action="schedule.delete", target=f"schedules/{schedule.id}")
-    typer.echo(f"deleted schedule {schedule.name} ({schedule.id})")
+    typer.echo(
+        f"deleted schedule {schedule.name} ({schedule.id}); its fires are kept"
+        f" (stormdrill schedules fires {schedule.name})"
+    )
 
 
 @app.command("preview")
@@ -210,7 +215,8 @@ def fires(
     ),
     output_path: Path | None = typer.Option(None, "-o", "--output", help=output.OUTPUT_HELP),
 ) -> None:
-    """What became of each nominal fire: started (its run) or skipped (why), newest first."""
+    """What became of each nominal fire: started (its run) or skipped (why), newest first
+    (of a deleted schedule too)."""
     config = running.load_settings()
     with running.open_journal(config) as store:
         running.announce_store(config)

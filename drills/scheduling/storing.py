@@ -2,6 +2,9 @@
 
 Invariants: every function takes an open `Connection` (the caller's transaction) so a
 claim's reads and writes share one transaction; rows are read into frozen dataclasses.
+The fires of a deleted schedule are copied into the history (`archive_fires`, one
+INSERT … SELECT) before they are deleted, and read back in the shape of live fires
+(`archived_fires`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from drills.scheduling import model
 
 S = tables_schedules.schedules_table
 F = tables_schedules.fires_table
+H = tables_schedules.fire_history_table
 B = tables_schedules.blackouts_table
 
 
@@ -104,3 +108,58 @@ def insert_fires(conn: Connection, rows: Sequence[model.Fire], *, now: dt.dateti
             for fire in rows
         ],
     )
+
+
+def archive_fires(conn: Connection, schedule: model.Schedule, *, at: dt.datetime) -> int:
+    """Copy every fire row of `schedule` into the history (deleted at `at`), inside the
+    caller's transaction (the one that deletes them); how many were copied."""
+    copied = sa.select(
+        F.c.id,
+        F.c.schedule_id,
+        sa.literal(schedule.name, sa.String(255)),
+        F.c.nominal_fire_time,
+        F.c.actual_time,
+        F.c.outcome,
+        F.c.run_id,
+        F.c.reason,
+        F.c.recorded_at,
+        sa.literal(at, H.c.deleted_at.type),
+    ).where(F.c.schedule_id == schedule.id)
+    columns = [
+        "fire_id",
+        "schedule_id",
+        "schedule_name",
+        "nominal_fire_time",
+        "actual_time",
+        "outcome",
+        "run_id",
+        "reason",
+        "recorded_at",
+        "deleted_at",
+    ]
+    return conn.execute(H.insert().from_select(columns, copied)).rowcount
+
+
+def deleted_schedule_id(conn: Connection, key: str) -> model.ScheduleId | None:
+    """The deleted schedule with id or name `key` whose fires the history keeps: the one
+    deleted last when several of that name were (None: no fire of one is kept)."""
+    found = conn.execute(
+        sa.select(H.c.schedule_id)
+        .where(sa.or_(H.c.schedule_id == key, H.c.schedule_name == key))
+        .order_by(H.c.deleted_at.desc(), H.c.id.desc())
+        .limit(1)
+    ).scalar()
+    return None if found is None else model.ScheduleId(str(found))
+
+
+def archived_fires(
+    conn: Connection, schedule_id: str, *, limit: int | None = None
+) -> list[model.Fire]:
+    """The kept fires of a deleted schedule, newest nominal time first (as `fires`)."""
+    query = (
+        sa.select(H)
+        .where(H.c.schedule_id == schedule_id)
+        .order_by(H.c.nominal_fire_time.desc())
+        .limit(limit)
+    )
+    return [fire_from_row(row) for row in conn.execute(query)]

@@ -46,11 +46,11 @@ from typing import cast
 import pydantic
 import sqlalchemy as sa
 
+from drills import binding, tables_schedules
 from drills import settings as settings_mod
-from drills import tables_schedules
 from drills.scheduling import blackouts as blackout_rules
 from drills.scheduling import claiming, guarding, model, storing, triggers
-from drills.service import approvals, audit, auth, documents, runs, views
+from drills.service import approvals, audit, auth, catalogs, documents, runs, views
 from orchestrator import engine, journal, records, states
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import models as cmdb_models
@@ -359,19 +359,7 @@ def apply(
     name, template, spec, paused = bound.name, bound.template, bound.spec, bound.paused
     with store.transaction(write=True) as conn:
         existing = storing.get_schedule(conn, name)
-        first: dt.datetime | None = None
-        if (
-            existing is not None
-            and spec.kind is model.TriggerKind.EVERY
-            and existing.trigger.kind is spec.kind
-            and existing.trigger.every_s == spec.every_s
-        ):  # the same interval keeps its grid (anchor) and its next fire on it
-            spec = dataclasses.replace(spec, anchor=existing.trigger.anchor)
-            kept = existing.next_nominal
-            if kept is not None and (spec.end_at is None or kept <= spec.end_at):
-                first = kept
-        if first is None:
-            first = triggers.first_nominal(spec, at=at)
+        spec, first = _on_grid(existing, spec, at=at)
         if first is None and existing is None:
             raise ScheduleError(
                 f"{path}: spec.schedule never fires ({spec.describe()} is past, or endAt is);"
@@ -421,6 +409,26 @@ def apply(
     return found
 
 
+def _on_grid(
+    existing: model.Schedule | None, spec: model.TriggerSpec, *, at: dt.datetime
+) -> tuple[model.TriggerSpec, dt.datetime | None]:
+    """`spec` as applying it at `at` stores it, and its first nominal fire: the same
+    interval as the `existing` schedule keeps that one's grid (anchor) and its next fire on
+    it; anything else starts from `at`. `apply` and the preview of a Drill file share it, so
+    a preview shows the times the claim loop will fire."""
+    if (
+        existing is not None
+        and spec.kind is model.TriggerKind.EVERY
+        and existing.trigger.kind is spec.kind
+        and existing.trigger.every_s == spec.every_s
+    ):
+        spec = dataclasses.replace(spec, anchor=existing.trigger.anchor)
+        kept = existing.next_nominal
+        if kept is not None and (spec.end_at is None or kept <= spec.end_at):
+            return spec, kept
+    return spec, triggers.first_nominal(spec, at=at)
+
+
 def _requested(conn: sa.Connection, schedule_id: str) -> tuple[int, str]:
     row = conn.execute(
         sa.select(storing.S.c.approvals_required, storing.S.c.spec_hash).where(
@@ -459,24 +467,55 @@ def set_paused(store: journal.Journal, key: str, *, paused: bool) -> model.Sched
     return get(store, schedule.id)
 
 
-def delete(store: journal.Journal, key: str) -> model.Schedule:
+def delete(store: journal.Journal, key: str, *, now: dt.datetime | None = None) -> model.Schedule:
+    """Delete the schedule (id or name) and its approval decisions; the deleted schedule.
+
+    Its fire rows are copied into the history first (`schedule_fire_history`, with its id
+    and name, deleted at `now`), in the same transaction that deletes them: `fires` still
+    lists them. The runs its fires started stay.
+    """
+    at = now or dt.datetime.now(dt.UTC)
     schedule = get(store, key)
     with store.transaction(write=True) as conn:
         # Lock the row first: a claim in flight (it holds the row) commits its fire before
-        # the fires are deleted, so no fire row is left pointing at a deleted schedule.
-        conn.execute(
+        # the fires are copied and deleted, so no fire row is lost or left pointing at a
+        # deleted schedule.
+        locked = conn.execute(
             sa.select(storing.S.c.id).where(storing.S.c.id == schedule.id).with_for_update()
-        )
+        ).first()
+        if locked is None:
+            raise UnknownSchedule(f"schedule {schedule.name} was deleted meanwhile")
+        kept = storing.archive_fires(conn, schedule, at=at)
         conn.execute(storing.F.delete().where(storing.F.c.schedule_id == schedule.id))
         conn.execute(_SA.delete().where(_SA.c.schedule_id == schedule.id))
         conn.execute(storing.S.delete().where(storing.S.c.id == schedule.id))
+    log.info("deleted schedule %s (%s); its %d fire(s) kept", schedule.name, schedule.id, kept)
     return schedule
 
 
 def fires(store: journal.Journal, key: str, *, limit: int | None = None) -> list[FireView]:
-    schedule = get(store, key)
+    """What became of each nominal fire of the schedule with id or name `key`, newest first.
+
+    A live schedule's own fires; when none has that id or name, those of the deleted one
+    (`delete` keeps them). Always one schedule's fires, never a union: a name deleted and
+    applied again shows the live schedule's (a new id, new fires); when several schedules
+    of one name were deleted, the one deleted last. Each deleted one's fires stay listed by
+    its id (the earlier ones' too). `UnknownSchedule` when neither a live schedule nor a
+    deleted one's kept fire has that id or name (a deleted schedule that never fired).
+    """
     with store.transaction() as conn:
-        return [FireView.of(fire) for fire in storing.fires(conn, schedule.id, limit=limit)]
+        schedule = storing.get_schedule(conn, key)
+        if schedule is not None:
+            found = storing.fires(conn, schedule.id, limit=limit)
+        else:
+            deleted = storing.deleted_schedule_id(conn, key)
+            if deleted is None:
+                raise UnknownSchedule(
+                    f"no schedule has the id or name {key!r}, and no fires of a deleted"
+                    " one are kept under it; see `stormdrill schedules list`"
+                )
+            found = storing.archived_fires(conn, deleted, limit=limit)
+    return [FireView.of(fire) for fire in found]
 
 
 # ---- approvals --------------------------------------------------------------------------------
@@ -694,10 +733,10 @@ def preview(
     if path.is_file():
         at = now or dt.datetime.now(dt.UTC)
         bound = _template(config, store, path, at=at)
-        name, template, spec = bound.name, bound.template, bound.spec
-        first = triggers.first_nominal(spec, at=at)
+        name, template = bound.name, bound.template
         with store.transaction() as conn:
             applied = storing.get_schedule(conn, name)
+        spec, first = _on_grid(applied, bound.spec, at=at)
         draft = model.Schedule(  # jittered as the applied schedule will be (its id)
             id=applied.id if applied is not None else model.ScheduleId(name),
             name=name,
@@ -743,18 +782,36 @@ def add_blackout(
     reason: str,
     by: str,
     abort_running: bool = False,
+    known: blackout_rules.Known | None = None,
 ) -> model.Blackout:
     """Store a blackout: no scheduled fire in its scope starts inside its windows (and with
-    `abort_running`, drills in its scope still running when it begins are aborted)."""
+    `abort_running`, drills in its scope still running when it begins are aborted).
+
+    Its value is stored canonical (`blackout_rules.canonical`: `checkout` as
+    `component:default/checkout`, `team-payments` as `group:default/team-payments`),
+    checked against `known` when given (`blackout_rules.UnknownScopeValue` for an
+    Environment, service or team it does not hold); the entry points pass what they know
+    (`add_blackout_from`). A service or team checked against no catalog is logged."""
     if scope is not model.BlackoutScope.GLOBAL and not value.strip():
         raise ScheduleError(
             f"value: a blackout of scope {scope.value} names its {_SCOPE_VALUE[scope]};"
             " or use scope global for everything"
         )
+    stored = blackout_rules.canonical(scope, value, known=known)
+    unchecked = known is None or known.catalog is None
+    if scope in (model.BlackoutScope.SERVICE, model.BlackoutScope.TEAM) and unchecked:
+        log.warning(
+            "blackout of %s %r: no CMDB catalog is configured, so it is stored as %s"
+            " unchecked; set %s (or pass --cmdb) to have it checked",
+            scope.value,
+            value.strip(),
+            stored,
+            settings_mod.CMDB_ENV_VAR,
+        )
     blackout = model.Blackout(
         id=model.BlackoutId(f"blk-{uuid.uuid4().hex[:12]}"),
         scope=scope,
-        value="" if scope is model.BlackoutScope.GLOBAL else value.strip(),
+        value=stored,
         windows=tuple(windows),
         timezone=timezone,
         reason=reason,
@@ -785,8 +842,23 @@ _SCOPE_VALUE = {
 }
 
 
-def add_blackout_from(store: journal.Journal, body: BlackoutBody, *, by: str) -> BlackoutView:
-    """Add the blackout `body` describes (what the API and the CLI both call)."""
+def add_blackout_from(
+    store: journal.Journal,
+    body: BlackoutBody,
+    *,
+    by: str,
+    config: settings_mod.Settings | None = None,
+    folders: documents.Folders | None = None,
+    cmdb: Sequence[Path] = (),
+) -> BlackoutView:
+    """Add the blackout `body` describes (what the API and the CLI both call).
+
+    Its value is checked against what is known (`_blackout_known`): the Environments of
+    the bundled examples, of `folders` (the API's environment folders) and of the stored
+    schedules and runs; the CMDB catalog `cmdb` names, else `config`'s (`STORMDRILL_CMDB`),
+    when there is one. `blackout_rules.UnknownScopeValue` (422, exit 3) names the value and
+    the close or known names."""
+    known = _blackout_known(store, scope=body.scope, config=config, folders=folders, cmdb=cmdb)
     blackout = add_blackout(
         store,
         scope=body.scope,
@@ -796,8 +868,43 @@ def add_blackout_from(store: journal.Journal, body: BlackoutBody, *, by: str) ->
         reason=body.reason,
         by=by,
         abort_running=body.abort_running,
+        known=known,
     )
     return BlackoutView.of(blackout, abort_running=body.abort_running)
+
+
+def _blackout_known(
+    store: journal.Journal,
+    *,
+    scope: model.BlackoutScope,
+    config: settings_mod.Settings | None,
+    folders: documents.Folders | None,
+    cmdb: Sequence[Path],
+) -> blackout_rules.Known:
+    """What a new blackout of `scope` may name (only what that scope needs is read)."""
+    if scope is model.BlackoutScope.ENVIRONMENT:
+        names = {doc.name for doc in loading.load_documents([binding.EXAMPLES]).environments()}
+        sources = ["the bundled examples"]
+        if folders is not None:
+            listed = documents.environment_list(folders).environments
+            names.update(found.name for found in listed)
+            sources.append("the environment folders")
+        with store.transaction() as conn:
+            names.update(found.template.environment for found in storing.list_schedules(conn))
+            used = conn.execute(sa.select(journal.runs_table.c.environment).distinct())
+            names.update(str(name) for name in used.scalars())
+        sources.append("the stored schedules and runs")
+        return blackout_rules.Known(
+            environments=frozenset(names),
+            environments_from=f"known from {', '.join(sources)}",
+        )
+    if scope is model.BlackoutScope.GLOBAL or config is None:
+        return blackout_rules.Known()
+    paths = catalogs.catalog_paths(config, None, list(cmdb))
+    return blackout_rules.Known(
+        catalog=catalogs.catalog_for(config, None, list(cmdb)),
+        catalog_from=", ".join(str(path) for path in paths),
+    )
 
 
 def list_blackouts(store: journal.Journal) -> list[model.Blackout]:

@@ -74,6 +74,7 @@ REVISIONS: tuple[str, ...] = (
     "0003_schedules_leases_outbox",
     "0004_gamedays",
     "0005_schedule_approvals_aborts",
+    "0006_schedule_fire_history",
 )
 """Every revision in `drills/migrations/versions`, oldest first (a test checks the chain)."""
 BASE = REVISIONS[0]

@@ -410,7 +410,9 @@ def test_a_fire_of_an_approved_schedule_passes_the_engines_approvals_guardrail(
             store,
             world.drills / "locked-absence.drill.yaml",
             owner="alice",
-            now=WEDNESDAY,
+            # The run is driven for real: its start (the fire time) must be now, or the
+            # drill's maxDuration deadline, counted from it on the real clock, has passed.
+            now=dt.datetime.now(dt.UTC),
             folders=folders,
         )
         assert schedules.view(store, applied).awaiting_approval  # mallory's does not count

@@ -172,9 +172,11 @@ def test_cli_apply_list_preview_and_fires_contract(
         "reason": "paused: the schedule is paused",
     }
     assert _cli(config, "delete", "weekly-gameday").exit_code == 0
-    missing = _cli(config, "fires", "weekly-gameday")
+    kept = _cli(config, "fires", "weekly-gameday", "--format", "json")
+    assert kept.exit_code == 0 and json.loads(kept.stdout) == [fire]
+    missing = _cli(config, "fires", "nope")
     assert missing.exit_code == engine.ExitCode.INVALID
-    assert "no schedule has the id or name 'weekly-gameday'" in missing.output
+    assert "no schedule has the id or name 'nope'" in missing.output
 
 
 # ---- API --------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ applying) `POST /schedules/{id}/approve` (optional `comment`, `specHash`) or `/r
 (`reason`), never the one who applied it (403); one that needs no approval, ended or was
 rejected is 409, and so is an approval of a spec it no longer has. The rules are
 `drills.service.schedules`; the fires are made by the claim loop
-(`drills.scheduling.loop`), not here.
+(`drills.scheduling.loop`), not here. Deleting a schedule keeps its fires:
+`GET /schedules/{id}/fires` still lists them by its id or name (404 only when neither a
+schedule nor a deleted one's kept fire has it; `drills.service.schedules.fires`).
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def get_schedule(
 
 @router.delete(
     "/schedules/{schedule}",
-    summary="Delete a schedule and its fire history (its runs stay)",
+    summary="Delete a schedule (its fires are kept and still listed; its runs stay)",
     response_model=schedule_service.ScheduleView,
     responses=problems.responses(*problems.COMMON, 404),
 )
@@ -195,7 +197,7 @@ def preview_schedule(
 
 @router.get(
     "/schedules/{schedule}/fires",
-    summary="What became of each nominal fire, newest first",
+    summary="What became of each nominal fire, newest first (of a deleted schedule too)",
     response_model=list[schedule_service.FireView],
     responses=problems.responses(*problems.COMMON, 404),
 )
@@ -229,10 +231,17 @@ def list_blackouts(store: deps.StoreDep, _: Reader) -> list[schedule_service.Bla
     responses=problems.responses(*problems.COMMON),
 )
 def add_blackout(
-    body: schedule_service.BlackoutBody, store: deps.StoreDep, principal: Operator
+    body: schedule_service.BlackoutBody,
+    store: deps.StoreDep,
+    settings: deps.SettingsDep,
+    folders: deps.FoldersDep,
+    principal: Operator,
 ) -> schedule_service.BlackoutView:
+    """The value is checked against the served Environments and the CMDB catalog."""
     _unscoped(principal)
-    return schedule_service.add_blackout_from(store, body, by=principal.name)
+    return schedule_service.add_blackout_from(
+        store, body, by=principal.name, config=settings, folders=folders
+    )
 
 
 @router.delete(
