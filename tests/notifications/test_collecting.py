@@ -231,8 +231,9 @@ def test_sources_whose_tables_are_absent_are_skipped_and_named(
         world.fail_rollback(store, world.inject(store, world.start(store, world.new_run(store))))
         collected = sources.collect(store, "test", config, now=world.T0, from_start=True)
 
-    assert set(collected.skipped) == {"fires", "upcoming"}
+    assert set(collected.skipped) == {"fires", "upcoming", "schedule-approvals"}
     assert "schedule" in collected.skipped["fires"]
+    assert "schedules" in collected.skipped["schedule-approvals"]
     assert len(collected.deliveries) == 4
 
 

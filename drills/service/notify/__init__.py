@@ -3,9 +3,10 @@
 `sources.collect` turns new timeline events (and, where part B's tables exist, skipped
 schedule fires and upcoming fires) into deliveries, one per notice and sink, with ids
 derived from both; `dispatching.dispatch_once` sends the due ones (webhook with an HMAC
-signature, Slack), retrying with backoff and giving up visibly; `dispatching.run_pass` is
-both, and `dispatching.job` the lease holder's housekeeping job around it. `routing`
-reads the notifications file (`STORMDRILL_NOTIFICATIONS`). This file only re-exports.
+signature, Slack, email over SMTP), retrying with backoff and giving up visibly;
+`dispatching.run_pass` is both, and `dispatching.job` the lease holder's housekeeping job
+around it. `routing` reads the notifications file (`STORMDRILL_NOTIFICATIONS`). This file
+only re-exports.
 """
 
 from __future__ import annotations

@@ -5,18 +5,21 @@ deliveries (`outbox.claim_due`), send each to its sink (`sinks`), and mark it: d
 pending again at `now + backoff` (exponential: `backoff * 2**(attempt-1)`, capped at
 `maxBackoff`, with jitter drawn from [half, all] of it; a server's `Retry-After` is taken
 when longer), or failed once `maxAttempts` are spent or the receiver refused it for good
-(a 4xx other than 408/425/429). A failed delivery keeps its last error and stays in the
-outbox. Nothing blocks between attempts: the next attempt is a later pass.
+(a 4xx other than 408/425/429; for email an SMTP 5xx, see `sinks`). A failed delivery keeps
+its last error and stays in the outbox. A delivery that reached only some of its email
+recipients counts as delivered and its refused recipients are logged as a warning. Nothing
+blocks between attempts: the next attempt is a later pass.
 
 Guarantee, stated plainly: each delivery id is marked delivered in one transaction, by the
 claim that sent it, and is never claimed again after that. Delivery is at-least-once: a
 process that dies after the receiver answered 2xx but before that commit leaves the row
 pending, and once its claim's hold passes another pass sends it again, with the same
 `X-Stormdrill-Delivery` id and the same body and signature. Receivers dedupe on that header
-(the standard webhook contract). Two dispatchers never hold one delivery at once: a claim
-takes as many rows as worst-case sends fit in about two minutes (`claim_size`) and holds
-them for that long plus a margin (`hold_s`, also how soon a crashed pass's rows are due
-again), and a pass stops sending, and gives the rest back, before its hold could run out.
+(the standard webhook contract); an email resent so carries the same `Message-ID`. Two
+dispatchers never hold one delivery at once: a claim takes as many rows as worst-case sends
+fit in about two minutes (`claim_size`) and holds them for that long plus a margin
+(`hold_s`, also how soon a crashed pass's rows are due again), and a pass stops sending,
+and gives the rest back, before its hold could run out.
 
 `run_pass(store, config)` is the periodic work (collect, then dispatch); `job(store,
 config)` wraps it as the lease holder's housekeeping job (`Housekeeper.add_job`), its
@@ -78,7 +81,8 @@ def backoff_s(
 
 
 def worst_send_s(policy: routing.DeliveryPolicy) -> float:
-    """The longest one send can take: connect, write, read and pool are each bounded."""
+    """The longest one send can take: connect, write, read and pool are each bounded (an
+    email's whole SMTP exchange is held to this as its deadline)."""
     return 4 * policy.timeout_s
 
 
@@ -191,8 +195,23 @@ def _deliver(
             error=f"no sink named {delivery.sink!r} in {config.source or 'the notifications file'}",
         )
     else:
-        outcome = sinks.send(client, sink, sinks.render(sink, delivery), redactor=redactor)
+        outcome = sinks.deliver(
+            client,
+            sink,
+            delivery,
+            redactor=redactor,
+            timeout_s=policy.timeout_s,
+            deadline_s=worst_send_s(policy),
+        )
     if outcome.delivered:
+        if outcome.error:
+            log.warning(
+                "notification %s (%s) to %s: %s",
+                delivery.delivery_id,
+                delivery.kind.value,
+                delivery.sink,
+                outcome.error,
+            )
         if outbox.mark_delivered(store, delivery, now=now()):
             log.info(
                 "notification %s (%s) delivered to %s after %d attempt(s)",

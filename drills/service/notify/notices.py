@@ -1,9 +1,10 @@
 """Notices: what a notification says (kind, severity, who it concerns) and its delivery ids.
 
 A `Notice` is one thing worth telling people, made by a source (`sources`) from what the
-store recorded: a run's timeline event, a schedule's skipped fire, a fire coming up, a game
-day started or closed. Its `source` key names that record exactly (`event:1234`,
-`fire:<schedule>:<nominal time>`, `upcoming:<schedule>:<nominal time>`,
+store recorded: a run's timeline event, a schedule's skipped fire (or pause), a fire coming
+up, a schedule awaiting approval, a game day started or closed. Its `source` key names that
+record exactly (`event:1234`, `fire:<schedule>:<nominal time>` (a pause: its first paused
+fire's), `upcoming:<schedule>:<nominal time>`, `schedule-approval:<schedule>:<spec hash>`,
 `gameday-started:<id>`, `gameday-finished:<id>`), so `delivery_id(source, sink)` is the
 same however often the record is read: the outbox's primary key makes a second delivery
 impossible.
@@ -30,9 +31,10 @@ class Kind(enum.StrEnum):
     """The kinds of notification (the `X-Stormdrill-Event` header, routes' `kinds`)."""
 
     UPCOMING = "upcoming"
-    """A schedule fires soon (T-15 min by default)."""
+    """A schedule fires soon (T-15 min by default), or will skip that fire (and why)."""
     AWAITING_APPROVAL = "awaiting-approval"
-    """A run in a protected environment waits for approvers (again, after a re-plan)."""
+    """A run in a protected environment waits for approvers (again, after a re-plan), or a
+    schedule's spec does (once per spec: `stormdrill schedules approve NAME`)."""
     STARTED = "started"
     """A run began planning (it was claimed and, if protected, approved)."""
     GUARDRAIL_TRIPPED = "guardrail-tripped"
@@ -44,7 +46,8 @@ class Kind(enum.StrEnum):
     FINISHED = "finished"
     """A run ended COMPLETED or FAILED (with its verdict and report link)."""
     FIRE_SKIPPED = "fire-skipped"
-    """A schedule's fire was skipped (paused, blackout, kill switch, …) with its reason."""
+    """A schedule's fire was skipped (blackout, kill switch, …) with its reason; a paused
+    schedule once per pause (info)."""
     GAMEDAY_STARTED = "gameday-started"
     """A game day started (`gamedays.start`): its window, drills and channel."""
     GAMEDAY_FINISHED = "gameday-finished"

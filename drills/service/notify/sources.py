@@ -16,9 +16,20 @@ Sources (each pluggable, `Source`; one whose tables are absent is skipped and na
   decision `requested` or `replanned` (`awaiting-approval`, with what the request needs,
   from `approval_requests`). A run's teams and services are its record's impact rows
   (every service the plan reaches and their owners).
-- `FireSource` reads part B's `schedule_fires` (by id): a skipped fire (`fire-skipped`).
+- `FireSource` reads part B's `schedule_fires` (by id): a skipped fire (`fire-skipped`,
+  keyed by schedule and nominal fire time), at warning; a fire skipped `paused` is told
+  once per pause, at info: only the first paused fire after one that was not (or after
+  none) is told (resumed and paused again with no fire between is the same pause).
 - `UpcomingSource` reads `schedules`: a schedule not paused whose next fire is due within
-  the lead time (`upcoming`, keyed by schedule and nominal fire time: told once).
+  the lead time (`upcoming`, keyed by schedule and nominal fire time: told once). A fire
+  that will be skipped is announced so (`willSkip`, `skippedBy`): awaiting approval, or
+  what `schedules.preview_schedule` marks (blackout, freeze, guardrail without a cluster).
+- `ScheduleApprovalSource` reads `schedules` and `schedule_approvals`: a schedule not ended
+  whose current spec is neither approved nor rejected (`awaiting-approval`, keyed
+  `schedule-approval:<schedule id>:<spec hash>`: told once per spec, again after a change).
+  A schedule's teams and services (all three sources) are its stored run template's: the
+  CMDB services the scenario names and their owners, as `schedules apply` resolved them
+  against the Environment's catalog (a change of owner counts from the next apply).
 - `GameDaySource` reads `gamedays` (by `updated_at`): a game day that `start` moved to
   running (`gameday-started`) or `close` closed (`gameday-finished`, with its verdict and
   each drill's), keyed by the game day's id: each told once, a day seen closed first gets
@@ -48,6 +59,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from drills import tables_approvals, tables_gamedays, tables_outbox, tables_schedules
+from drills.service import schedules as schedule_service
 from drills.service.notify import notices, outbox, routing
 from orchestrator import events, journal, mutations, records, states
 from scenarios import errors, secrets
@@ -102,7 +114,11 @@ class Source(Protocol):
         now: datetime,
         config: routing.Config,
         redactor: secrets.Redactor,
-    ) -> Found: ...
+        store: journal.Journal,
+    ) -> Found:
+        """What lies past `cursor`, read inside `conn` (`store` only for read-only
+        judgements that open their own transaction, as the upcoming source's preview)."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +221,9 @@ class EventSource:
         now: datetime,
         config: routing.Config,
         redactor: secrets.Redactor,
+        store: journal.Journal,
     ) -> Found:
+        del store
         heads = conn.execute(
             sa.select(_EV.c.seq, _EV.c.kind)
             .where(_EV.c.seq > cursor.position)
@@ -373,8 +391,67 @@ def _table_missing(conn: sa.Connection, name: str) -> str | None:
 
 
 @dataclasses.dataclass(frozen=True)
+class _Scope:
+    """Who a schedule's notices concern: its run template's Environment, CMDB services and
+    their owner teams (as `schedules apply` resolved them against the Environment's CMDB)."""
+
+    environment: str | None
+    teams: tuple[str, ...]
+    services: tuple[str, ...]
+
+
+def _texts_of(drill: Mapping[str, object], key: str) -> tuple[str, ...]:
+    found = drill.get(key)
+    return tuple(sorted({str(item) for item in found})) if isinstance(found, list) else ()
+
+
+def _scope_of(drill: object) -> _Scope:
+    """The scope of a stored run template (`schedules.drill`, `RunTemplate.to_json`: its
+    `environment`, `services` and `teams`; a row without them concerns no team)."""
+    if not isinstance(drill, Mapping):
+        return _Scope(None, (), ())
+    return _Scope(_environment_of(drill), _texts_of(drill, "teams"), _texts_of(drill, "services"))
+
+
+def _at_utc(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
+
+
+_PAUSED = "paused"
+"""The skip code of a paused schedule's fires (`drills.scheduling.model.SkipReason.PAUSED`)."""
+_SKIPPED = schedule_service.Outcome.SKIPPED.value
+
+
+def _skip_code(reason: str) -> str:
+    """The first word of a skipped fire's reason (`paused`, `blackout`, `awaiting-approval`)."""
+    return reason.partition(":")[0].strip()
+
+
+def _continues_a_pause(conn: sa.Connection, schedule_id: str, nominal: datetime) -> bool:
+    """Whether the fire of `schedule_id` just before `nominal` was skipped paused too (then
+    this one belongs to a pause already told)."""
+    fires: sa.Table = tables_schedules.fires_table
+    before = conn.execute(
+        sa.select(fires.c.outcome, fires.c.reason)
+        .where(fires.c.schedule_id == schedule_id, fires.c.nominal_fire_time < nominal)
+        .order_by(fires.c.nominal_fire_time.desc())
+        .limit(1)
+    ).first()
+    return (
+        before is not None
+        and before.outcome == _SKIPPED
+        and _skip_code(str(before.reason or "")) == _PAUSED
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class FireSource:
-    """Notices from skipped schedule fires (`schedule_fires`, by id)."""
+    """Notices from skipped schedule fires (`schedule_fires`, by id).
+
+    A fire skipped `paused` is told once per pause, at info: the first paused fire after
+    one that was not (keyed by that fire); the paused fires after it say nothing. Every
+    other skip is told per fire, at warning. Keys: `fire:<schedule id>:<nominal UTC>`.
+    """
 
     batch: int = DEFAULT_BATCH
     gap_grace_s: float = DEFAULT_GAP_GRACE_S
@@ -395,8 +472,9 @@ class FireSource:
         now: datetime,
         config: routing.Config,
         redactor: secrets.Redactor,
+        store: journal.Journal,
     ) -> Found:
-        del config
+        del config, store
         fires: sa.Table = tables_schedules.fires_table
         schedules: sa.Table = tables_schedules.schedules_table
         rows = conn.execute(
@@ -417,28 +495,11 @@ class FireSource:
         ).all()
         found: list[notices.Notice] = []
         for row in rows:
-            if row.outcome != "skipped":
+            if row.outcome != _SKIPPED:
                 continue
-            reason = redactor.text(str(row.reason or ""))
-            name = str(row.name or row.schedule_id)
-            nominal: datetime = row.nominal_fire_time
-            found.append(
-                notices.Notice(
-                    source=f"fire:{row.id}",
-                    kind=_K.FIRE_SKIPPED,
-                    severity=_V.WARNING,
-                    occurred_at=row.actual_time or now,
-                    summary=f"schedule {name}: the fire at {nominal.isoformat()} was skipped:"
-                    f" {reason or 'no reason recorded'}",
-                    environment=_environment_of(row.drill),
-                    details={
-                        "schedule": name,
-                        "scheduleId": str(row.schedule_id),
-                        "nominalFireTime": nominal.isoformat(),
-                        "reason": reason,
-                    },
-                )
-            )
+            notice = self._notice(conn, row._mapping, now=now, redactor=redactor)
+            if notice is not None:
+                found.append(notice)
         after = _advance(
             cursor,
             [int(row.id) for row in rows],
@@ -446,6 +507,52 @@ class FireSource:
             grace=timedelta(seconds=self.gap_grace_s),
         )
         return Found(tuple(found), after)
+
+    @staticmethod
+    def _notice(
+        conn: sa.Connection,
+        m: sa.RowMapping,
+        *,
+        now: datetime,
+        redactor: secrets.Redactor,
+    ) -> notices.Notice | None:
+        reason = redactor.text(str(m["reason"] or ""))
+        name = str(m["name"] or m["schedule_id"])
+        nominal: datetime = m["nominal_fire_time"]
+        paused = _skip_code(reason) == _PAUSED
+        if paused and _continues_a_pause(conn, str(m["schedule_id"]), nominal):
+            return None
+        scope = _scope_of(m["drill"])
+        if paused:
+            severity = _V.INFO
+            summary = (
+                f"schedule {name} is paused: its fires are skipped from"
+                f" {nominal.isoformat()} until it is resumed (stormdrill schedules resume"
+                f" {name})"
+            )
+        else:
+            severity = _V.WARNING
+            summary = (
+                f"schedule {name}: the fire at {nominal.isoformat()} was skipped:"
+                f" {reason or 'no reason recorded'}"
+            )
+        return notices.Notice(
+            source=f"fire:{m['schedule_id']}:{_at_utc(nominal)}",
+            kind=_K.FIRE_SKIPPED,
+            severity=severity,
+            occurred_at=m["actual_time"] or now,
+            summary=summary,
+            environment=scope.environment,
+            teams=scope.teams,
+            services=scope.services,
+            details={
+                "schedule": name,
+                "scheduleId": str(m["schedule_id"]),
+                "nominalFireTime": nominal.isoformat(),
+                "reason": reason,
+                "paused": paused,
+            },
+        )
 
 
 def _environment_of(drill: object) -> str | None:
@@ -455,9 +562,56 @@ def _environment_of(drill: object) -> str | None:
     return None
 
 
+def _told(conn: sa.Connection, source: str, config: routing.Config, notice: notices.Notice) -> bool:
+    """Whether every delivery `notice` (keyed `source`) would get is already in the outbox."""
+    ids = [notices.delivery_id(source, sink) for sink in config.sinks_for(notice)]
+    if not ids:
+        return True
+    outbox_table = tables_outbox.outbox_table
+    there = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(outbox_table)
+        .where(outbox_table.c.delivery_id.in_(ids))
+    ).scalar_one()
+    return int(there) == len(ids)
+
+
+def _will_skip(
+    store: journal.Journal, schedule_id: str, *, nominal: datetime, now: datetime
+) -> str | None:
+    """Why the schedule's next fire (`nominal`) will be skipped, or None: as far as can be
+    told now it starts. Awaiting approval first (the claim checks it before the rest), then
+    the preview's judgement (`schedules.preview_schedule`: blackouts, the Environment's
+    freezes, the guardrails decided without a cluster). Read-only, in its own transactions."""
+    try:
+        schedule, approval = schedule_service.approval_of(store, schedule_id)
+    except (errors.StormdrillError, KeyError, TypeError, ValueError) as exc:
+        log.warning(
+            "notifications: cannot judge the next fire of schedule %s (%s); announced unmarked",
+            schedule_id,
+            exc,
+        )
+        return None
+    if not approval.approved:
+        return f"{schedule_service.AWAITING_APPROVAL}: {approval.skip_detail()}"
+    preview = schedule_service.preview_schedule(store, schedule, n=1, now=now)
+    for item in preview.fires:
+        if item.nominal_fire_time == nominal:
+            return item.skipped_by
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class UpcomingSource:
-    """Notices of schedules due within the lead time (`schedules.next_due`)."""
+    """Notices of schedules due within the lead time (`schedules.next_due`).
+
+    A fire that will be skipped (awaiting approval, or what `schedules preview` marks: a
+    blackout, a change freeze, a guardrail decided without a cluster) is announced so:
+    `willSkip: true` and `skippedBy` in the details and `will be skipped` in the summary,
+    still at info (the kind, severity, teams and services do not depend on the judgement, so
+    neither does routing). The judgement reads the documents; a notice already in the outbox
+    for every sink it routes to is not judged again.
+    """
 
     name: str = "upcoming"
 
@@ -476,19 +630,12 @@ class UpcomingSource:
         now: datetime,
         config: routing.Config,
         redactor: secrets.Redactor,
+        store: journal.Journal,
     ) -> Found:
-        del redactor
         schedules: sa.Table = tables_schedules.schedules_table
         horizon = now + timedelta(seconds=config.upcoming_lead_s)
         rows = conn.execute(
-            sa.select(
-                schedules.c.id,
-                schedules.c.name,
-                schedules.c.next_nominal,
-                schedules.c.next_due,
-                schedules.c.drill,
-                schedules.c.timezone,
-            ).where(
+            sa.select(schedules).where(
                 schedules.c.paused.is_(False),
                 schedules.c.next_due.is_not(None),
                 schedules.c.next_due > now,
@@ -500,20 +647,114 @@ class UpcomingSource:
             nominal: datetime = row.next_nominal or row.next_due
             due: datetime = row.next_due
             minutes = max(0, round((due - now).total_seconds() / 60))
+            scope = _scope_of(row.drill)
+            details: dict[str, mutations.JsonValue] = {
+                "schedule": str(row.name),
+                "scheduleId": str(row.id),
+                "nominalFireTime": nominal.isoformat(),
+                "dueAt": due.isoformat(),
+                "timezone": str(row.timezone),
+                "willSkip": False,
+                "skippedBy": None,
+            }
+            notice = notices.Notice(
+                source=f"upcoming:{row.id}:{_at_utc(nominal)}",
+                kind=_K.UPCOMING,
+                severity=_V.INFO,
+                occurred_at=now,
+                summary=f"schedule {row.name} fires in about {minutes} min ({due.isoformat()})",
+                environment=scope.environment,
+                teams=scope.teams,
+                services=scope.services,
+                details=details,
+            )
+            if not _told(conn, notice.source, config, notice):
+                skipped_by = _will_skip(store, str(row.id), nominal=nominal, now=now)
+                if skipped_by is not None:
+                    why = redactor.text(skipped_by)
+                    notice = dataclasses.replace(
+                        notice,
+                        summary=f"schedule {row.name}: the fire in about {minutes} min"
+                        f" ({due.isoformat()}) will be skipped: {why}",
+                        details=details | {"willSkip": True, "skippedBy": why},
+                    )
+            found.append(notice)
+        return Found(tuple(found), cursor)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleApprovalSource:
+    """Notices of schedules awaiting approval (`schedules` of protected Environments).
+
+    A schedule not ended whose current spec is neither approved nor rejected is told once
+    per spec (`schedule-approval:<schedule id>:<spec hash>`): a changed spec (a new hash)
+    is told again. With what the approval needs: how many approvals, whose count so far,
+    who applied the spec (never an approver of it), and the command.
+    """
+
+    name: str = "schedule-approvals"
+
+    def unavailable(self, conn: sa.Connection) -> str | None:
+        return _table_missing(conn, "schedules_table") or _table_missing(
+            conn, "schedule_approvals_table"
+        )
+
+    def start(self, conn: sa.Connection, *, from_start: bool) -> CursorState:
+        del conn, from_start
+        return CursorState(0)
+
+    def read(
+        self,
+        conn: sa.Connection,
+        cursor: CursorState,
+        *,
+        now: datetime,
+        config: routing.Config,
+        redactor: secrets.Redactor,
+        store: journal.Journal,
+    ) -> Found:
+        del config
+        schedules: sa.Table = tables_schedules.schedules_table
+        rows = conn.execute(
+            sa.select(schedules.c.id, schedules.c.name, schedules.c.drill)
+            .where(schedules.c.approvals_required > 0, schedules.c.next_nominal.is_not(None))
+            .order_by(schedules.c.name)
+        ).all()
+        found: list[notices.Notice] = []
+        for row in rows:
+            try:  # read-only, in its own transaction (the approval rules live beside the claim)
+                _, state = schedule_service.approval_of(store, str(row.id))
+            except (errors.StormdrillError, KeyError, TypeError, ValueError) as exc:
+                log.warning(
+                    "notifications: cannot read the approval of schedule %s (%s)", row.name, exc
+                )
+                continue
+            if state.approved or state.rejected_by is not None or not state.spec_hash:
+                continue
+            scope = _scope_of(row.drill)
+            requester = redactor.text(state.requester)
+            command = f"stormdrill schedules approve {row.name}"
             found.append(
                 notices.Notice(
-                    source=f"upcoming:{row.id}:{nominal.astimezone(UTC).isoformat()}",
-                    kind=_K.UPCOMING,
+                    source=f"schedule-approval:{row.id}:{state.spec_hash}",
+                    kind=_K.AWAITING_APPROVAL,
                     severity=_V.INFO,
                     occurred_at=now,
-                    summary=f"schedule {row.name} fires in about {minutes} min ({due.isoformat()})",
-                    environment=_environment_of(row.drill),
+                    summary=f"schedule {row.name} awaits approval: {state.missing} more"
+                    f" approval(s) by someone other than {requester} ({command})",
+                    environment=scope.environment,
+                    teams=scope.teams,
+                    services=scope.services,
                     details={
                         "schedule": str(row.name),
                         "scheduleId": str(row.id),
-                        "nominalFireTime": nominal.isoformat(),
-                        "dueAt": due.isoformat(),
-                        "timezone": str(row.timezone),
+                        "specHash": state.spec_hash,
+                        "required": state.required,
+                        "approvals": len(state.approvers),
+                        "approvedBy": list(state.approvers),
+                        "missing": state.missing,
+                        "requester": requester,
+                        "command": command,
                     },
                 )
             )
@@ -566,8 +807,9 @@ class GameDaySource:
         now: datetime,
         config: routing.Config,
         redactor: secrets.Redactor,
+        store: journal.Journal,
     ) -> Found:
-        del config
+        del config, store
         rows = conn.execute(
             sa.select(_GD)
             .where(
@@ -671,7 +913,13 @@ def _gameday_finished(
 
 
 def default_sources() -> tuple[Source, ...]:
-    return (EventSource(), FireSource(), UpcomingSource(), GameDaySource())
+    return (
+        EventSource(),
+        FireSource(),
+        UpcomingSource(),
+        ScheduleApprovalSource(),
+        GameDaySource(),
+    )
 
 
 # ---- the pass ------------------------------------------------------------------------------
@@ -719,7 +967,7 @@ def collect(
                     .with_for_update()
                 ).one()
             state = CursorState(int(row.position), row.gap_since)
-            found = source.read(conn, state, now=at, config=config, redactor=redactor)
+            found = source.read(conn, state, now=at, config=config, redactor=redactor, store=store)
             count += len(found.notices)
             rows = [
                 outbox.NewDelivery.of(notice, sink)
