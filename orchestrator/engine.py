@@ -523,7 +523,9 @@ class _Driver:
                 reg=self.engine.registry,
                 ctx=self.ctx,
                 catalog=self.engine.catalog,
-                facts=self.engine.runtime_facts(self.ctx),
+                facts=dataclasses.replace(
+                    self.engine.runtime_facts(self.ctx), trigger=self.run.record.trigger
+                ),
             )
             if not self.plan.refused:
                 locks = guardrails.acquire_targets(self.store, self.run.id, self.plan.target_keys())

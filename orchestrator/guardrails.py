@@ -28,7 +28,7 @@ import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from orchestrator import errors, journal, mutations, states, targets
+from orchestrator import errors, journal, mutations, records, states, targets
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import impact as cmdb_impact
 from orchestrator.cmdb import models as cmdb_models
@@ -163,10 +163,39 @@ def required_approvals(environment: models.Environment) -> int:
     return max(required, 1) if environment.spec.protected else required
 
 
+SCHEDULE_PRINCIPAL = "schedule:"
+"""A schedule's fire is submitted with the trigger principal `schedule:NAME`."""
+
+
+def schedule_of(trigger: records.Trigger | None) -> str | None:
+    """The schedule whose fire a run is (its trigger: kind `schedule`, principal
+    `schedule:NAME`): NAME, `NAME` itself when the principal names none; None for a run
+    anything else submitted."""
+    if trigger is None or trigger.kind is not records.TriggerKind.SCHEDULE:
+        return None
+    name = trigger.principal.strip().removeprefix(SCHEDULE_PRINCIPAL).strip()
+    return name or "NAME"
+
+
+def approvals_fix(schedule: str | None = None) -> str:
+    """How to give a refused drill its approvals: on the Drill or with `--approved-by`; for
+    a schedule's fire, the schedule's own approval (`stormdrill schedules approve NAME`),
+    the only approvals its fires carry."""
+    if schedule is not None:
+        return f"approve the schedule: stormdrill schedules approve {schedule}"
+    return "record approvals on the Drill or pass --approved-by"
+
+
 def check_approvals(
-    environment: models.Environment, approvals: Iterable[str]
+    environment: models.Environment,
+    approvals: Iterable[str],
+    *,
+    schedule: str | None = None,
 ) -> list[GuardrailVerdict]:
-    """Enough distinct people approved (`user:default/alice` and `alice` are one person)."""
+    """Enough distinct people approved (`user:default/alice` and `alice` are one person).
+
+    `schedule` names the schedule whose fire is judged (see `schedule_of`): a refusal then
+    says how to approve that schedule instead of `--approved-by` (`approvals_fix`)."""
     name = environment.metadata.name
     needed = required_approvals(environment)
     people = sorted({_person(raw) for raw in approvals if raw.strip()})
@@ -179,7 +208,7 @@ def check_approvals(
         _refuse(
             Rule.APPROVALS,
             f"environment {name} is protected and needs {needed} approval(s); {have} approved "
-            "(record approvals on the Drill or pass --approved-by)",
+            f"({approvals_fix(schedule)})",
             name,
         )
     ]
@@ -844,12 +873,16 @@ def acquire_targets(
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeFacts:
-    """What the world says at plan time: the clock, the kill switch, namespace labels."""
+    """What the world says at plan time: the clock, the kill switch, namespace labels (and
+    what submitted the run)."""
 
     now: datetime.datetime
     killswitch: journal.Killswitch
     opted_in: OptedIn | None = None
     extra_killswitch_file: Path | None = None
+    trigger: records.Trigger | None = None
+    """What submitted the run being planned (its record's trigger; None for a plan
+    only): a schedule's fire is told to approve the schedule (`check_approvals`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -879,7 +912,7 @@ def evaluate_plan(facts: PlanFacts) -> list[GuardrailVerdict]:
     spec = scenario.spec
     verdicts = [
         *check_environment(scenario, environment),
-        *check_approvals(environment, facts.approvals),
+        *check_approvals(environment, facts.approvals, schedule=schedule_of(runtime.trigger)),
         *check_killswitch(
             runtime.killswitch,
             files=killswitch_files(environment, runtime.extra_killswitch_file),

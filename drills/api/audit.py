@@ -6,9 +6,12 @@ outcome: done, refused (401/403), rejected (422, 404, 409â€¦) or failed (5xx) â€
 (`request.state.principal`, set by `deps.get_principal`; `anonymous` when authentication
 failed), the action (`ACTIONS`, by method and route template), the target (the `Location`
 of what was created, else the path under `/api/v1` with its query: `killswitch?environment=
-staging`), the status, the address, the user
+staging`, with any `token=` or `access_token=` value masked: `drills.api.masking`),
+the status, the address, the user
 agent and the request id (the caller's `X-Request-ID`, else a new one; every response
-carries it back). For an error the problem's `detail` is kept too.
+carries it back). For an error the problem's `detail` is kept too; a route that has more
+to say about a request that succeeded sets `request.state.audit_detail` (`DETAIL_STATE`:
+a forced game-day start says what it overrode).
 Invariants: the entry is committed before the response reaches the client (a client that
 got an answer finds its entry); a request raising an unhandled error is recorded as 500 and
 the error goes on to the server's error handler; an entry that cannot be written is
@@ -33,6 +36,7 @@ import fastapi.routing
 import starlette.routing
 import starlette.types
 
+from drills.api import masking
 from drills.service import audit, auth, tokens
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,8 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REQUEST_ID_HEADER = "x-request-id"
+DETAIL_STATE = "audit_detail"
+"""The `request.state` attribute a route sets to give its entry a detail (text)."""
 MAX_DETAIL_BODY = 64 * 1024
 """An error body longer than this is passed on without its detail being kept."""
 
@@ -207,6 +213,9 @@ class _Recorder:
 
     def _entry(self, status: int, detail: str) -> audit.NewEntry:
         principal = self.state.get("principal")
+        given = self.state.get(DETAIL_STATE)
+        if not detail and isinstance(given, str):
+            detail = given
         method: str = self.scope["method"]
         path: str = self.scope["path"]
         headers = self.scope.get("headers", [])
@@ -219,7 +228,7 @@ class _Recorder:
             if presented:
                 detail = f"{detail} (presented {presented})".strip()
         query = self.scope.get("query_string", b"").decode("latin-1")
-        target = self._location or (f"{path}?{query}" if query else path)
+        target = masking.mask_target(self._location or (f"{path}?{query}" if query else path))
         return audit.NewEntry(
             principal=who,
             principal_kind=kind,

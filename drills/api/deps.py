@@ -1,7 +1,8 @@
 """Dependencies as annotated types (STYLE rule 18), read from the app `create_app` built.
 
 `StoreDep`, `SettingsDep`, `ApiSettingsDep`, `RegistryDep`, `DriverDep`, `FoldersDep`,
-`PrincipalDep`, and `require(permission)`:
+`PrincipalDep`, `FeedReaderDep` (a feed's reader: also a viewer token in `?token=`), and
+`require(permission)`:
 `principal: Annotated[auth.Principal, require(auth.Permission.START)]` in a route's signature
 authenticates the caller (401) and checks the permission (403). Tests swap any of them with
 `app.dependency_overrides[get_store] = …`. The store, registry and driver exist once the
@@ -13,6 +14,7 @@ cost each request a hop to the worker threads); what must block runs in a worker
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Annotated, Any
 
 import fastapi
@@ -111,3 +113,89 @@ def require(permission: auth.Permission) -> Any:
         return principal
 
     return fastapi.Depends(check)
+
+
+QUERY_TOKEN = "token"
+"""The query parameter a calendar client sends its token in (`get_feed_principal`)."""
+FEED_TOKEN_HINT = "stormdrill tokens create --role viewer --name calendar"
+
+
+async def get_feed_principal(
+    request: fastapi.Request,
+    store: StoreDep,
+    config: ApiSettingsDep,
+    token: Annotated[
+        str | None,
+        fastapi.Query(
+            alias=QUERY_TOKEN,
+            description="A viewer token, for calendar clients that cannot send an"
+            " `Authorization` header (subscribe by URL). Only a Stormdrill token whose role"
+            " is exactly viewer is accepted here (URLs end up in logs and at calendar"
+            f" providers): create one with `{FEED_TOKEN_HINT}`.",
+        ),
+    ] = None,
+) -> auth.Principal:
+    """A reader of a feed (`GET /gamedays.ics`): from `?token=` or as `get_principal` says.
+
+    Only the routes that declare this accept a token in the query, and only a stored token
+    (`sdt_…`, never an OIDC JWT) whose role is exactly viewer: anything else is 401 (not a
+    token this server vouches for) or 403 (a stronger token, which must not travel in
+    URLs). With no `?token=`, the `Authorization` header decides, through `get_principal`
+    or the stand-in a test put in its place (`app.dependency_overrides[get_principal]`,
+    called with the request if it takes a parameter). Both at once is 401 (send one).
+    The principal must then be granted `Permission.READ` (403 otherwise).
+    """
+    if token is None:
+        principal = await _header_principal(request, store, config)
+    else:
+        principal = await _query_principal(request, store, token)
+    request.state.principal = principal
+    auth.authorize(principal, auth.Permission.READ)
+    return principal
+
+
+FeedReaderDep = Annotated[auth.Principal, fastapi.Depends(get_feed_principal)]
+
+
+async def _header_principal(
+    request: fastapi.Request, store: journal.Journal, config: api_config.ApiSettings
+) -> auth.Principal:
+    override = request.app.dependency_overrides.get(get_principal)
+    if override is None:
+        return await get_principal(request, store, config)
+    found = override(request) if inspect.signature(override).parameters else override()
+    if inspect.isawaitable(found):
+        found = await found
+    if not isinstance(found, auth.Principal):
+        raise TypeError(f"the override of get_principal returned {found!r}, not a Principal")
+    return found
+
+
+async def _query_principal(
+    request: fastapi.Request, store: journal.Journal, secret: str
+) -> auth.Principal:
+    if request.headers.get("authorization") is not None:
+        raise auth.Unauthenticated(
+            f"credentials both in the Authorization header and in ?{QUERY_TOKEN}=: send one"
+        )
+    secret = secret.strip()
+    if not secret.startswith(tokens.PREFIX):
+        raise auth.Unauthenticated(
+            f"?{QUERY_TOKEN}= takes a Stormdrill viewer token (sdt_…), not an OIDC token or"
+            f" anything else (send those in 'Authorization: Bearer …'; create a viewer token"
+            f" with `{FEED_TOKEN_HINT}`)"
+        )
+    cache: tokens.PrincipalCache | None = getattr(request.app.state, "principals", None)
+    principal = cache.principal(secret) if cache is not None else None
+    if principal is None:
+        principal = await concurrency.run_in_threadpool(
+            functools.partial(tokens.authenticate, store, secret, cache=cache)
+        )
+    if principal.roles != {auth.Role.VIEWER}:
+        raise auth.Forbidden(
+            f"{principal.describe()} may not be sent in a URL (?{QUERY_TOKEN}=): only a viewer"
+            " token may, as URLs are kept in server and proxy logs and by calendar providers."
+            f" Create a viewer token for the calendar: `{FEED_TOKEN_HINT}`, and send this"
+            " one only in 'Authorization: Bearer …' (revoke it if the URL was shared)"
+        )
+    return principal

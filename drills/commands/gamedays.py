@@ -1,18 +1,23 @@
 """`stormdrill gamedays create|list|show|start|note|gate|run|result|close|report`: game days
 from the terminal.
 
-`create FILE` stores the game day of a `kind: GameDay` document (created by the local
-user); `show NAME --format json` prints `gamedays.GameDayView` (the JSON contract the API
-shares). `run NAME POSITION` submits a slot's drill through the service
-(`gamedays.run_drill`) and drives it here in the foreground (`gamedays.drive_drill`, which
-is `runs.drive`), with `stormdrill run`'s live timeline, summary and exit codes; the
-slot's verdict is the run's. `show`, `list` and `run` sync first (`gamedays.sync_results`:
-verdicts of runs that ended elsewhere, the absences key-person drills made). The commands
-only parse, call `drills.service.gamedays` and present. Each change is written to the audit
-trail (principal kind `local`, actions `gameday.create|start|note|gate|run|result|close`).
-`report NAME --format md|html|json [--output FILE]` renders the game-day report
-(`gameday_reports.render`); its post-mortem links are the files `stormdrill run` writes,
-relative to the reports folder. Mistakes exit 3 with one line naming the fix.
+`create FILE [--cmdb PATH]` stores the game day of a `kind: GameDay` document (created by
+the local user, `audit.local_user`; its services canonical CMDB refs, checked against the
+catalog when one is named: `--cmdb`, else `STORMDRILL_CMDB`); `start NAME [--force]`
+starts it from an hour before its window until the window ends (`--force` at any other
+time: its audit entry says `forced: …`); `show NAME --format json` prints
+`gamedays.GameDayView` (the JSON contract the API shares). `run NAME POSITION` submits a
+slot's drill through the service (`gamedays.run_drill`) and drives it here in the
+foreground (`gamedays.drive_drill`, which is `runs.drive`), with `stormdrill run`'s live
+timeline, summary and exit codes; the slot's verdict is the run's. `show`, `list` and
+`run` sync first (`gamedays.sync_results`: verdicts of runs that ended elsewhere, the
+absences key-person drills made). The commands only parse, call `drills.service.gamedays`
+and present. Each change is written to the audit trail (principal kind `local`, actions
+`gameday.create|start|note|gate|run|result|close`). `report NAME --format md|html|json
+[--output FILE]` renders the game-day report (`gameday_reports.render`); its post-mortem
+links are the files `stormdrill run` writes, relative to the reports folder. Mistakes exit
+3 with one line naming the fix (a document's problems one line each,
+`file:line:column: field: message`).
 """
 
 from __future__ import annotations
@@ -29,9 +34,9 @@ import rich.table
 import rich.text
 import typer
 
-from drills import binding
+from drills import binding, settings
 from drills.commands import output, running
-from drills.service import audit, gameday_reports, gamedays, runs
+from drills.service import audit, catalogs, gameday_reports, gamedays, runs
 from orchestrator import engine, journal, states
 from reports import gameday as gameday_report
 from reports import redaction
@@ -67,15 +72,38 @@ def _when(value: dt.datetime, zone: str) -> str:
     return value.astimezone(zoneinfo.ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
+def _fail_problems(exc: errors.ScenarioInvalid) -> typer.Exit:
+    """Every problem on its own line (`file:line:column: field: message`), as validate."""
+    for problem in exc.problems:
+        _err.print(f"error: {problem}", markup=False, soft_wrap=True)
+    return typer.Exit(engine.ExitCode.INVALID)
+
+
 @app.command("create")
-def create(path: Path = typer.Argument(..., help="A GameDay document (kind: GameDay).")) -> None:
-    """Create a game day (planned) from a GameDay document."""
+def create(
+    path: Path = typer.Argument(..., help="A GameDay document (kind: GameDay)."),
+    cmdb: list[Path] = typer.Option(
+        [],
+        "--cmdb",
+        help="CMDB catalog file or folder (repeatable) that spec.services must name services"
+        f" of; defaults to ${settings.CMDB_ENV_VAR}. Without one, services are only read as"
+        " refs.",
+    ),
+) -> None:
+    """Create a game day (planned) from a GameDay document.
+
+    Its services are stored as canonical CMDB refs (`checkout` -> component:default/checkout);
+    with a catalog, one it does not have is refused, placed at its line with close names.
+    """
     config = running.load_settings()
     with running.open_journal(config) as store:
         running.announce_store(config)
         try:
-            day = gamedays.create(store, path, by=audit.local_user())
-        except errors.StormdrillError as exc:
+            catalog = catalogs.catalog_for(config, None, cmdb)
+            day = gamedays.create(store, path, by=audit.local_user(), catalog=catalog)
+        except errors.ScenarioInvalid as exc:
+            raise _fail_problems(exc) from None
+        except errors.StormdrillError as exc:  # a catalog that cannot be read, a bad file
             raise _fail(str(exc)) from None
         _audit(store, action="gameday.create", day=day)
     typer.echo(
@@ -171,17 +199,33 @@ def show(
 
 
 @app.command("start")
-def start(key: str = typer.Argument(..., help=_KEY_HELP)) -> None:
-    """Start a planned game day (it runs until closed)."""
+def start(
+    key: str = typer.Argument(..., help=_KEY_HELP),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Start even more than an hour before the window opens or after it ended"
+        " (audited as a forced start).",
+    ),
+) -> None:
+    """Start a planned game day (it runs until closed).
+
+    From an hour before its window opens until the window ends; --force starts it at any
+    other time, and the audit entry says it was forced and what it overrode.
+    """
     config = running.load_settings()
+    at = dt.datetime.now(dt.UTC)
     with running.open_journal(config) as store:
         running.announce_store(config)
         try:
-            day = gamedays.start(store, key)
+            day = gamedays.start(store, key, force=force, now=at)
         except errors.StormdrillError as exc:
             raise _fail(str(exc)) from None
-        _audit(store, action="gameday.start", day=day)
+        detail = gamedays.forced_start(day, at, force=force)
+        _audit(store, action="gameday.start", day=day, detail=detail)
     typer.echo(f"started game day {day.name} ({day.id})")
+    if detail.startswith("forced:"):
+        _err.print(f"warning: {detail}", markup=False, soft_wrap=True)
 
 
 def _due(value: str | None) -> dt.date | None:
@@ -243,7 +287,7 @@ def run(
     key: str = typer.Argument(..., help=_KEY_HELP),
     position: int = typer.Argument(..., help="The drill (from 1) to run; its gate said go."),
     by: str | None = typer.Option(
-        None, "--by", help="The operator or facilitator running it (default: $USER)."
+        None, "--by", help="The operator or facilitator running it (default: the OS user)."
     ),
 ) -> None:
     """Run a drill of a running game day here, in the foreground, as `stormdrill run` does.

@@ -8,16 +8,24 @@ the environment and the config file `--config` names (passed on as `STORMDRILL_C
 at start-up the replica holding the lease runs recovery, then it serves. Ctrl-C (SIGINT)
 or SIGTERM stops it: the drills it drives abort and roll back first. Exit codes: 0 stopped,
 3 invalid settings or config, 5 the store is unreachable.
+
+uvicorn logs with its own log config plus one filter on the `uvicorn.access` logger
+(`ACCESS_LOG_FILTER`, named by import string like the app: `log_config()`), which masks
+`token=` and `access_token=` values in each logged request target (a calendar client sends
+its viewer token in the URL); every worker process applies the same config.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
+from typing import Any
 
 import rich.console
 import typer
 import uvicorn
+import uvicorn.config
 
 from drills import settings
 from drills.commands import running
@@ -27,6 +35,8 @@ from scenarios import errors, secrets
 APP_FACTORY = "drills.api.app:create_app_from_env"
 CONFIG_ENV_VAR = "STORMDRILL_CONFIG"
 """Read by the app factory (`drills.api.config.CONFIG_ENV_VAR`)."""
+ACCESS_LOG_FILTER = "drills.api.masking.AccessLogFilter"
+"""The `logging.Filter` masking credentials in uvicorn's access log, by import string."""
 
 _err = rich.console.Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -80,6 +90,7 @@ def serve(
             host=host,
             port=port,
             log_level=log_level,
+            log_config=log_config(),
             lifespan="on",
             timeout_graceful_shutdown=30,
             workers=workers,
@@ -87,3 +98,14 @@ def serve(
     except errors.StormdrillError as exc:
         _err.print(f"error: {secrets.redact(str(exc))}", markup=False)
         raise typer.Exit(engine.ExitCode.INVALID) from None
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's default log config with `ACCESS_LOG_FILTER` on the `uvicorn.access` logger.
+
+    A fresh copy each call (uvicorn writes into the dict it is given).
+    """
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config.setdefault("filters", {})["mask_credentials"] = {"()": ACCESS_LOG_FILTER}
+    config["loggers"]["uvicorn.access"]["filters"] = ["mask_credentials"]
+    return config

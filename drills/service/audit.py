@@ -4,16 +4,19 @@ Append-only: this module inserts entries and reads them back; it has no path tha
 or removes one (a test reads this module's source to keep it so). Every entry point
 records through `record`: the API's middleware (`drills.api.audit`) one entry per mutating
 request, refused ones included; the CLI may record its own actions with principal kind
-`local`. A writer whose entry must commit or roll back with its own rows (the schedule
-claim pass: a fire row and its entry) records through `record_in`, inside its transaction.
-Entries are read newest first with filters (`entries`) and exported as JSON lines
-(`jsonl`), oldest first, for a SIEM.
+`local`, as the OS user who runs it (`local_user`: the one function that names the local
+principal, for audit entries and for what the CLI records as done by someone: a
+schedule's owner, a game day's creator, a token's creator). A writer whose entry must
+commit or roll back with its own rows (the schedule claim pass: a fire row and its entry)
+records through `record_in`, inside its transaction. Entries are read newest first with
+filters (`entries`) and exported as JSON lines (`jsonl`), oldest first, for a SIEM.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import getpass
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -158,8 +161,19 @@ def record_in(store: journal.Journal, conn: Connection, new: NewEntry) -> Entry:
 
 
 def local_user() -> str:
-    """Who runs this CLI process (`$USER`, else `cli`): the principal of its audit entries."""
-    return os.environ.get("USER", "cli")
+    """Who runs this CLI process: the principal of its audit entries and the person its
+    commands name (a schedule's owner, a game day's creator, a token's creator).
+
+    The OS user as `getpass.getuser()` finds them: the first of `LOGNAME`, `USER`, `LNAME`
+    and `USERNAME` that is set and not empty, else the password database's name for this
+    process's uid; a uid the database does not know (a container started with `--user
+    12345`) is `uid:12345`, so an entry still names who it was, never a made-up `cli`.
+    """
+    try:
+        name = getpass.getuser().strip()
+    except (KeyError, OSError, ImportError):  # no variable, and no passwd entry for the uid
+        name = ""
+    return name or f"uid:{os.getuid()}"
 
 
 def record_cli(

@@ -8,6 +8,8 @@ drives it in this process) or their results recorded by hand (`set_drill_result`
 closed with a verdict.
 Invariants:
 - State moves only planned -> running -> closed (`start`, `close`); anything else is refused.
+  A start more than `EARLY_START` (1 hour) before the window opens or after it ended is
+  refused unless forced (`start(force=True)`; the entry points audit it as forced).
 - The gate of position N is passed before drill N: `manual` is decided by the facilitator,
   `approval` by a participant with the approver role who is not the facilitator, `auto`
   decides itself (go when the drill before it held; drill 1's auto gate opens at `start`).
@@ -27,8 +29,13 @@ Invariants:
   journal targets compared as canonical user refs, `orchestrator.manual.person_key`).
 - Game day started / finished notifications are not sent from here: the lease holder's
   collector reads the state `start` and `close` leave (`notify.sources.GameDaySource`).
+- `spec.services` are stored as canonical CMDB refs (`component:default/checkout`), read
+  as Backstage reads refs (case-insensitive; kind and namespace may be left out): with a
+  catalog each must be one of its services (a Component or Resource), without one each
+  must at least be a service's ref (`canonical_services`).
 Errors: `GameDayError` (bad input or a refused move; the message names the field and the
-fix), `UnknownGameDay` (no such name or id: 404 in an API).
+fix), `ServicesInvalid` (a `ScenarioInvalid`: services placed at file:line:column, 422 in
+the API), `UnknownGameDay` (no such name or id: 404 in an API).
 """
 
 from __future__ import annotations
@@ -52,7 +59,9 @@ from drills import settings as settings_mod
 from drills import tables_gamedays as tables
 from drills.service import documents, runs, views
 from orchestrator import engine, events, journal, manual, mutations, registry, states
-from scenarios import errors, loading, models
+from orchestrator.cmdb import errors as cmdb_errors
+from orchestrator.cmdb import models as cmdb_models
+from scenarios import errors, loading, models, reading
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,11 @@ class GameDayError(errors.StormdrillError):
 
 class UnknownGameDay(documents.NotFound):
     """No game day has the id or name a person gave."""
+
+
+class ServicesInvalid(errors.ScenarioInvalid):
+    """`spec.services` names what is no service (not in the CMDB, or no entity ref): each
+    one placed at file:line:column with the field, as `stormdrill validate` prints them."""
 
 
 class State(enum.StrEnum):
@@ -460,6 +474,75 @@ def _slot_environment(doc: DrillDoc, *, index: int, folder: Path, source: str) -
     return str(file)
 
 
+# ---- the services ------------------------------------------------------------------------
+
+_SERVICES_HINT = "name a Component or Resource of the CMDB; `stormdrill cmdb show` lists them"
+
+
+def _service_ref(raw: str, catalog: cmdb_models.Catalog | None) -> cmdb_models.EntityRef:
+    """The service `raw` names, as the CMDB reads a ref a person typed; `CmdbError` if none."""
+    if catalog is None:
+        ref = cmdb_models.EntityRef.parse(raw, default_kind=cmdb_models.EntityKind.COMPONENT)
+    else:
+        try:
+            ref = catalog.lookup(raw)
+        except cmdb_errors.UnknownRef as exc:
+            close = ", ".join(repr(s) for s in exc.suggestions)
+            raise cmdb_errors.CmdbError(
+                f"no service {raw!r} in the CMDB" + (f" (did you mean {close}?)" if close else "")
+            ) from None
+    if ref.kind not in cmdb_models.SERVICE_KINDS:
+        raise cmdb_errors.CmdbError(
+            f"{raw!r} is {ref} (a {ref.kind.value}), not a service: a Component or Resource"
+        )
+    return ref
+
+
+def canonical_services(
+    services: Sequence[str],
+    *,
+    catalog: cmdb_models.Catalog | None,
+    source: str,
+    tree: reading.MarkedTree | None = None,
+) -> tuple[str, ...]:
+    """`services` (a GameDay's `spec.services`) as canonical refs, each once, in order.
+
+    Each is read as Backstage reads a ref (`checkout`, `Checkout`, `resource:payments-db`,
+    `component:default/checkout`: case-insensitive, kind `component` and namespace
+    `default` when left out); with `catalog` it must be one of its services (a bare name
+    is found in any namespace and kind when unique, as `stormdrill cmdb show NAME`).
+    `ServicesInvalid` places every one that is not, at `tree`'s marks (1:1 in `source`
+    without a tree), with close names of the catalog.
+    """
+    found: list[str] = []
+    problems: list[errors.Problem] = []
+    for index, raw in enumerate(services):
+        try:
+            found.append(str(_service_ref(raw, catalog)))
+        except cmdb_errors.CmdbError as exc:
+            path: reading.TreePath = ("spec", "services", index)
+            mark = tree.mark_for(path) if tree is not None else reading.Mark(1, 1)
+            problems.append(
+                errors.Problem(
+                    file=tree.file if tree is not None else source,
+                    line=mark.line,
+                    column=mark.column,
+                    field=reading.render_path(path),
+                    message=str(exc),
+                    hint=_SERVICES_HINT if catalog is not None else "",
+                )
+            )
+    if problems:
+        raise ServicesInvalid(problems)
+    return tuple(dict.fromkeys(found))
+
+
+def _marked(path: Path) -> reading.MarkedTree | None:
+    """The document of `path` with its marks (None when it cannot be read that way)."""
+    read = reading.read_file(path)
+    return read.trees[0] if len(read.trees) == 1 and not read.problems else None
+
+
 # ---- store access -------------------------------------------------------------------------
 
 _G = tables.gamedays_table
@@ -541,12 +624,25 @@ def _now(now: dt.datetime | None) -> dt.datetime:
 
 
 def create(
-    store: journal.Journal, path: Path, *, by: str, now: dt.datetime | None = None
+    store: journal.Journal,
+    path: Path,
+    *,
+    by: str,
+    catalog: cmdb_models.Catalog | None = None,
+    now: dt.datetime | None = None,
 ) -> GameDay:
-    """Create the game day of the GameDay document `path` (state planned), created by `by`."""
+    """Create the game day of the GameDay document `path` (state planned), created by `by`;
+    its services checked against `catalog` (`canonical_services`)."""
     doc = load_document(path)
     return create_from_document(
-        store, doc, folder=path.resolve().parent, source=str(path), by=by, now=now
+        store,
+        doc,
+        folder=path.resolve().parent,
+        source=str(path),
+        by=by,
+        catalog=catalog,
+        tree=_marked(path) if doc.spec.services else None,
+        now=now,
     )
 
 
@@ -557,10 +653,14 @@ def create_from_document(
     folder: Path,
     source: str,
     by: str,
+    catalog: cmdb_models.Catalog | None = None,
+    tree: reading.MarkedTree | None = None,
     now: dt.datetime | None = None,
 ) -> GameDay:
     """Create the game day of a validated document; `folder` is where its Drill files are
-    found, `source` names it in errors (a path, or e.g. `request body`)."""
+    found, `source` names it in errors (a path, or e.g. `request body`), `tree` (the
+    document as read, with marks) places a service `catalog` does not have."""
+    services = canonical_services(doc.spec.services, catalog=catalog, source=source, tree=tree)
     refs = [
         _slot_ref(d, index=i, folder=folder, source=source) for i, d in enumerate(doc.spec.drills)
     ]
@@ -584,7 +684,7 @@ def create_from_document(
                 window_start=start,
                 window_end=end,
                 timezone=doc.spec.window.timezone,
-                services=list(doc.spec.services),
+                services=list(services),
                 channel_url=doc.spec.channel or "",
                 state=State.PLANNED.value,
                 created_by=by,
@@ -699,11 +799,88 @@ def _decide(
     )
 
 
-def start(store: journal.Journal, key: str, *, now: dt.datetime | None = None) -> GameDay:
-    """planned -> running; drill 1's `auto` gate opens (go)."""
+EARLY_START = dt.timedelta(hours=1)
+"""How long before its window opens a game day may start. An hour is the facilitator's
+lead time: people join the bridge, the dashboards and the kill switch are checked, and the
+briefing is held, so the first drill can go at the window's start. Starting opens drill 1's
+`auto` gate, and drills run as soon as a gate says go, so a start earlier than that is
+almost always the wrong day or the wrong time zone, and the people the document lists
+(and the services' owners who were told the window) are not there yet."""
+
+
+def _local(value: dt.datetime, zone: zoneinfo.ZoneInfo) -> str:
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def _span(span: dt.timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    if minutes % 60:
+        return f"{minutes} minutes"
+    hours = minutes // 60
+    return "an hour" if hours == 1 else f"{hours} hours"
+
+
+def window_text(day: GameDay) -> str:
+    """The window in its own time zone: `2026-12-08 10:00 to 13:00 Europe/Berlin` (the
+    end's date is given when it is another day)."""
+    zone = zoneinfo.ZoneInfo(day.timezone)
+    start, end = (t.astimezone(zone) for t in (day.window_start, day.window_end))
+    until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%Y-%m-%d %H:%M}"
+    return f"{start:%Y-%m-%d %H:%M} to {until} {day.timezone}"
+
+
+def start_refusal(day: GameDay, at: dt.datetime) -> str | None:
+    """Why `day` may not start at `at` (more than `EARLY_START` before its window opens, or
+    once its window has ended), naming the window in its time zone and the override; None
+    when it may start then."""
+    zone = zoneinfo.ZoneInfo(day.timezone)
+    earliest = day.window_start - EARLY_START
+    override = 'or start it anyway with --force (API: "force": true)'
+    if at < earliest:
+        return (
+            f"{day.name}: its window is {window_text(day)}; a game day starts at most"
+            f" {_span(EARLY_START)} before its window opens (from {_local(earliest, zone)}),"
+            f" and it is {_local(at, zone)} {day.timezone} now; start it then, {override}"
+        )
+    if at >= day.window_end:
+        return (
+            f"{day.name}: its window was {window_text(day)} and has ended (it is"
+            f" {_local(at, zone)} {day.timezone} now); create the game day again with a new"
+            f" window, {override}"
+        )
+    return None
+
+
+def forced_start(day: GameDay, at: dt.datetime, *, force: bool) -> str:
+    """The audit detail of a start at `at`: empty unless `force`; `forced` when the start
+    overrode nothing, else `forced: at 2026-12-05 17:30 Europe/Berlin, outside its window
+    2026-12-08 10:00 to 13:00 Europe/Berlin` (what both entry points record)."""
+    if not force:
+        return ""
+    if start_refusal(day, at) is None:
+        return "forced (inside its window: nothing overridden)"
+    zone = zoneinfo.ZoneInfo(day.timezone)
+    return f"forced: at {_local(at, zone)} {day.timezone}, outside its window {window_text(day)}"
+
+
+def start(
+    store: journal.Journal, key: str, *, force: bool = False, now: dt.datetime | None = None
+) -> GameDay:
+    """planned -> running; drill 1's `auto` gate opens (go).
+
+    Refused (`GameDayError`, see `start_refusal`) more than `EARLY_START` before the window
+    opens and after it ended, unless `force`: the entry point then records the forced start
+    in the audit trail (`start_refusal` of the same time says what was overridden)."""
     day = get(store, key)
     _require_state(day, State.PLANNED, doing="start")
     at = _now(now)
+    refusal = start_refusal(day, at)
+    if refusal is not None and not force:
+        raise GameDayError(refusal)
+    if refusal is not None:
+        log.warning(
+            "game day %s started outside its window %s (forced)", day.name, window_text(day)
+        )
     with store.transaction(write=True) as conn:
         _touch(conn, day, at, state=State.RUNNING.value)
         if day.slot(1).gate is Gate.AUTO:

@@ -324,7 +324,8 @@ def _exercise(rec: Recorder, store: journal.Journal) -> None:
     )
     day = {"gameday": gameday["name"]}
     rec.call("GET", f"{API}/gamedays")
-    rec.call("POST", f"{API}/gamedays/{{gameday}}/start", path=day)
+    # the example window is a fixed date, so the recorded start is a forced one
+    rec.call("POST", f"{API}/gamedays/{{gameday}}/start", path=day, json={"force": True})
     rec.call(
         "POST",
         f"{API}/gamedays/{{gameday}}/drills/{{position}}/result",

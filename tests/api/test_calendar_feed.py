@@ -156,7 +156,7 @@ def test_the_feed_holds_the_game_days_not_closed_in_their_zone_with_drills_and_p
     start = (local + dt.timedelta(days=3)).replace(hour=10, minute=0)
     gamedays.create(store, _gameday(tmp_path, name="checkout-gd", start=start), by="alice")
     closed = gamedays.create(store, _gameday(tmp_path, name="closed-gd", start=start), by="alice")
-    gamedays.start(store, closed.name)
+    gamedays.start(store, closed.name, now=start.replace(tzinfo=BERLIN))  # its window opens
     gamedays.close(store, closed.name, verdict="held")
     gamedays.create(
         store, _gameday(tmp_path, name="far-gd", start=local + dt.timedelta(days=60)), by="alice"

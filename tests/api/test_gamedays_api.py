@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fastapi
@@ -29,9 +29,23 @@ ROLE_HEADER = "X-Test-Role"
 USER_HEADER = "X-Test-User"
 
 
-def document(*, name: str = "checkout-gameday", drills: str | None = None) -> str:
+def window_around_now() -> tuple[datetime, datetime]:
+    """From an hour ago to two hours from now: a window the route's real clock may start
+    a game day in (the start route starts at the time it is called)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return now - timedelta(hours=1), now + timedelta(hours=2)
+
+
+def document(
+    *,
+    name: str = "checkout-gameday",
+    drills: str | None = None,
+    window: tuple[datetime, datetime] | None = None,
+) -> str:
     """A GameDay of three drills: a Drill by name (auto gate), a bundled scenario (manual),
-    a scenario of the API's scenario folder (approval)."""
+    a scenario of the API's scenario folder (approval); its window around now unless
+    `window` is given."""
+    start, end = window or window_around_now()
     listed = drills or (
         "    - drill: weekly-absence\n"
         "      gate: auto\n"
@@ -49,8 +63,8 @@ def document(*, name: str = "checkout-gameday", drills: str | None = None) -> st
         f"  name: {name}\n"
         "spec:\n"
         "  window:\n"
-        '    start: "2026-12-08T10:00:00"\n'
-        '    end: "2026-12-08T13:00:00"\n'
+        f'    start: "{start.isoformat()}"\n'
+        f'    end: "{end.isoformat()}"\n'
         "    timezone: Europe/Berlin\n"
         "  services: [checkout]\n"
         "  channel: https://chat.example.com/channels/shop-oncall\n"
@@ -129,7 +143,8 @@ def test_a_game_day_runs_from_its_document_to_its_verdict_over_http(
     store = conftest.store_of(client)
     held_run = finished_run(store, states.Verdict.HELD)
 
-    created = create(client)
+    window = window_around_now()
+    created = create(client, document(window=window))
     day = created.json()
     started = client.post(day_path(day["id"], "/start"))
     first = client.post(day_path(day["id"], "/drills/1/result"), json={"runId": held_run})
@@ -167,7 +182,7 @@ def test_a_game_day_runs_from_its_document_to_its_verdict_over_http(
     assert created.status_code == 201, created.text
     assert created.headers["location"] == f"/api/v1/gamedays/{day['id']}"
     assert day["state"] == "planned" and day["createdBy"] == "alice"
-    assert day["windowStart"] == "2026-12-08T09:00:00+00:00"
+    assert datetime.fromisoformat(day["windowStart"]) == window[0]
     assert [d["gate"] for d in day["drills"]] == ["auto", "manual", "approval"]
     assert day["drills"][0]["drill"] == str(
         (api_world.drills / "weekly-absence.drill.yaml").resolve()
@@ -616,8 +631,9 @@ def test_a_second_game_day_of_a_taken_name_is_409(client: testclient.TestClient)
 def test_a_repeated_idempotency_key_answers_the_first_response_and_does_nothing_again(
     client: testclient.TestClient,
 ) -> None:
-    first = create(client, **{idempotency.HEADER: "create-1"})
-    again = create(client, **{idempotency.HEADER: "create-1"})
+    text = document()  # one body: its window is computed from the clock
+    first = create(client, text, **{idempotency.HEADER: "create-1"})
+    again = create(client, text, **{idempotency.HEADER: "create-1"})
     day = first.json()
     client.post(day_path(day["id"], "/start"))
     key = {idempotency.HEADER: "note-1"}

@@ -81,9 +81,11 @@ def document(
     *,
     name: str = "people-gameday",
     drills: tuple[tuple[str, str], ...] = (("away-dave", "auto"), ("away-frank", "auto")),
+    window: str = 'start: "2026-12-08T10:00:00"\n    end: "2026-12-08T13:00:00"',
 ) -> str:
     """A GameDay document whose drills are the scenario files `drills` names (with their
-    gates), each on `./test.environment.yaml`; relative paths, as people write them."""
+    gates), each on `./test.environment.yaml`; relative paths, as people write them.
+    `window` is its start and end (`support.window_around_now()` for the real clock)."""
     slots = "".join(
         f"    - scenario: ./{scenario}.scenario.yaml\n"
         "      environment: ./test.environment.yaml\n"
@@ -95,7 +97,7 @@ def document(
         "kind: GameDay\n"
         f"metadata:\n  name: {name}\n"
         "spec:\n"
-        '  window:\n    start: "2026-12-08T10:00:00"\n    end: "2026-12-08T13:00:00"\n'
+        f"  window:\n    {window}\n"
         "    timezone: Europe/Berlin\n"
         "  services: [payments]\n"
         "  channel: https://chat.example.com/channels/payments-gameday\n"

@@ -38,7 +38,9 @@ def test_a_game_day_is_created_started_noted_gated_and_closed_from_the_cli(
     assert "created game day checkout-gameday" in created.output
     assert "2026-12-08 10:00 Europe/Berlin" in created.output
 
-    assert _cli(db_url, "start", "checkout-gameday").exit_code == 0
+    # the example's window is a fixed date: started with --force, whatever the day
+    forced = _cli(db_url, "start", "checkout-gameday", "--force")
+    assert forced.exit_code == 0, forced.output
     noted = _cli(db_url, "note", "checkout-gameday", "nodes draining", "--by", BOB)
     assert noted.exit_code == 0, noted.output
     found = _cli(
@@ -76,6 +78,9 @@ def test_a_game_day_is_created_started_noted_gated_and_closed_from_the_cli(
     assert sorted(actions) == sorted(
         ["gameday.create", "gameday.start", "gameday.note", "gameday.note", "gameday.close"]
     )
+    with journal.open_store(db_url) as store:
+        [started] = audit.entries(store, where=audit.EntryFilter(action="gameday.start"))
+    assert started.detail.startswith("forced")
 
 
 def test_list_and_show_print_tables(db_url: str) -> None:
@@ -96,9 +101,12 @@ def test_list_and_show_print_tables(db_url: str) -> None:
 def test_a_manual_gate_decided_by_a_non_facilitator_exits_3_naming_the_facilitator(
     db_url: str, tmp_path: Path
 ) -> None:
-    path = support.write(tmp_path, support.document(gates=("manual", "manual", "manual")))
+    path = support.write(
+        tmp_path,
+        support.document(gates=("manual", "manual", "manual"), window=support.window_around_now()),
+    )
     _cli(db_url, "create", str(path))
-    _cli(db_url, "start", "checkout-gameday")
+    assert _cli(db_url, "start", "checkout-gameday").exit_code == 0
 
     refused = _cli(db_url, "gate", "checkout-gameday", "1", "go", "--by", BOB)
     decided = _cli(db_url, "gate", "checkout-gameday", "1", "go", "--by", ALICE)
@@ -175,7 +183,7 @@ def test_result_takes_the_verdict_of_a_run_or_a_tabletop_verdict_and_opens_the_n
     db_url: str,
 ) -> None:
     _cli(db_url, "create", str(support.EXAMPLE))
-    _cli(db_url, "start", "checkout-gameday")
+    assert _cli(db_url, "start", "checkout-gameday", "--force").exit_code == 0
     with journal.open_store(db_url) as store:
         _ended_run(store, "20261208T090500Z-aa11bb22", states.Verdict.DEVIATED)
         _ended_run(store, "20261208T091000Z-cc33dd44", None)

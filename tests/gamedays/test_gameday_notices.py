@@ -108,7 +108,7 @@ def test_start_and_close_each_enqueue_one_notice_per_routed_sink_however_often_c
         "runId": "r1",
         "verdict": "held",
     }
-    assert finished.payload["services"] == ["checkout"]
+    assert finished.payload["services"] == ["component:default/checkout"]
     assert facts["channel"] == "https://chat.example.com/channels/shop-oncall"
 
 

@@ -167,7 +167,7 @@ def test_json_carries_each_drill_run_rto_and_postmortem_links_in_camel_case(
     }
     assert (data["state"], data["services"], data["linkStyle"]) == (
         "closed",
-        ["checkout", "payments"],
+        ["component:default/checkout", "component:default/payments"],
         "api",
     )
     assert data["verdict"] == "Checkout held; payments recovered past its objective."
@@ -268,7 +268,7 @@ def test_a_run_id_the_store_lacks_is_named_in_the_report_and_gets_no_link(
     store: journal.Journal,
 ) -> None:
     gamedays.create(store, support.EXAMPLE, by="lead")
-    gamedays.start(store, DAY)
+    gamedays.start(store, DAY, now=_at(0))
     gamedays.set_drill_result(
         store, DAY, position=1, run_id="run-typo", verdict=states.Verdict.HELD
     )
@@ -290,7 +290,7 @@ def test_a_run_still_in_flight_gets_no_link_or_rto_until_it_ends(
     store: journal.Journal,
 ) -> None:
     gamedays.create(store, support.EXAMPLE, by="lead")
-    gamedays.start(store, DAY)
+    gamedays.start(store, DAY, now=_at(0))
     pending = states.new_run(
         id=states.RunId("run-live"),
         scenario="zone-loss",
@@ -335,7 +335,7 @@ def test_a_planned_game_day_reports_no_verdict_and_every_drill_not_run(
 
 def test_a_gate_that_said_no_go_shows_the_drill_as_not_run(store: journal.Journal) -> None:
     gamedays.create(store, support.EXAMPLE, by="lead")
-    gamedays.start(store, DAY)
+    gamedays.start(store, DAY, now=_at(0))
     factories.record_run(store, run_id="run-az", deviate=False)
     gamedays.set_drill_result(store, DAY, position=1, run_id="run-az", verdict=states.Verdict.HELD)
     gamedays.gate(store, DAY, position=2, decision=gamedays.Decision.NO_GO, by=ALICE)
@@ -433,7 +433,7 @@ def test_someone_who_wrote_no_note_and_decided_no_gate_did_not_take_part(
     store: journal.Journal,
 ) -> None:
     gamedays.create(store, support.EXAMPLE, by="lead")
-    gamedays.start(store, DAY)
+    gamedays.start(store, DAY, now=_at(0))
     gamedays.note(store, DAY, author=ALICE, text="Starting with the zone drill")
 
     report = gameday_reports.build(store, DAY)
@@ -473,7 +473,7 @@ def test_the_lint_reads_the_verdict_and_findings_as_cause_fields(
     store: journal.Journal,
 ) -> None:
     gamedays.create(store, support.EXAMPLE, by="lead")
-    gamedays.start(store, DAY)
+    gamedays.start(store, DAY, now=_at(0))
     found = gamedays.note(
         store,
         DAY,
@@ -497,7 +497,7 @@ def test_a_blameless_game_day_gives_a_report_the_lint_finds_nothing_in(
     store: journal.Journal,
 ) -> None:
     gamedays.create(store, support.EXAMPLE, by="lead")
-    gamedays.start(store, DAY)
+    gamedays.start(store, DAY, now=_at(0))
     factories.record_run(store, run_id="run-az", deviate=False)
     gamedays.set_drill_result(store, DAY, position=1, run_id="run-az", verdict=states.Verdict.HELD)
     gamedays.note(store, DAY, author=BOB, text="Zone a drained; checkout kept serving")
@@ -557,7 +557,7 @@ def test_a_hostile_verdict_is_no_heading_link_or_markup_in_either_rendering(
     store: journal.Journal,
 ) -> None:
     gamedays.create(store, support.EXAMPLE, by="lead")
-    gamedays.start(store, DAY)
+    gamedays.start(store, DAY, now=_at(0))
     gamedays.close(store, DAY, verdict="# [click](javascript:alert(1)) <b>held</b>")
 
     text = gameday_reports.render(store, DAY, fmt="md")
@@ -593,7 +593,7 @@ def test_the_html_page_is_self_contained_with_no_external_assets(
 
 def test_secrets_written_into_notes_never_reach_the_report(store: journal.Journal) -> None:
     gamedays.create(store, support.EXAMPLE, by="lead")
-    gamedays.start(store, DAY)
+    gamedays.start(store, DAY, now=_at(0))
     gamedays.note(
         store,
         DAY,

@@ -14,7 +14,7 @@ from drills import cli
 from drills.service import audit
 from orchestrator import journal
 from tests.engine_runs import support as run_support
-from tests.gamedays import drilling
+from tests.gamedays import drilling, support
 from tests.gamedays.support import DAVE
 
 RUNNER = testing.CliRunner()
@@ -30,7 +30,7 @@ def day_file(tmp_path: Path) -> Path:
     folder = tmp_path / "gameday"
     drilling.write_world(folder)
     path = folder / "day.gameday.yaml"
-    path.write_text(drilling.document())
+    path.write_text(drilling.document(window=support.window_around_now()))
     return path
 
 

@@ -15,7 +15,7 @@ import pytest
 from drills import binding, settings
 from drills.service import gamedays, killswitches, runs
 from orchestrator import journal, mutations, registry, states
-from tests.gamedays import drilling
+from tests.gamedays import drilling, support
 from tests.gamedays.drilling import ERIN
 from tests.gamedays.support import ALICE, BOB, DAVE
 
@@ -54,7 +54,8 @@ def _day(
 ) -> gamedays.GameDay:
     path = world / "day.gameday.yaml"
     path.write_text(drilling.document(drills=drills))
-    return gamedays.start(store, gamedays.create(store, path, by="lead").id)
+    created = gamedays.create(store, path, by="lead")
+    return gamedays.start(store, created.id, now=support.IN_WINDOW)  # 10:30 in its window
 
 
 def _run(
@@ -198,7 +199,7 @@ def test_a_drill_that_is_not_running_or_does_not_exist_is_refused(
 
     with pytest.raises(gamedays.GameDayError, match="that is planned"):
         gamedays.run_drill(store, planned.id, position=1, by=BOB, config=config, reg=reg)
-    gamedays.start(store, planned.id)
+    gamedays.start(store, planned.id, now=support.IN_WINDOW)
     with pytest.raises(gamedays.GameDayError, match="no drill at position 7"):
         gamedays.run_drill(store, planned.id, position=7, by=BOB, config=config, reg=reg)
     with pytest.raises(gamedays.UnknownGameDay):

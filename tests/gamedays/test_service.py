@@ -31,7 +31,7 @@ def day(store: journal.Journal, tmp_path: Path) -> gamedays.GameDay:
 
 @pytest.fixture
 def running(store: journal.Journal, day: gamedays.GameDay) -> gamedays.GameDay:
-    return gamedays.start(store, day.name)
+    return gamedays.start(store, day.name, now=support.IN_WINDOW)
 
 
 def test_the_bundled_example_creates_a_planned_game_day_in_berlin_time(
@@ -41,7 +41,10 @@ def test_the_bundled_example_creates_a_planned_game_day_in_berlin_time(
 
     assert created.state is gamedays.State.PLANNED and created.id.startswith("gd-")
     assert created.window_start == dt.datetime(2026, 12, 8, 9, 0, tzinfo=dt.UTC)
-    assert created.timezone == "Europe/Berlin" and created.services == ("checkout", "payments")
+    assert created.timezone == "Europe/Berlin" and created.services == (
+        "component:default/checkout",
+        "component:default/payments",
+    )
     assert created.facilitator == "user:default/alice"
     assert [s.gate for s in created.drills] == [gamedays.Gate.AUTO, gamedays.Gate.MANUAL]
     assert created.drills[0].ref == str(support.AZ_DRILL)
@@ -84,7 +87,7 @@ def test_an_auto_gate_says_no_go_when_the_drill_before_it_deviated(
 ) -> None:
     path = support.write(tmp_path, support.document(gates=("manual", "auto", "auto")))
     created = gamedays.create(store, path, by="lead")
-    gamedays.start(store, created.name)
+    gamedays.start(store, created.name, now=support.IN_WINDOW)
     assert gamedays.get(store, created.name).slot(1).decision is None  # manual: not opened
 
     gamedays.gate(store, created.name, position=1, decision=_GO, by=ALICE)
@@ -157,7 +160,7 @@ def test_gates_are_decided_once_in_order_and_never_by_hand_when_auto(
 def test_an_auto_gate_cannot_be_decided_by_a_person(store: journal.Journal, tmp_path: Path) -> None:
     path = support.write(tmp_path, support.document(gates=("manual", "auto", "manual")))
     created = gamedays.create(store, path, by="lead")
-    gamedays.start(store, created.name)
+    gamedays.start(store, created.name, now=support.IN_WINDOW)
     gamedays.gate(store, created.name, position=1, decision=_GO, by=ALICE)
     gamedays.set_drill_result(store, created.name, position=1, run_id="r1", verdict=_HELD)
 
@@ -169,7 +172,7 @@ def test_an_auto_gate_cannot_be_decided_by_a_person(store: journal.Journal, tmp_
 def test_an_undecided_auto_gate_refuses_a_person(store: journal.Journal, tmp_path: Path) -> None:
     path = support.write(tmp_path, support.document(gates=("manual", "auto", "manual")))
     created = gamedays.create(store, path, by="lead")
-    gamedays.start(store, created.name)
+    gamedays.start(store, created.name, now=support.IN_WINDOW)
 
     with pytest.raises(gamedays.GameDayError, match="is auto: it opens by itself"):
         gamedays.gate(store, created.name, position=2, decision=_GO, by=ALICE)
@@ -186,14 +189,14 @@ def test_invalid_state_transitions_are_refused_naming_the_state(
         gamedays.note(store, day.name, author=ALICE, text="too early")
     with pytest.raises(gamedays.GameDayError, match="cannot decide a gate of a game day that"):
         gamedays.gate(store, day.name, position=1, decision=_GO, by=ALICE)
-    gamedays.start(store, day.name)
+    gamedays.start(store, day.name, now=support.IN_WINDOW)
     with pytest.raises(gamedays.GameDayError, match="cannot start a game day that is running"):
-        gamedays.start(store, day.name)
+        gamedays.start(store, day.name, now=support.IN_WINDOW)
     with pytest.raises(gamedays.GameDayError, match="verdict: give the game day's verdict"):
         gamedays.close(store, day.name, verdict="  ")
     gamedays.close(store, day.name, verdict="done")
     with pytest.raises(gamedays.GameDayError, match="cannot start a game day that is closed"):
-        gamedays.start(store, day.name)
+        gamedays.start(store, day.name, now=support.IN_WINDOW)
     with pytest.raises(gamedays.GameDayError, match="cannot close a game day that is closed"):
         gamedays.close(store, day.name, verdict="again")
     assert gamedays.get(store, day.name).verdict == "done"

@@ -1,6 +1,10 @@
 """Routes: `GET /gamedays.ics`: the upcoming drills as an iCalendar feed (RFC 5545).
 
-Viewers read it (a calendar client subscribes with a token). The feed holds, for the next
+Viewers read it. A calendar client subscribes by URL and cannot send a header, so this route
+alone also takes a viewer token in `?token=` (`deps.get_feed_principal`: only a stored token
+whose role is exactly viewer; a stronger one is 403, as URLs leak into logs and to calendar
+providers; the audit trail and the access log mask it: `drills.api.masking`); the
+`Authorization: Bearer` header works for every role. The feed holds, for the next
 `days` days (default 30, 1 to 366):
 - the game days not closed whose window falls in them: one event over the window, in the
   game day's zone, naming its drills, gates and people in roles (`calendar.gameday_events`);
@@ -17,12 +21,10 @@ from typing import Annotated
 import fastapi
 
 from drills.api import deps, problems
-from drills.service import auth
 from drills.service import calendar as calendar_service
 
 router = fastapi.APIRouter(tags=["calendar"])
 
-Reader = Annotated[auth.Principal, deps.require(auth.Permission.READ)]
 CALENDAR_NAME = "Stormdrill game days"
 MEDIA_TYPE = "text/calendar; charset=utf-8"
 FIRES_PER_SCHEDULE = 400
@@ -43,7 +45,7 @@ FIRES_PER_SCHEDULE = 400
 )
 def gamedays_calendar(
     store: deps.StoreDep,
-    _: Reader,
+    _: deps.FeedReaderDep,
     days: Annotated[
         int, fastapi.Query(ge=1, le=366, description="How many days ahead the feed shows.")
     ] = 30,

@@ -9,7 +9,12 @@ the server outside them: `drill:` a Drill by name (or a file inside the drill fo
 `scenario:` a Scenario by name (the scenario folders, then the bundled library) or a file
 inside those folders, `environment:` an Environment (name or file) of the environment
 folders; each is stored as the absolute file found (a bundled scenario by its name), so a
-drill binds the same documents wherever it runs.
+drill binds the same documents wherever it runs. `spec.services` are stored as canonical
+CMDB refs; with the server's catalog (`STORMDRILL_CMDB`) one it does not have is a 422
+placing it, with close names (`gamedays.canonical_services`).
+`POST /gamedays/{id}/start` takes an optional body `{"force": true}`: without it a start
+more than an hour before the window opens or after it ended is a 409 naming the window in
+its time zone; a forced start's audit entry has the detail `forced: …` (what it overrode).
 Who acts: the caller's principal name is the participant, read as a CMDB user
 (`alice`, `user:alice` and `user:default/alice` are one person: `manual.person_key`, the
 mapping the game-day service and the manual steps use); a caller who is no participant,
@@ -42,8 +47,10 @@ from fastapi import responses
 from starlette import concurrency
 
 from drills import binding
+from drills import settings as settings_mod
+from drills.api import audit as api_audit
 from drills.api import deps, idempotency, problems
-from drills.service import auth, documents, gameday_reports, gamedays, views
+from drills.service import auth, catalogs, documents, gameday_reports, gamedays, views
 from drills.service import runs as run_service
 from orchestrator import journal, manual, states
 from reports import rendering
@@ -148,6 +155,13 @@ class ResultBody(views.CamelView):
                 "give exactly one of runId (its verdict is used) or verdict (without a run)"
             )
         return self
+
+
+class StartBody(views.CamelView):
+    """How to start: `force` starts it even more than an hour before its window opens or
+    after it ended (audited as a forced start, with what it overrode)."""
+
+    force: bool = False
 
 
 class CloseBody(views.CamelView):
@@ -395,15 +409,23 @@ def _create(
     filename: str,
     store: journal.Journal,
     folders: documents.Folders,
+    settings: settings_mod.Settings,
     by: str,
 ) -> gamedays.GameDay:
     tree, doc = read_document(body, filename=filename)
     resolved = resolve_refs(doc, tree=tree, folders=folders)
+    catalog = catalogs.catalog_for(settings, None, ()) if doc.spec.services else None
     with _refusals():  # the name is taken
         # every drill names an absolute file or a bundled scenario by now: the folder
         # only places the service's own messages
         return gamedays.create_from_document(
-            store, resolved, folder=library.folder(), source=filename, by=by
+            store,
+            resolved,
+            folder=library.folder(),
+            source=filename,
+            by=by,
+            catalog=catalog,
+            tree=tree,
         )
 
 
@@ -435,6 +457,7 @@ async def create_gameday(
     response: responses.Response,
     store: deps.StoreDep,
     folders: deps.FoldersDep,
+    settings: deps.SettingsDep,
     principal: Operator,
     filename: Annotated[
         str,
@@ -458,7 +481,13 @@ async def create_gameday(
             ]
         )
     day = await concurrency.run_in_threadpool(
-        _create, body, filename=filename, store=store, folders=folders, by=principal.name
+        _create,
+        body,
+        filename=filename,
+        store=store,
+        folders=folders,
+        settings=settings,
+        by=principal.name,
     )
     response.headers["Location"] = location(day.id)
     return gamedays.GameDayView.of(day)
@@ -475,12 +504,24 @@ async def create_gameday(
     dependencies=[idempotency.IdempotencyDep],
 )
 def start_gameday(
-    gameday: GameDayPath, store: deps.StoreDep, principal: Operator
+    gameday: GameDayPath,
+    request: fastapi.Request,
+    store: deps.StoreDep,
+    principal: Operator,
+    body: Annotated[StartBody | None, fastapi.Body()] = None,
 ) -> gamedays.GameDayView:
-    """planned → running; 409 if it is running or closed."""
+    """planned → running; 409 if it is running or closed, or (without `"force": true`)
+    more than an hour before its window opens or after it ended. A forced start's audit
+    entry says so, and what it overrode. The body is optional."""
     _unscoped(principal)
+    force = body is not None and body.force
+    at = dt.datetime.now(dt.UTC)
     with _refusals():
-        return gamedays.GameDayView.of(gamedays.start(store, gameday))
+        day = gamedays.start(store, gameday, force=force, now=at)
+    detail = gamedays.forced_start(day, at, force=force)
+    if detail:
+        setattr(request.state, api_audit.DETAIL_STATE, detail)
+    return gamedays.GameDayView.of(day)
 
 
 @router.post(
