@@ -14,14 +14,15 @@ import enum
 import functools
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jinja2
+import markupsafe
 import rich.console
 import rich.table
 import rich.text
 
-from reports import coverage, rendering
+from reports import coverage, pictures, rendering
 
 
 class Format(enum.StrEnum):
@@ -283,18 +284,29 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def to_html(matrix: coverage.Matrix) -> str:
+def to_html(matrix: coverage.Matrix, *, trend: Sequence[pictures.WeekCount] | None = None) -> str:
+    """The matrix as one HTML page; `trend` (`pictures.weekly_fresh`) adds its SVG above
+    the roll-ups (only that SVG, escaped where it is built, is marked safe)."""
+    svg = None if trend is None else markupsafe.Markup(pictures.coverage_trend_svg(trend))
     return (
-        _environment().get_template("coverage.html.j2").render(m=matrix, weights=coverage.WEIGHTS)
+        _environment()
+        .get_template("coverage.html.j2")
+        .render(m=matrix, weights=coverage.WEIGHTS, trend=svg)
     )
 
 
-def render(matrix: coverage.Matrix, fmt: Format) -> str:
-    """`matrix` as text (every format but TABLE, which `table` gives as renderables)."""
+def render(
+    matrix: coverage.Matrix,
+    fmt: Format,
+    *,
+    trend: Sequence[pictures.WeekCount] | None = None,
+) -> str:
+    """`matrix` as text (every format but TABLE, which `table` gives as renderables);
+    HTML shows `trend` when given."""
     if fmt is Format.MARKDOWN:
         return to_markdown(matrix)
     if fmt is Format.HTML:
-        return to_html(matrix)
+        return to_html(matrix, trend=trend)
     if fmt is Format.CSV:
         return to_csv(matrix)
     if fmt is Format.JSON:

@@ -14,8 +14,9 @@ import enum
 import functools
 
 import jinja2
+import markupsafe
 
-from reports import markup, postmortem, run_facts
+from reports import markup, pictures, postmortem, run_facts
 
 SECTIONS: tuple[str, ...] = (
     "Summary",
@@ -61,12 +62,17 @@ def human(value: float | None) -> str:
     return run_facts.fmt_duration(value)
 
 
-def render(report: postmortem.PostMortem, fmt: Format) -> str:
-    """`report` in `fmt`."""
+def render(
+    report: postmortem.PostMortem,
+    fmt: Format,
+    *,
+    figures: pictures.RunPictures | None = None,
+) -> str:
+    """`report` in `fmt`; HTML shows `figures` (the run's pictures) above the timeline."""
     if fmt is Format.MARKDOWN:
         return to_markdown(report)
     if fmt is Format.HTML:
-        return to_html(report)
+        return to_html(report, figures=figures)
     return to_json(report)
 
 
@@ -322,7 +328,21 @@ def template_environment() -> jinja2.Environment:
     return env
 
 
-def to_html(report: postmortem.PostMortem) -> str:
-    """One self-contained HTML page: inline CSS, no scripts, no external URLs."""
+def to_html(report: postmortem.PostMortem, *, figures: pictures.RunPictures | None = None) -> str:
+    """One self-contained HTML page: inline CSS, no scripts, no external URLs.
+
+    `figures` (from `pictures.pictures_of`) are inlined as SVG above the timeline table:
+    only that SVG, escaped where it is built, is marked safe; everything else stays
+    autoescaped.
+    """
     template = template_environment().get_template("postmortem.html.j2")
-    return template.render(r=report, sections=SECTIONS)
+    svg: dict[str, markupsafe.Markup] | None = None
+    if figures is not None:
+        duration = figures.timeline.duration_s
+        svg = {
+            "timeline": markupsafe.Markup(pictures.timeline_svg(figures.timeline)),
+            "probes": markupsafe.Markup(
+                pictures.probe_strips_svg(figures.probes, duration_s=duration)
+            ),
+        }
+    return template.render(r=report, sections=SECTIONS, figures=svg)

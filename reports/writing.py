@@ -4,7 +4,8 @@
 reports): it records the run's coverage facts once (failure mode and a content hash of
 every impacted CMDB service, as a `report-facts` event in the run's timeline, so
 coverage can tell later whether a service changed since), then writes
-`<reports_dir>/<run id>/postmortem.{md,html,json}` and `junit.xml`, and lints the
+`<reports_dir>/<run id>/postmortem.{md,html,json}` (the HTML with the run's pictures,
+`reports.pictures`, built from the redacted report) and `junit.xml`, and lints the
 Markdown (a generated report that does not lint clean is a bug: it is logged). The
 folders are created 0700 and the files 0600 (reports are private, whatever the umask), and
 the post-mortem is masked with the store's redactor (the secrets the run bound).
@@ -19,7 +20,16 @@ from pathlib import Path
 from orchestrator import journal, mutations, states
 from orchestrator.cmdb import errors as cmdb_errors
 from orchestrator.cmdb import models as cmdb_models
-from reports import evidence, fingerprints, junit, linting, postmortem, redaction, rendering
+from reports import (
+    evidence,
+    fingerprints,
+    junit,
+    linting,
+    pictures,
+    postmortem,
+    redaction,
+    rendering,
+)
 from scenarios import models
 
 log = logging.getLogger(__name__)
@@ -85,11 +95,12 @@ def write_for_run(
     report = postmortem.build_postmortem(
         run_evidence, scenario, cmdb=catalog, redactor=store.redactor
     )
+    figures = pictures.pictures_of(run_evidence, report, redactor=store.redactor)
     folder = redaction.private_folder(reports_dir / run.id)
     paths = {}
     for fmt in rendering.Format:
         path = folder / f"postmortem{fmt.suffix}"
-        redaction.write_private(path, rendering.render(report, fmt))
+        redaction.write_private(path, rendering.render(report, fmt, figures=figures))
         paths[fmt] = path
     junit_path: Path | None = None
     if scenario is not None:
