@@ -14,7 +14,6 @@ cost each request a hop to the worker threads); what must block runs in a worker
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Annotated, Any
 
 import fastapi
@@ -83,6 +82,9 @@ async def get_principal(
     thread (it reads the store, or fetches the issuer's keys). Also kept on
     `request.state.principal` (the audit trail reads it there).
     """
+    queried: auth.Principal | None = getattr(request.state, "query_principal", None)
+    if queried is not None:  # a feed's `?token=`, checked by `_query_reader` already
+        return queried
     authorization = request.headers.get("authorization")
     cache: tokens.PrincipalCache | None = getattr(request.app.state, "principals", None)
     principal = auth.cached_principal(authorization, cache) if cache is not None else None
@@ -120,10 +122,9 @@ QUERY_TOKEN = "token"
 FEED_TOKEN_HINT = "stormdrill tokens create --role viewer --name calendar"
 
 
-async def get_feed_principal(
+async def _query_reader(
     request: fastapi.Request,
     store: StoreDep,
-    config: ApiSettingsDep,
     token: Annotated[
         str | None,
         fastapi.Query(
@@ -134,41 +135,36 @@ async def get_feed_principal(
             f" providers): create one with `{FEED_TOKEN_HINT}`.",
         ),
     ] = None,
+) -> auth.Principal | None:
+    """The reader a `?token=` names (None without one), kept on `request.state` for
+    `get_principal`, which the feed route resolves after this one."""
+    if token is None:
+        return None
+    principal = await _query_principal(request, store, token)
+    request.state.query_principal = principal
+    request.state.principal = principal  # for the audit trail
+    return principal
+
+
+async def get_feed_principal(
+    query: Annotated[auth.Principal | None, fastapi.Depends(_query_reader)],
+    header: Annotated[auth.Principal, fastapi.Depends(get_principal)],
 ) -> auth.Principal:
     """A reader of a feed (`GET /gamedays.ics`): from `?token=` or as `get_principal` says.
 
     Only the routes that declare this accept a token in the query, and only a stored token
     (`sdt_…`, never an OIDC JWT) whose role is exactly viewer: anything else is 401 (not a
     token this server vouches for) or 403 (a stronger token, which must not travel in
-    URLs). With no `?token=`, the `Authorization` header decides, through `get_principal`
-    or the stand-in a test put in its place (`app.dependency_overrides[get_principal]`,
-    called with the request if it takes a parameter). Both at once is 401 (send one).
-    The principal must then be granted `Permission.READ` (403 otherwise).
+    URLs). With no `?token=`, the `Authorization` header decides (`get_principal`, which
+    returns the query's reader when there is one). Both at once is 401 (send one). The
+    principal must then be granted `Permission.READ` (403 otherwise).
     """
-    if token is None:
-        principal = await _header_principal(request, store, config)
-    else:
-        principal = await _query_principal(request, store, token)
-    request.state.principal = principal
+    principal = query if query is not None else header
     auth.authorize(principal, auth.Permission.READ)
     return principal
 
 
 FeedReaderDep = Annotated[auth.Principal, fastapi.Depends(get_feed_principal)]
-
-
-async def _header_principal(
-    request: fastapi.Request, store: journal.Journal, config: api_config.ApiSettings
-) -> auth.Principal:
-    override = request.app.dependency_overrides.get(get_principal)
-    if override is None:
-        return await get_principal(request, store, config)
-    found = override(request) if inspect.signature(override).parameters else override()
-    if inspect.isawaitable(found):
-        found = await found
-    if not isinstance(found, auth.Principal):
-        raise TypeError(f"the override of get_principal returned {found!r}, not a Principal")
-    return found
 
 
 async def _query_principal(
