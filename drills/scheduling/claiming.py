@@ -353,6 +353,7 @@ def _skip(
             facts(),
             at=now,
             approvals=None if approval is None else run_approvals(template, approval),
+            schedule=schedule.name,
         )
         if refused is not None:
             return refused

@@ -86,21 +86,35 @@ def freeze_text(freeze: models.Freeze) -> str:
 
 
 def refusals(
-    facts: Facts, *, at: dt.datetime, approvals: Sequence[str] | None
+    facts: Facts,
+    *,
+    at: dt.datetime,
+    approvals: Sequence[str] | None,
+    schedule: str | None = None,
 ) -> list[guardrails.GuardrailVerdict]:
     """The static plan-time rules that refuse a run planned at `at`: allowed environments
-    and failure mode, time windows, and (unless `approvals` is None) the approval policy."""
+    and failure mode, time windows, and (unless `approvals` is None) the approval policy,
+    whose refusal names how to approve the `schedule` whose fire it is."""
     scenario, environment = facts.scenario, facts.environment
+    approving = (
+        []
+        if approvals is None
+        else guardrails.check_approvals(environment, approvals, schedule=schedule)
+    )
     verdicts = [
         *guardrails.check_environment(scenario, environment),
-        *([] if approvals is None else guardrails.check_approvals(environment, approvals)),
+        *approving,
         *guardrails.check_windows(scenario.spec.guardrails.windows, at),
     ]
     return guardrails.refusals(verdicts)
 
 
 def skip_reason(
-    facts: Facts | None, *, at: dt.datetime, approvals: Sequence[str] | None
+    facts: Facts | None,
+    *,
+    at: dt.datetime,
+    approvals: Sequence[str] | None,
+    schedule: str | None = None,
 ) -> str | None:
     """Why a fire whose run would be planned at `at` is skipped (`freeze: …` or
     `guardrail: …`), or None: these rules let it start (or `facts` is None)."""
@@ -109,7 +123,7 @@ def skip_reason(
     freeze = freeze_at(facts, at)
     if freeze is not None:
         return freeze_text(freeze)
-    refused = refusals(facts, at=at, approvals=approvals)
+    refused = refusals(facts, at=at, approvals=approvals, schedule=schedule)
     if refused:
         return model.skip_text(
             model.SkipReason.GUARDRAIL, "; ".join(verdict.message for verdict in refused)

@@ -708,7 +708,9 @@ def preview_schedule(
         blocking = blackout_rules.blocking(found, schedule.template, at=due)
         skipped_by = None if blocking is None else blocking.describe()
         if skipped_by is None:
-            skipped_by = guarding.skip_reason(facts, at=due, approvals=carried)
+            skipped_by = guarding.skip_reason(
+                facts, at=due, approvals=carried, schedule=schedule.name
+            )
         items.append(
             PreviewItemView(
                 local=due.astimezone(zone).isoformat(),

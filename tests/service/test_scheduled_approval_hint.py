@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drills import binding, settings
+from drills.scheduling import guarding
 from drills.service import catalogs
 from orchestrator import engine, guardrails, journal, records, states
 from tests.engine_guardrails import factories as f
@@ -88,3 +90,19 @@ def test_the_approvals_rule_names_the_schedule_only_when_judging_a_fire() -> Non
     )
     assert manual.message.endswith("(record approvals on the Drill or pass --approved-by)")
     assert guardrails.refusals(passed) == []
+
+
+def test_a_fire_the_claim_loop_skips_for_approvals_names_the_schedule_to_approve(
+    tmp_path: Path,
+) -> None:
+    bound = _protected_drill(tmp_path)
+    facts = guarding.Facts(scenario=bound.drill.scenario, environment=bound.drill.environment)
+    at = datetime(2026, 12, 5, 2, tzinfo=UTC)
+
+    reason = guarding.skip_reason(facts, at=at, approvals=(), schedule="nightly-absence")
+    unnamed = guarding.skip_reason(facts, at=at, approvals=())
+
+    assert reason is not None and reason.startswith("guardrail: ")
+    assert "stormdrill schedules approve nightly-absence" in reason
+    assert "--approved-by" not in reason
+    assert unnamed is not None and "--approved-by" in unnamed
