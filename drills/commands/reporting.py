@@ -39,6 +39,7 @@ from reports import (
     coverage_rendering,
     evidence,
     linting,
+    pictures,
     postmortem,
     redaction,
     rendering,
@@ -142,11 +143,16 @@ def report(
             _emit(run_service.junit_xml(store, run_evidence.run.id), output)
             return
         built = postmortem.build_postmortem(run_evidence, scenario, cmdb=catalog)
+        figures = (  # HTML shows the timeline and probe pictures, from the redacted report
+            pictures.pictures_of(run_evidence, built, redactor=store.redactor)
+            if output_format is ReportFormat.HTML
+            else None
+        )
     if output_format is ReportFormat.YAML:
         data = json.loads(rendering.render(built, rendering.Format.JSON))
         _emit(output_mod.dump(data, output_mod.Format.YAML), output)
         return
-    _emit(rendering.render(built, rendering.Format(output_format.value)), output)
+    _emit(rendering.render(built, rendering.Format(output_format.value), figures=figures), output)
 
 
 def lint_report(
@@ -188,8 +194,14 @@ def coverage(
             raise catalogs.NoCatalog()
         with running.open_journal(config) as store:
             running.announce_store(config)
+            now = dt.datetime.now(dt.UTC)
             matrix = coverage_service.matrix(
-                store, catalog=catalog, policy_path=policy_path, now=dt.datetime.now(dt.UTC)
+                store, catalog=catalog, policy_path=policy_path, now=now
+            )
+            trend = (
+                coverage_service.trend(store, catalog=catalog, policy_path=policy_path, now=now)
+                if output_format is CoverageFormat.HTML
+                else None
             )
     if output_format in (CoverageFormat.JSON, CoverageFormat.YAML):
         view = views.CoverageView.from_matrix(matrix)
@@ -200,7 +212,10 @@ def coverage(
         for renderable in coverage_rendering.table(matrix):
             console.print(renderable)
         return
-    _emit(coverage_rendering.render(matrix, coverage_rendering.Format(output_format.value)), output)
+    shown = coverage_rendering.render(
+        matrix, coverage_rendering.Format(output_format.value), trend=trend
+    )
+    _emit(shown, output)
 
 
 app.command("report")(report)

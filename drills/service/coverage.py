@@ -16,7 +16,7 @@ from drills.service import views
 from orchestrator import journal
 from orchestrator.cmdb import models as cmdb_models
 from reports import coverage as coverage_mod
-from reports import policy
+from reports import pictures, policy
 from scenarios import library, loading
 
 
@@ -51,3 +51,18 @@ def coverage(
     """`matrix` as its view (every field of every cell, and the roll-ups)."""
     built = matrix(store, catalog=catalog, policy_path=policy_path, now=now)
     return views.CoverageView.from_matrix(built)
+
+
+def trend(
+    store: journal.Journal,
+    *,
+    catalog: cmdb_models.Catalog,
+    policy_path: Path | None,
+    now: dt.datetime,
+    weeks: int = 8,
+) -> list[pictures.WeekCount]:
+    """Fresh passes per failure mode at the end of each of the last `weeks` weeks (the
+    coverage HTML's trend picture), under the same policy and catalog as `matrix`."""
+    rules = policy.load(policy_path)
+    runs = coverage_mod.load_summaries(store, catalog=catalog)
+    return pictures.weekly_fresh(catalog=catalog, rules=rules, runs=runs, now=now, weeks=weeks)

@@ -49,7 +49,9 @@ from orchestrator.providers.aws import connecting as aws_connecting
 from orchestrator.providers.kubernetes import connection as kube_connection
 from reports import coverage, junit
 from reports import evidence as reports_evidence
+from reports import pictures as reports_pictures
 from reports import postmortem as reports_postmortem
+from reports import rendering as reports_rendering
 from scenarios import errors, loading, models, parameters, quantities, secrets, substituting
 
 _S = states.RunState
@@ -940,6 +942,27 @@ def postmortem(
     catalog = catalogs.catalog_for(config, environment, ())
     scenario = reports_evidence.scenario_for(run_evidence.run)
     return reports_postmortem.build_postmortem(run_evidence, scenario, cmdb=catalog)
+
+
+def postmortem_text(
+    config: settings_mod.Settings,
+    store: journal.Journal,
+    run_id: states.RunId,
+    fmt: reports_rendering.Format,
+) -> str:
+    """The run's post-mortem rendered as `fmt`; HTML shows the timeline and probe pictures
+    above the tables (drawn from the redacted report, as the written HTML file does)."""
+    run_evidence = reports_evidence.load(store, run_id)
+    environment = catalogs.recorded_environment(run_evidence.run)
+    catalog = catalogs.catalog_for(config, environment, ())
+    scenario = reports_evidence.scenario_for(run_evidence.run)
+    built = reports_postmortem.build_postmortem(run_evidence, scenario, cmdb=catalog)
+    figures = (
+        reports_pictures.pictures_of(run_evidence, built, redactor=store.redactor)
+        if fmt is reports_rendering.Format.HTML
+        else None
+    )
+    return reports_rendering.render(built, fmt, figures=figures)
 
 
 def junit_xml(store: journal.Journal, run_id: states.RunId) -> str:

@@ -392,6 +392,8 @@ def test_the_runner_drives_an_api_run_to_completed_and_its_reports_and_junit_are
     )
     assert run_id in markdown.text
     assert html.status_code == 200 and "<html" in html.text.lower()
+    assert 'id="timeline-title"' in html.text and 'data-kind="phase"' in html.text  # pictures
+    assert "<svg" not in markdown.text
     assert as_json.status_code == 200 and as_json.json()["metadata"]["run_id"] == run_id
     assert junit.status_code == 200 and junit.headers["content-type"] == "application/xml"
     assert junit.text.lstrip().startswith("<?xml") and "<testsuites" in junit.text

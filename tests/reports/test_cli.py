@@ -43,7 +43,9 @@ def test_report_writes_html_to_a_file(env: dict[str, str], tmp_path: Path) -> No
         reporting.app, ["report", "run-golden", "--format", "html", "-o", str(out)], env=env
     )
     assert result.exit_code == 0, result.output
-    assert out.read_text().startswith("<!DOCTYPE html>")
+    text = out.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert text.count("<svg") >= 1 and 'data-kind="phase"' in text  # the timeline picture
 
 
 def test_report_as_yaml_is_the_json_post_mortem(env: dict[str, str]) -> None:
@@ -124,6 +126,10 @@ def test_coverage_prints_every_format(env: dict[str, str]) -> None:
         runner.invoke(reporting.app, ["coverage", "--format", "yaml"], env=env).stdout
     )
     assert as_yaml == body | {"generated_at": as_yaml["generated_at"]}
+    html = runner.invoke(reporting.app, ["coverage", "--format", "html"], env=env).stdout
+    markdown = runner.invoke(reporting.app, ["coverage", "--format", "md"], env=env).stdout
+    assert "<svg" in html and 'id="trend-title"' in html  # the weekly trend picture
+    assert "<svg" not in markdown
 
 
 def test_coverage_with_a_bad_policy_exits_3(env: dict[str, str], tmp_path: Path) -> None:

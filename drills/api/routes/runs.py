@@ -321,10 +321,10 @@ def report(
     ] = rendering.Format.MARKDOWN,
 ) -> fastapi.Response:
     """The post-mortem, with the CMDB of the Environment the run recorded."""
-    built = run_service.postmortem(settings, store, run_service.resolve_id(store, run_id))
-    return fastapi.Response(
-        content=rendering.render(built, output_format), media_type=_MEDIA[output_format]
+    text = run_service.postmortem_text(
+        settings, store, run_service.resolve_id(store, run_id), output_format
     )
+    return fastapi.Response(content=text, media_type=_MEDIA[output_format])
 
 
 @router.get(
