@@ -61,6 +61,7 @@ from drills.api.routes import (
 from drills.scheduling import loop as schedule_loop
 from drills.service import auth, driver, housekeeping, leases, notify, schema
 from drills.service import tokens as tokens_service
+from drills.web import app as web_app
 from orchestrator import journal, registry
 from orchestrator.providers import builtin
 
@@ -179,6 +180,7 @@ def create_app(
     app.include_router(metrics.router)
     for module in _RESOURCES:
         app.include_router(module.router, prefix=API_PREFIX)
+    web_app.install(app)  # the pages (drills.web), beside /api/v1
     examples.install(app)  # recorded 2xx examples in app.openapi() (drills/api/examples.json)
     return app
 

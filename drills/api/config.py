@@ -76,6 +76,8 @@ class ApiSettings(settings_sources.PassedIn):
     """Run recovery (`drills.service.runs.recover`) once at start-up."""
     idempotency_ttl_s: float = pydantic.Field(default=86400.0, gt=0)
     """How long a POST's `Idempotency-Key` is remembered (default one day)."""
+    session_ttl_s: float = pydantic.Field(default=43200.0, gt=0)
+    """How long a web page login lasts (12 h; an OIDC token's own expiry is shorter)."""
 
     # ---- who may call (drills.service.auth) ----
     oidc_issuer: str | None = None

@@ -65,6 +65,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "drills.tables_schedules",
     "drills.tables_outbox",
     "drills.tables_gamedays",
+    "drills.tables_web",
 )
 """The application's table modules (each defines its tables on `journal.metadata`)."""
 
@@ -75,6 +76,7 @@ REVISIONS: tuple[str, ...] = (
     "0004_gamedays",
     "0005_schedule_approvals_aborts",
     "0006_schedule_fire_history",
+    "0007_web_sessions",
 )
 """Every revision in `drills/migrations/versions`, oldest first (a test checks the chain)."""
 BASE = REVISIONS[0]

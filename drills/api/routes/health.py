@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from fastapi import responses
 from starlette import concurrency
 
-from drills.api import deps, problems
-from drills.service import schema, views
+from drills.api import deps
+from drills.service import problems, schema, views
 from orchestrator import journal
 from scenarios import errors
 
