@@ -13,151 +13,50 @@ Without the header nothing changes. Keys are kept `ApiSettings.idempotency_ttl_s
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import re
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import fastapi
 import fastapi.routing
-import sqlalchemy as sa
 from starlette import concurrency
 
-from drills import tables_idempotency
 from drills.api import deps
-from orchestrator import journal
-from scenarios import errors
+from drills.service.idempotency import (  # the store part is shared with the pages
+    HEADER,
+    Claim,
+    Replay,
+    Stored,
+    claim,
+)
 
-HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
-_T = tables_idempotency.idempotency_table
-_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
-class KeyInvalid(errors.StormdrillError):
-    """An `Idempotency-Key` that is not 1-255 visible ASCII characters."""
+def response_of(stored: Stored) -> fastapi.Response:
+    """The first request's answer again, marked `Idempotent-Replayed: true`."""
+    headers = {REPLAYED: "true"}
+    if stored.location:
+        headers["Location"] = stored.location
+    return fastapi.Response(
+        content=stored.body,
+        status_code=stored.status,
+        media_type=stored.media_type,
+        headers=headers,
+    )
 
 
-class KeyReused(errors.StormdrillError):
-    """The key was used before on a different request (another body or query)."""
-
-
-class KeyInFlight(errors.StormdrillError):
-    """The first request with this key is still being answered."""
-
-
-class Replay(errors.StormdrillError):
-    """Not a failure: answer with the stored response of the first request with this key."""
-
-    def __init__(self, stored: Stored) -> None:
-        self.stored = stored
-        super().__init__("replay")
-
-
-@dataclasses.dataclass(frozen=True)
-class Stored:
-    status: int
-    body: bytes
-    media_type: str | None
-    location: str | None
-
-    def response(self) -> fastapi.Response:
-        headers = {REPLAYED: "true"}
-        if self.location:
-            headers["Location"] = self.location
-        return fastapi.Response(
-            content=self.body,
-            status_code=self.status,
-            media_type=self.media_type,
-            headers=headers,
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """This request holds the key: `complete` keeps its answer, `release` forgets it."""
-
-    store: journal.Journal
-    principal: str
-    route: str
-    key: str
-
-    def _where(self) -> sa.ColumnElement[bool]:
-        return sa.and_(
-            _T.c.principal == self.principal, _T.c.route == self.route, _T.c.key == self.key
-        )
-
-    def complete(self, response: fastapi.Response) -> None:
-        body = getattr(response, "body", None)
-        if not isinstance(body, bytes):
-            self.release()  # a streamed answer cannot be replayed
-            return
-        if response.status_code >= 500:
-            self.release()
-            return
-        with self.store.transaction(write=True) as conn:
-            conn.execute(
-                _T.update()
-                .where(self._where())
-                .values(
-                    status=response.status_code,
-                    body=body,
-                    media_type=response.headers.get("content-type"),
-                    location=response.headers.get("location"),
-                )
-            )
-
-    def release(self) -> None:
-        with self.store.transaction(write=True) as conn:
-            conn.execute(_T.delete().where(self._where()))
-
-
-def claim(
-    store: journal.Journal,
-    *,
-    principal: str,
-    route: str,
-    key: str,
-    fingerprint: str,
-    ttl_s: float,
-) -> Claim:
-    """Hold `key` for this request; raise `Replay` when it was answered before.
-
-    Raises `KeyInFlight` while the first request is being answered and `KeyReused` when the
-    key came with a different request.
-    """
-    if not _KEY.fullmatch(key):
-        raise KeyInvalid(f"{HEADER}: use 1 to 255 visible ASCII characters (e.g. a UUID)")
-    now = datetime.now(UTC)
-    held = Claim(store=store, principal=principal, route=route, key=key)
-    with store.transaction(write=True) as conn:
-        conn.execute(_T.delete().where(_T.c.created_at < now - timedelta(seconds=ttl_s)))
-        row = conn.execute(sa.select(_T).where(held._where())).first()
-        if row is None:
-            conn.execute(
-                _T.insert().values(
-                    principal=principal,
-                    route=route,
-                    key=key,
-                    fingerprint=fingerprint,
-                    created_at=now,
-                )
-            )
-            return held
-    if row.status is None:
-        raise KeyInFlight(
-            f"{HEADER} {key!r}: the first {route} request with it is still being answered;"
-            " retry shortly"
-        )
-    if row.fingerprint != fingerprint:
-        raise KeyReused(
-            f"{HEADER} {key!r} was used for a different {route} request; use a new key"
-            " for a new request"
-        )
-    raise Replay(
-        Stored(status=row.status, body=row.body, media_type=row.media_type, location=row.location)
+def complete(held: Claim, response: fastapi.Response) -> None:
+    """Keep `response` as the key's answer (a streamed answer cannot be: the key is freed)."""
+    body = getattr(response, "body", None)
+    if not isinstance(body, bytes):
+        held.release()
+        return
+    held.complete(
+        status=response.status_code,
+        body=body,
+        media_type=response.headers.get("content-type"),
+        location=response.headers.get("location"),
     )
 
 
@@ -223,7 +122,7 @@ class IdempotentRoute(fastapi.routing.APIRoute):
                 raise
             held = getattr(request.state, "idempotency", None)
             if isinstance(held, Claim):
-                await concurrency.run_in_threadpool(held.complete, response)
+                await concurrency.run_in_threadpool(complete, held, response)
             return response
 
         return handler
@@ -234,6 +133,6 @@ def install(app: fastapi.FastAPI) -> None:
 
     async def on_replay(_request: fastapi.Request, exc: Exception) -> fastapi.Response:
         assert isinstance(exc, Replay)
-        return exc.stored.response()
+        return response_of(exc.stored)
 
     app.add_exception_handler(Replay, on_replay)

@@ -25,12 +25,10 @@ import pydantic
 import sqlalchemy as sa
 import starlette.exceptions
 
-from drills.api import idempotency
 from drills.service import problems as service_problems
 from drills.service import runs as run_service
 from drills.service import views
 from drills.service.problems import (  # the kinds are shared with the web pages
-    CONFLICT,
     FORBIDDEN,
     INTERNAL,
     INVALID_DOCUMENT,
@@ -87,8 +85,6 @@ class Problem(pydantic.BaseModel):
 def kind_of(exc: BaseException) -> Kind:
     """The answer for `exc` (`drills.service.problems.kind_of`; a repeated idempotency key
     still being answered is a conflict too)."""
-    if isinstance(exc, idempotency.KeyInFlight):
-        return CONFLICT
     return service_problems.kind_of(exc)
 
 

@@ -17,7 +17,15 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from drills import binding
-from drills.service import approvals, auth, catalogs, documents, killswitches, tokens
+from drills.service import (
+    approvals,
+    auth,
+    catalogs,
+    documents,
+    idempotency,
+    killswitches,
+    tokens,
+)
 from drills.service import runs as run_service
 from orchestrator import engine
 from orchestrator import errors as orchestrator_errors
@@ -74,6 +82,7 @@ _BY_TYPE: Sequence[tuple[tuple[type[BaseException], ...], Kind]] = (
             run_service.SecretUnavailable,
             approvals.NotAwaitingApproval,
             approvals.PlanMismatch,
+            idempotency.KeyInFlight,
         ),
         CONFLICT,
     ),

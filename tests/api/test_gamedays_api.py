@@ -18,6 +18,7 @@ from drills.api import app as app_mod
 from drills.api import audit as api_audit
 from drills.api import deps, idempotency
 from drills.service import audit, auth
+from drills.service import idempotency as idempotency_store
 from orchestrator import engine, journal, records, states
 from tests.api import conftest
 
@@ -632,11 +633,11 @@ def test_a_repeated_idempotency_key_answers_the_first_response_and_does_nothing_
     client: testclient.TestClient,
 ) -> None:
     text = document()  # one body: its window is computed from the clock
-    first = create(client, text, **{idempotency.HEADER: "create-1"})
-    again = create(client, text, **{idempotency.HEADER: "create-1"})
+    first = create(client, text, **{idempotency_store.HEADER: "create-1"})
+    again = create(client, text, **{idempotency_store.HEADER: "create-1"})
     day = first.json()
     client.post(day_path(day["id"], "/start"))
-    key = {idempotency.HEADER: "note-1"}
+    key = {idempotency_store.HEADER: "note-1"}
     note = client.post(day_path(day["id"], "/notes"), json={"text": "once"}, headers=key)
     note_again = client.post(day_path(day["id"], "/notes"), json={"text": "once"}, headers=key)
     other = client.post(day_path(day["id"], "/notes"), json={"text": "twice"}, headers=key)

@@ -11,6 +11,7 @@ from drills import tables_idempotency
 from drills.api import app as app_mod
 from drills.api import deps, idempotency
 from drills.service import auth
+from drills.service import idempotency as idempotency_store
 from tests.api import conftest
 
 API = "/api/v1"
@@ -125,7 +126,7 @@ def test_a_key_still_being_answered_is_409_and_an_expired_one_is_free_again(
 ) -> None:
     with _client(api_world) as client:
         store = conftest.store_of(client)
-        idempotency.claim(
+        idempotency_store.claim(
             store,
             principal="token:alice",
             route="POST /api/v1/runs",
