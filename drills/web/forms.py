@@ -51,20 +51,18 @@ async def act_once(
     held: idempotency.Claim | None = None
     if key is not None:
         ttl = getattr(request.app.state.api_settings, "idempotency_ttl_s", DEFAULT_TTL_S)
+        fingerprint = await _fingerprint(request)
+        principal = f"{session.principal.kind}:{session.principal.name}"
         try:
-            held = (
-                await concurrency.run_in_threadpool(
-                    lambda: idempotency.claim(
-                        store,
-                        principal=f"{session.principal.kind}:{session.principal.name}",
-                        route=f"{ROUTE_PREFIX} {request.url.path}",
-                        key=key,
-                        fingerprint=fingerprint,
-                        ttl_s=float(ttl),
-                    )
+            held = await concurrency.run_in_threadpool(
+                lambda: idempotency.claim(
+                    store,
+                    principal=principal,
+                    route=f"{ROUTE_PREFIX} {request.url.path}",
+                    key=key,
+                    fingerprint=fingerprint,
+                    ttl_s=float(ttl),
                 )
-                if (fingerprint := await _fingerprint(request))
-                else None
             )
         except idempotency.Replay as replay:
             return responses.RedirectResponse(replay.stored.location or "/", status_code=303)
