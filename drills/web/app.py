@@ -13,9 +13,19 @@ import fastapi
 from fastapi import staticfiles
 
 from drills.web import security
-from drills.web.pages import login
+from drills.web.pages import (
+    approvals,
+    audit,
+    coverage,
+    dashboard,
+    gamedays,
+    login,
+    runs,
+    scenarios,
+    schedules,
+)
 
-PAGES = (login,)
+PAGES = (login, dashboard, coverage, runs, scenarios, approvals, schedules, gamedays, audit)
 ADDRESSES: tuple[str, ...] = (
     "/",
     "/coverage",

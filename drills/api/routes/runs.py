@@ -23,7 +23,15 @@ from starlette import concurrency
 from drills import settings as settings_mod
 from drills.api import config as api_config
 from drills.api import deps, idempotency, problems, threads
-from drills.service import approvals, auth, catalogs, documents, driver, killswitches, views
+from drills.service import (
+    approvals,
+    auth,
+    catalogs,
+    documents,
+    driver,
+    submitting,
+    views,
+)
 from drills.service import runs as run_service
 from orchestrator import engine, journal, registry, states
 from reports import rendering
@@ -65,34 +73,19 @@ def _submit(
     folders: documents.Folders,
     runner: driver.Driver | None,
 ) -> views.RunSubmittedView:
-    request = documents.drill_request(
-        folders, scenario=body.scenario, environment=body.environment, parameters=body.parameters
+    run = submitting.submit_request(
+        settings,
+        store,
+        reg,
+        folders,
+        scenario=body.scenario,
+        environment=body.environment,
+        parameters=body.parameters,
+        principal=principal,
+        approval_settings=api_settings,
+        runner=runner,
+        reason="POST /api/v1/runs",
     )
-    prepared = run_service.prepare(settings, request)
-    killswitches.refuse_if_engaged(store, prepared.drill.environment.metadata.name)
-    needed = approvals.required(prepared.drill.environment)
-    plan = None
-    if needed or _scoped(principal):
-        eng = run_service.make_engine(settings, store, reg, catalog=prepared.catalog)
-        plan = eng.plan(prepared.drill)  # touches nothing
-        services = auth.services_of_plan(plan.impact, catalog=prepared.catalog)
-        auth.authorize(principal, auth.Permission.START, services)
-    trigger = engine.Trigger(
-        kind=engine.TriggerKind.API, principal=principal.name, reason="POST /api/v1/runs"
-    )
-    run_id = states.new_run_id(datetime.now(UTC))
-    if runner is None:
-        run = run_service.submit(settings, store, reg, prepared, trigger=trigger, run_id=run_id)
-        if plan is not None and needed:
-            approvals.protect(store, run, plan=plan, requester=principal.name, config=api_settings)
-    else:
-        with runner.submitting(run_id):
-            run = run_service.submit(settings, store, reg, prepared, trigger=trigger, run_id=run_id)
-            if plan is not None and needed:
-                approvals.protect(
-                    store, run, plan=plan, requester=principal.name, config=api_settings
-                )
-            runner.hand_over(run.id, prepared)
     return views.RunSubmittedView(
         id=run.id,
         state=run.state,
