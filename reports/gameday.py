@@ -135,6 +135,8 @@ class GameDayFacts:
 class LinkStyle(enum.StrEnum):
     API = "api"
     FILES = "files"
+    PAGES = "pages"
+    """The web pages' run page (`/runs/{id}#postmortem`), for a report read in a browser."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +151,8 @@ class Links:
         quoted = parse.quote(run_id, safe="")
         if self.style is LinkStyle.FILES:
             return f"{quoted}/postmortem{fmt.suffix}"
+        if self.style is LinkStyle.PAGES:
+            return f"{self.base_url.rstrip('/')}/runs/{quoted}#postmortem"
         return f"{self.base_url.rstrip('/')}{API_PREFIX}/runs/{quoted}/report?format={fmt.value}"
 
 

@@ -5,7 +5,8 @@ API's lifespan put on `app.state` (this package never imports `drills.api`). `Se
 is the logged-in browser: the session cookie resolved in a worker thread
 (`drills.service.sessions.resolve`); without a valid one a page answers 303 to
 `/login?next=…` (`LoginRequired`). `FormSessionDep` is the same for a form's POST, once
-its `csrf_token` field matched the session's (else 403, `CsrfRejected`).
+its `csrf_token` field matched the session's (else 403, `CsrfRejected`, audited as
+`form.csrf-refused`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from starlette import concurrency
 
 from drills import settings as settings_mod
 from drills.service import auth, documents, driver, sessions
+from drills.web import audit as web_audit
 from orchestrator import journal, registry
 from scenarios import errors
 
 COOKIE = "stormdrill_session"
 CSRF_FIELD = "csrf_token"
 IDEMPOTENCY_FIELD = "idempotency_key"
+CSRF_REFUSED = "form.csrf-refused"
+"""The audit action of a form refused for its CSRF token (nothing else was looked at)."""
 
 
 class LoginRequired(errors.StormdrillError):
@@ -120,6 +124,15 @@ async def get_form_session(request: fastapi.Request, session: SessionDep) -> ses
     form = await request.form()
     presented = form.get(CSRF_FIELD)
     if not sessions.check_csrf(session, presented if isinstance(presented, str) else None):
+        store: journal.Journal = request.app.state.store
+        await web_audit.record(
+            request,
+            store,
+            action=CSRF_REFUSED,
+            target=request.url.path.lstrip("/"),
+            status=403,
+            detail="the form's CSRF token was missing or not the session's",
+        )
         raise CsrfRejected(
             "this form's CSRF token is missing or out of date: reload the page and try again"
         )

@@ -4,8 +4,8 @@
 test builds its own with `web_for(drive_runs=True)`), the store it opened, and
 `login(role)`, which makes a real token, posts it to `/login` like a browser and returns
 the session's CSRF token (read from the page, as a browser's form would carry it). Pages
-are parsed with `html.parser` helpers in `tests.web.pages` — no page is checked by string
-search alone where its structure matters.
+are parsed with `tests.web.html_tree` (html.parser) — no page is checked by string search
+alone where its structure matters.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from fastapi import testclient
 from drills.service import approvals, audit, auth, documents, schedules
 from orchestrator import states
 from tests.web.conftest import CSRF, Web
-from tests.web.test_scenarios_pages import Node, parse
+from tests.web.html_tree import Node, parse
 
 API = "/api/v1"
 

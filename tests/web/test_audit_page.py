@@ -15,7 +15,7 @@ import urllib.parse
 
 from drills.service import audit, auth
 from tests.web.conftest import Web
-from tests.web.test_schedules_pages import Node, parse
+from tests.web.html_tree import Node, parse
 
 DAYS_AGO = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
 

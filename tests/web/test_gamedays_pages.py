@@ -17,10 +17,12 @@ from pathlib import Path
 
 from drills.scheduling import claiming
 from drills.service import auth, documents, gameday_reports, gamedays, schedules
+from drills.web.pages import gamedays as gamedays_page
 from orchestrator import journal, records, states
+from reports import rendering
 from tests.gamedays import support
 from tests.web.conftest import Web
-from tests.web.test_schedules_pages import Node, parse
+from tests.web.html_tree import Node, parse
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 
@@ -500,7 +502,18 @@ def test_the_report_page_is_the_services_html_report(web: Web, tmp_path: Path) -
 
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/html")
-    assert answer.text == gameday_reports.render(web.store, day.id, fmt="html")
+    assert answer.text == gameday_reports.render(
+        web.store, day.id, fmt="html", links=gamedays_page.PAGE_LINKS
+    )
     assert "checkout p99 doubled" in answer.text
+    assert "/api/v1/" not in answer.text  # a browser has no bearer token: run pages instead
     assert "<script" not in answer.text
     assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+
+
+def test_a_report_read_in_a_browser_links_each_post_mortem_to_its_run_page() -> None:
+    links = gamedays_page.PAGE_LINKS
+    assert links.postmortem("20261206T100000Z-3f9a1c2b", rendering.Format.HTML) == (
+        "/runs/20261206T100000Z-3f9a1c2b#postmortem"
+    )
+    assert links.postmortem("a/b", rendering.Format.HTML) == "/runs/a%2Fb#postmortem"

@@ -36,9 +36,12 @@ from drills.service import schedules as schedule_service
 from drills.web import deps, rendering, routing
 from drills.web.pages import schedules as schedule_pages
 from orchestrator import journal, states
+from reports import gameday as gameday_report
 from scenarios import errors
 
 router = routing.router()
+PAGE_LINKS = gameday_report.Links(style=gameday_report.LinkStyle.PAGES)
+"""The report read in a browser links each post-mortem to its run page."""
 
 FIRES_PER_MONTH = 100
 """At most this many upcoming fires of one schedule in a month (an every-minute schedule
@@ -411,6 +414,11 @@ async def report(
     """The after-action report as the service renders it (one self-contained HTML file)."""
     auth.authorize(session.principal, auth.Permission.READ)
     text = await concurrency.run_in_threadpool(
-        lambda: gameday_reports.render(store, gameday, fmt="html")
+        lambda: gameday_reports.render(
+            store,
+            gameday,
+            fmt="html",
+            links=gameday_report.Links(style=gameday_report.LinkStyle.PAGES),
+        )
     )
     return responses.HTMLResponse(text)
