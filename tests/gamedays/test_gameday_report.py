@@ -528,10 +528,12 @@ class _Tags(html.parser.HTMLParser):
         super().__init__()
         self.tags: list[str] = []
         self.attrs: list[tuple[str, str | None]] = []
+        self.by_tag: list[list[tuple[str, str | None]]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
         self.attrs += attrs
+        self.by_tag.append(attrs)
 
 
 def test_hostile_note_text_is_escaped_in_html_and_markdown(
@@ -579,7 +581,9 @@ def test_the_html_page_is_self_contained_with_no_external_assets(
     parsed = _Tags()
     parsed.feed(page)
 
-    assert "link" not in parsed.tags and "script" not in parsed.tags
+    assert "script" not in parsed.tags
+    links = [dict(a) for tag, a in zip(parsed.tags, parsed.by_tag, strict=True) if tag == "link"]
+    assert links == [{"rel": "icon", "href": "data:,"}]  # an empty icon: no /favicon.ico fetch
     assert not [value for name, value in parsed.attrs if name == "src"]
     external = sorted({v for n, v in parsed.attrs if n == "href" and v and "://" in v})
     assert external == [
