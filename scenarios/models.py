@@ -273,6 +273,8 @@ TARGET_KINDS: Final[Mapping[Provider, frozenset[str]]] = {
             "security-group",
             "iam-user",
             "vpc",
+            "health-check",
+            "global-cluster",
         }
     ),
     Provider.PEOPLE: frozenset({"person", "team"}),

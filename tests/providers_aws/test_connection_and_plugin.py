@@ -21,14 +21,17 @@ def test_plugin_registers_connector_actions_probe_resolvers_and_sweeper() -> Non
         "aws.ec2.stop-instances",
         "aws.iam.suspend-access",
         "aws.network.deny-egress",
+        "aws.network.isolate-region",
         "aws.network.isolate-subnets",
         "aws.rds.failover",
+        "aws.rds.global-failover",
+        "aws.route53.fail-health-check",
     ]
     assert "aws" in reg.connectors()
     assert {kind for kind in resolving.KINDS if reg.resolver(provider="aws", kind=kind)} == set(
         resolving.KINDS
     )
-    assert [s.provider for s in reg.sweepers()] == ["aws"]
+    assert [s.provider for s in reg.sweepers()] == ["aws", "aws"]  # subnets etc., Route 53
 
 
 def test_every_client_uses_the_environment_endpoint_and_region(aws_endpoint_url: str) -> None:

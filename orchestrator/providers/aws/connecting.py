@@ -138,6 +138,10 @@ class AwsConnection:
         client: STSClient = self._client("sts")
         return client
 
+    def route53(self) -> Any:
+        """The Route 53 client (global: health checks and hosted zones; no stubs installed)."""
+        return self._client("route53")
+
     def __repr__(self) -> str:
         where = f" via {self.endpoint_url}" if self.endpoint_url else ""
         return f"AwsConnection({self.region}{where})"

@@ -1,4 +1,4 @@
-"""Plugin: registers the AWS provider (connector, actions, probe, resolver, sweeper).
+"""Plugin: registers the AWS provider (connector, actions, probes, resolvers, sweepers).
 
 Invariant: registering has no side effect beyond the given registry; nothing connects
 until a run asks for the "aws" connection.
@@ -9,12 +9,17 @@ from __future__ import annotations
 from orchestrator import registry as registries
 from orchestrator.providers.aws import (
     alarms,
+    answering,
     connecting,
     egress,
     failover,
+    global_failover,
     isolating,
+    region,
     resolving,
+    route53,
     scaling,
+    selecting,
     stopping,
     suspending,
     sweeping,
@@ -27,8 +32,11 @@ ACTIONS = (
     failover.Failover,
     egress.DenyEgress,
     suspending.SuspendAccess,
+    route53.FailHealthCheck,
+    region.IsolateRegion,
+    global_failover.GlobalFailover,
 )
-PROBES = (alarms.CloudWatchAlarm,)
+PROBES = (alarms.CloudWatchAlarm, answering.Route53Resolve)
 
 
 def register(registry: registries.Registry) -> None:
@@ -36,4 +44,6 @@ def register(registry: registries.Registry) -> None:
     registry.register_connector(connecting.PROVIDER, connecting.connect)
     registry.register(*ACTIONS, *PROBES)
     registry.register_resolver(resolving.AwsResolver())
+    registry.register_resolver(selecting.RegionResolver())
     registry.register_sweeper(sweeping.AwsSweeper())
+    registry.register_sweeper(route53.Route53Sweeper())
