@@ -10,6 +10,10 @@ controller loop, a seeded moto server and the workload server, then writes into 
 - `stop()` stops every part that was started, in reverse order, even if one of them fails;
   it is safe to call twice.
 - moto's state is process-wide: starting a `Sandbox` resets every moto in this process.
+- `regions=1` (the default) is the one-region sandbox and nothing more; `regions=2` adds region
+  B (`sandbox.region`): a second API server with its controller, its AWS seed, Route 53
+  failover, an Aurora global cluster and the global entry point, plus
+  `kubeconfig-us-west-2` and `region-b.environment.yaml` in the state dir.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, Final, Self
 import yaml
 
 from sandbox import aws, errors, workloads
+from sandbox import region as two_regions
 from sandbox.kubernetes import controller, resources, seed, server, store
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,8 @@ KUBECONFIG_FILE: Final = "kubeconfig"
 ENVIRONMENT_FILE: Final = "environment.yaml"
 INFO_FILE: Final = "sandbox.json"
 KILL_SWITCH_FILE: Final = "killswitch"
+REGION_B_ENVIRONMENT_FILE: Final = "region-b.environment.yaml"
+REGION_B_ENVIRONMENT_NAME: Final = "sandbox-us-west-2"
 
 
 def catalog_path() -> Path:
@@ -60,6 +67,8 @@ class SandboxInfo:
     health: Mapping[str, str]
     prometheus_url: str
     workloads_url: str
+    regions: two_regions.TwoRegions | None = None
+    """Region B, Route 53 and the global entry point; only with `Sandbox(regions=2)`."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -73,9 +82,13 @@ class SandboxInfo:
     def kill_switch(self) -> Path:
         return self.state_dir / KILL_SWITCH_FILE
 
+    @property
+    def region_b_environment(self) -> Path:
+        return self.state_dir / REGION_B_ENVIRONMENT_FILE
+
     def to_json(self) -> dict[str, Any]:
-        """The `sandbox.json` document."""
-        return {
+        """The `sandbox.json` document (with `regions=2`: clusters, global, route53, …)."""
+        document: dict[str, Any] = {
             "kubernetes": {
                 "server": self.kube_server,
                 "kubeconfig": str(self.kubeconfig),
@@ -88,6 +101,12 @@ class SandboxInfo:
             "environment": str(self.environment),
             "pid": os.getpid(),
         }
+        if self.regions is not None:
+            extra = self.regions.to_json()
+            document["kubernetes"]["clusters"] = extra.pop("clusters")
+            document["environments"] = {two_regions.REGION_B: str(self.region_b_environment)}
+            document.update(extra)
+        return document
 
 
 def environment_document(info: SandboxInfo) -> dict[str, Any]:
@@ -119,7 +138,53 @@ def environment_document(info: SandboxInfo) -> dict[str, Any]:
                 "nodeName": ORCHESTRATOR_NODE,
             },
             "killSwitchFile": str(info.kill_switch),
-            "parameters": parameters,
+            "parameters": {**parameters, **_global_parameters(info)},
+        },
+    }
+
+
+def _global_parameters(info: SandboxInfo) -> dict[str, str]:
+    """With two regions: the global entry point's URLs and each region's health check id."""
+    if info.regions is None:
+        return {}
+    checks = info.regions.failover.health_check_ids
+    return {
+        "globalHealthUrl": info.regions.global_health_url,
+        "globalShopUrl": info.regions.global_shop_url,
+        "primaryHealthCheckId": checks[two_regions.REGION_A],
+        "secondaryHealthCheckId": checks[two_regions.REGION_B],
+    }
+
+
+def region_b_environment_document(info: SandboxInfo) -> dict[str, Any]:
+    """An Environment reaching region B alone (its cluster, `us-west-2` on the same moto).
+
+    The Environment model has no `kubernetes.clusters` yet (unknown fields fail validation),
+    so the second cluster gets its own file; `sandbox.json` lists both clusters.
+    """
+    if info.regions is None:
+        raise errors.SandboxError("region_b_environment_document: the sandbox has one region")
+    return {
+        "apiVersion": "stormdrill.dev/v1",
+        "kind": "Environment",
+        "metadata": {"name": REGION_B_ENVIRONMENT_NAME},
+        "spec": {
+            "protected": False,
+            "timeScale": TIME_SCALE,
+            "kubernetes": {
+                "kubeconfig": two_regions.KUBECONFIG_B,
+                "context": two_regions.CONTEXT_B,
+                "requireNamespaceOptIn": True,
+                "allowClusterScope": True,
+            },
+            "aws": {
+                "region": two_regions.REGION_B,
+                "endpointUrl": info.aws_endpoint_url,
+                "protectedPrincipals": list(aws.PROTECTED_PRINCIPALS),
+            },
+            "cmdb": {"backstage": [str(catalog_path().parent)]},
+            "killSwitchFile": str(info.kill_switch),
+            "parameters": _global_parameters(info),
         },
     }
 
@@ -151,7 +216,14 @@ class Sandbox:
         kube_latency_s: float = 0.0,
         controller_interval_s: float = 0.2,
         host: str = "127.0.0.1",
+        regions: int = 1,
     ) -> None:
+        if regions not in (1, 2):
+            raise errors.SandboxError(
+                f"Sandbox(regions={regions}): the sandbox simulates 1 region ({aws.REGION}) or"
+                f" 2 ({aws.REGION} and {two_regions.REGION_B}); pass regions=1 or regions=2"
+            )
+        self.regions = regions
         self.state_dir = Path(state_dir).resolve()
         self._kube_latency_s = kube_latency_s
         self._controller_interval_s = controller_interval_s
@@ -164,6 +236,12 @@ class Sandbox:
         self.moto: aws.MotoSandbox | None = None
         self.workloads: workloads.WorkloadServer | None = None
         self.aws_seed: aws.AwsSeed | None = None
+        # Region B's parts, only with regions=2 (None otherwise).
+        self.store_b: store.ClusterStore | None = None
+        self.kube_b: server.KubeApiServer | None = None
+        self.network_b: two_regions.RegionNetwork | None = None
+        self.failover: two_regions.Failover | None = None
+        self.global_entry: two_regions.GlobalEntryPoint | None = None
 
     @property
     def info(self) -> SandboxInfo:
@@ -178,6 +256,8 @@ class Sandbox:
             return self._info
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / INFO_FILE).unlink(missing_ok=True)
+        if self.regions == 1:
+            (self.state_dir / REGION_B_ENVIRONMENT_FILE).unlink(missing_ok=True)
         try:
             self._info = self._start_parts()
             self._write_state_files(self._info)
@@ -224,16 +304,71 @@ class Sandbox:
             health={service: shop.health_url(service) for service in workloads.SERVICES},
             prometheus_url=shop.prometheus_url,
             workloads_url=shop.url,
+            regions=self._start_region_b(kube, moto) if self.regions == 2 else None,
+        )
+
+    def _start_region_b(
+        self, kube_a: server.KubeApiServer, moto: aws.MotoSandbox
+    ) -> two_regions.TwoRegions:
+        cluster = store.ClusterStore()
+        two_regions.seed_cluster(cluster, region=two_regions.REGION_B, zones=two_regions.ZONES_B)
+        self.store_b = cluster
+        kube = server.KubeApiServer(
+            store=cluster, host=self._host, port=0, faults=self._kube_faults()
+        )
+        kube.start()
+        self.kube_b = kube
+        self._stops.append((f"kubernetes API server ({two_regions.REGION_B})", kube.stop))
+        kubeconfig_b = kube.write_kubeconfig(
+            self.state_dir / two_regions.KUBECONFIG_B, context=two_regions.CONTEXT_B
+        )
+        loop = controller.Controller(cluster, interval_s=self._controller_interval_s)
+        loop.start()
+        self._stops.append((f"kubernetes controller ({two_regions.REGION_B})", loop.stop))
+
+        self.network_b = two_regions.seed_region_b_aws(endpoint_url=moto.endpoint_url)
+        entry = two_regions.GlobalEntryPoint(
+            endpoint_url=moto.endpoint_url,
+            apis={two_regions.REGION_A: str(kube_a.url), two_regions.REGION_B: str(kube.url)},
+            host=self._host,
+        )
+        entry.start()
+        self.global_entry = entry
+        self._stops.append(("global entry point", entry.stop))
+        self.failover = two_regions.seed_failover(
+            endpoint_url=moto.endpoint_url, entry_host=self._host, entry_port=entry.port
+        )
+        clusters = (
+            two_regions.Cluster(
+                name=two_regions.CLUSTER_NAMES[two_regions.REGION_A],
+                region=two_regions.REGION_A,
+                kubeconfig=self.state_dir / KUBECONFIG_FILE,
+                context=CONTEXT,
+                server=str(kube_a.url),
+            ),
+            two_regions.Cluster(
+                name=two_regions.CLUSTER_NAMES[two_regions.REGION_B],
+                region=two_regions.REGION_B,
+                kubeconfig=kubeconfig_b,
+                context=two_regions.CONTEXT_B,
+                server=str(kube.url),
+            ),
+        )
+        return two_regions.TwoRegions(
+            clusters=clusters,
+            global_url=entry.url,
+            failover=self.failover,
+            network_b=self.network_b,
         )
 
     def wait_settled(self, *, timeout_s: float = 30.0) -> bool:
-        """Wait until every Deployment has all its replicas Ready (True) or time runs out."""
-        cluster = self.store
-        if cluster is None:
+        """Wait until every Deployment (of each region) has all replicas Ready, or time runs out."""
+        if self.store is None:
             raise errors.SandboxNotStarted("Sandbox.wait_settled: call start() first")
+        clusters = [c for c in (self.store, self.store_b) if c is not None]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            deployments = cluster.list(resource=resources.DEPLOYMENTS)
+            deployments = [d for c in clusters for d in c.list(resource=resources.DEPLOYMENTS)]
             if all(_deployment_settled(d) for d in deployments):
                 return True
             time.sleep(0.05)
@@ -245,6 +380,9 @@ class Sandbox:
     def _write_state_files(self, info: SandboxInfo) -> None:
         env_text = yaml.safe_dump(environment_document(info), sort_keys=False)
         _write_atomically(info.environment, env_text)
+        if info.regions is not None:
+            region_b_text = yaml.safe_dump(region_b_environment_document(info), sort_keys=False)
+            _write_atomically(info.region_b_environment, region_b_text)
         _write_atomically(self.state_dir / INFO_FILE, json.dumps(info.to_json(), indent=2) + "\n")
 
     def stop(self) -> None:
