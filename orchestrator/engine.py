@@ -967,8 +967,8 @@ class _Driver:
         while not self._watchdog_stop.wait(0.1):
             if self.external_stop is not None and self.external_stop.is_set():
                 self._abort_from("operator", "stopped by signal (SIGINT/SIGTERM)")
-            if not self.abort.set and _abort_requested(self.store, self.run.id):
-                self._abort_from("operator", "abort requested (stormdrill abort)")
+            if not self.abort.set and (asked := _abort_request(self.store, self.run.id)):
+                self._abort_from("operator", asked)
             if time.monotonic() >= next_beat:
                 self.store.heartbeat(self.run.id, owner=owner)
                 next_beat = time.monotonic() + self.config.heartbeat_s
@@ -982,8 +982,11 @@ def _findings_of(mutation: mutations.PlannedMutation) -> list[dict[str, mutation
     return [dict(item) for item in raw if isinstance(item, Mapping)]
 
 
-def _abort_requested(store: journal.Journal, run_id: states.RunId) -> bool:
-    return bool(store.events(run_id, kind=_E.ABORT_REQUEST))
+def _abort_request(store: journal.Journal, run_id: states.RunId) -> str | None:
+    """Who asked the run to abort, as the first request says (`abort requested from the web
+    pages (alice)`), or None when nobody did."""
+    asked = store.events(run_id, kind=_E.ABORT_REQUEST)
+    return (asked[0].message or "abort requested") if asked else None
 
 
 def _with_plan(record: records.RunRecord, plan: planning.Plan) -> records.RunRecord:

@@ -79,7 +79,7 @@ def test_stormdrill_abort_mid_run_aborts_and_rolls_back_including_explicit_rollb
     assert f"abort requested for {outcome.run.id}" in said[0].stdout
     assert outcome.run.state is _S.ABORTED
     assert outcome.exit_code == engine.ExitCode.ABORTED
-    assert outcome.run.abort_reason == "abort requested (stormdrill abort)"
+    assert outcome.run.abort_reason == "abort requested from the CLI"  # who asked, as they asked
     _assert_rolled_back(store, outcome.run.id)
     fail_back = [e for e in store.entries(outcome.run.id) if e.step == "fail-back-payments-db"]
     assert len(fail_back) == 1, "the scenario's own rollback step runs on an abort too"
