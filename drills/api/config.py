@@ -87,6 +87,20 @@ class ApiSettings(settings_sources.PassedIn):
     oidc_roles_claim: str = "groups"
     oidc_group_roles: dict[str, str] = pydantic.Field(default_factory=dict)
     """Maps a group (a value of the roles claim) to a role: `{"sre": "operator"}`."""
+    oidc_client_id: str | None = None
+    """The web pages' OIDC client: set, `/login/oidc` logs in with the authorization-code
+    flow (PKCE S256) at the issuer above; the ID token's audience is this client id."""
+    oidc_client_secret: pydantic.SecretStr | None = None
+    """The client's secret (sent `client_secret_basic`); unset for a public client (PKCE only)."""
+    oidc_authorization_url: str | None = None
+    """Default: `authorization_endpoint` of `<issuer>/.well-known/openid-configuration`."""
+    oidc_token_url: str | None = None
+    """Default: `token_endpoint` of `<issuer>/.well-known/openid-configuration`."""
+    oidc_scopes: str = "openid profile email"
+    """The scopes the login asks for (space separated; `openid` is always asked for)."""
+    public_url: str | None = None
+    """The external base URL of the pages (`https://drills.example.com`), for the OIDC
+    redirect URI; default: the request's own base URL."""
     metrics_token: pydantic.SecretStr | None = None
     """When set, `/metrics` needs `Authorization: Bearer <this>`."""
 

@@ -9,6 +9,13 @@ a session that expired, was ended by `logout`, or whose Stormdrill token was rev
 expired since (checked on every request, so revoking a token logs its browsers out). A
 session lasts `ttl` (12 h by default), and never longer than an OIDC token's `exp`.
 `check_csrf` compares a form's token with the session's in constant time.
+
+`start` makes a session for a principal already authenticated some other way (the OIDC
+authorization-code login, `drills.service.oidc_login`). That login's pending state (PKCE
+verifier, nonce, `next`) waits between the redirect and the callback in this same table, as
+a row marked `PENDING` whose digest is of `PENDING_PREFIX + state`: `save_pending` writes it,
+`take_pending` deletes and answers it (once: a replayed state finds nothing). `resolve`
+never accepts such a row as a session, whatever cookie names it.
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ from orchestrator import journal
 DEFAULT_TTL = timedelta(hours=12)
 SECRET_BYTES = 32
 _T = tables_web.web_sessions_table
+PENDING = "pendingOidcLogin"
+"""The key of a pending OIDC login's `principal` JSON (the row's marker)."""
+PENDING_PREFIX = "oidc-pending:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +99,24 @@ def login(
     principal = auth.authenticate(
         store, config, authorization=f"Bearer {pasted}", oidc=oidc, now=moment
     )
+    not_after = None if pasted.startswith(tokens_mod.PREFIX) else _jwt_expiry(pasted)
+    return start(store, principal, ttl=ttl, not_after=not_after, now=moment)
+
+
+def start(
+    store: journal.Journal,
+    principal: auth.Principal,
+    *,
+    ttl: timedelta = DEFAULT_TTL,
+    not_after: datetime | None = None,
+    now: datetime | None = None,
+) -> Issued:
+    """A new session for `principal` (authenticated already), lasting `ttl` but never past
+    `not_after` (an OIDC token's `exp`)."""
+    moment = now or datetime.now(UTC)
     expires_at = moment + ttl
-    if not pasted.startswith(tokens_mod.PREFIX):
-        exp = _jwt_expiry(pasted)
-        if exp is not None:
-            expires_at = min(expires_at, exp)
+    if not_after is not None:
+        expires_at = min(expires_at, not_after)
     secret = secrets.token_urlsafe(SECRET_BYTES)
     csrf = secrets.token_urlsafe(SECRET_BYTES)
     with _writing(store) as conn:
@@ -125,6 +148,8 @@ def resolve(store: journal.Journal, secret: str, *, now: datetime | None = None)
         raise auth.Unauthenticated(
             f"your session ended at {row.expires_at:%Y-%m-%d %H:%M} UTC: log in again"
         )
+    if PENDING in row.principal:
+        raise auth.Unauthenticated("you are logged out: log in with your token again")
     principal = _principal_from(row.principal)
     if row.token_id is not None:
         try:
@@ -150,6 +175,69 @@ def logout(store: journal.Journal, secret: str, *, now: datetime | None = None) 
             .values(revoked_at=moment)
         )
     return bool(ended.rowcount)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """An OIDC login between the redirect to the issuer and its callback."""
+
+    state: str = dataclasses.field(repr=False)
+    code_verifier: str = dataclasses.field(repr=False)
+    nonce: str = dataclasses.field(repr=False)
+    next: str
+    redirect_uri: str
+    expires_at: datetime
+
+
+def save_pending(store: journal.Journal, pending: Pending, *, now: datetime | None = None) -> None:
+    """Keep `pending` until its callback (or `expires_at`); expired ones are swept here."""
+    moment = now or datetime.now(UTC)
+    with _writing(store) as conn:
+        conn.execute(_T.delete().where(_T.c.expires_at <= moment))
+        conn.execute(
+            _T.insert().values(
+                digest=digest(PENDING_PREFIX + pending.state),
+                principal={
+                    PENDING: {
+                        "codeVerifier": pending.code_verifier,
+                        "nonce": pending.nonce,
+                        "next": pending.next,
+                        "redirectUri": pending.redirect_uri,
+                    }
+                },
+                token_id=None,
+                csrf="-",
+                created_at=moment,
+                expires_at=pending.expires_at,
+                revoked_at=None,
+            )
+        )
+
+
+def take_pending(store: journal.Journal, state: str, *, now: datetime | None = None) -> Pending:
+    """The pending login of `state`, removed (a state counts once); `auth.Unauthenticated`
+    when there is none (unknown, used already) or it expired."""
+    moment = now or datetime.now(UTC)
+    key = digest(PENDING_PREFIX + state)
+    with _writing(store) as conn:
+        row = conn.execute(_T.select().where(_T.c.digest == key)).first()
+        if row is not None and not conn.execute(_T.delete().where(_T.c.digest == key)).rowcount:
+            row = None  # another callback with the same state took it first
+    data = None if row is None else row.principal.get(PENDING)
+    if row is None or not isinstance(data, dict):
+        raise auth.Unauthenticated(
+            "this login is unknown or was used already: start the login again"
+        )
+    if row.expires_at <= moment:
+        raise auth.Unauthenticated("this login took too long and expired: start the login again")
+    return Pending(
+        state=state,
+        code_verifier=str(data["codeVerifier"]),
+        nonce=str(data["nonce"]),
+        next=str(data["next"]),
+        redirect_uri=str(data["redirectUri"]),
+        expires_at=row.expires_at,
+    )
 
 
 def check_csrf(session: Session, presented: str | None) -> bool:

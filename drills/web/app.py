@@ -20,12 +20,13 @@ from drills.web.pages import (
     dashboard,
     gamedays,
     login,
+    oidc,
     runs,
     scenarios,
     schedules,
 )
 
-PAGES = (login, dashboard, coverage, runs, scenarios, approvals, schedules, gamedays, audit)
+PAGES = (login, oidc, dashboard, coverage, runs, scenarios, approvals, schedules, gamedays, audit)
 ADDRESSES: tuple[str, ...] = (
     "/",
     "/coverage",
@@ -38,6 +39,8 @@ ADDRESSES: tuple[str, ...] = (
     "/approvals",
     "/audit",
     "/login",
+    "/login/oidc",
+    "/login/oidc/callback",
 )
 STATIC = "/static"
 

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+import starlette.routing
 from fastapi import testclient
 
 from drills.api import app as app_mod
 from drills.api import audit as api_audit
 from drills.service import auth, tokens
+from drills.web import app as web_app
 from tests.api import auth_fixtures
 
 PUBLIC: Literal["public"] = "public"
@@ -124,12 +126,20 @@ def _concrete(template: str) -> str:
 
 
 def _app_routes(tmp_path: Path) -> set[tuple[str, str]]:
+    """The app's routes but the web pages' (sessions, not bearer tokens: tests/web/test_login.py
+    checks every page asks for a login)."""
     app = app_mod.create_app(auth_fixtures.settings_for(tmp_path), auth_fixtures.api_settings())
+    pages = {
+        starlette.routing.compile_path(route.path)[1]
+        for module in web_app.PAGES
+        for route in module.router.routes
+        if isinstance(route, starlette.routing.Route)
+    }
     return {
         (method, route.template)
         for route in api_audit.route_table(app)
         for method in route.methods
-        if method != "HEAD"
+        if method != "HEAD" and route.template not in pages and not route.path.startswith("/static")
     }
 
 

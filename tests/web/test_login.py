@@ -7,11 +7,14 @@ of a page without a session, open-redirect refusal, and the security headers.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import starlette.routing
 
 from drills.service import audit, auth, sessions, tokens
+from drills.web import app as web_app
 from drills.web import deps, security
 from tests.web.conftest import Web
 
@@ -143,3 +146,34 @@ def test_no_page_has_an_inline_script(web: Web) -> None:
     page = web.client.get("/login").text
     assert "<script>" not in page and "onclick=" not in page.lower()
     assert '<script src="/static/stormdrill.js" defer></script>' in page
+
+
+PUBLIC_PAGES = ("/login", "/login/oidc", "/login/oidc/callback")
+"""Pages anyone may open (the login itself); every other page and form needs a session."""
+
+
+def _page_routes() -> list[tuple[str, str]]:
+    found = []
+    for module in web_app.PAGES:
+        for route in module.router.routes:
+            assert isinstance(route, starlette.routing.Route)
+            for method in sorted((route.methods or set()) - {"HEAD"}):
+                found.append((method, route.path))
+    return found
+
+
+def test_every_page_and_form_but_the_login_sends_a_browser_without_a_session_to_login(
+    web: Web,
+) -> None:
+    routes = _page_routes()
+    assert ("GET", "/") in routes and ("POST", "/killswitch") in routes
+    for method, template in routes:
+        if template in PUBLIC_PAGES:
+            continue
+        path = template.replace("{run_id}", "nope").replace("{step}", "nope")
+        path = re.sub(r"\{[^}]+\}", "nope", path)
+        answer = web.client.request(
+            method, path, data={"csrf_token": "x"} if method == "POST" else None
+        )
+        assert answer.status_code == 303, (method, path, answer.status_code)
+        assert answer.headers["location"].startswith("/login?next="), (method, path)

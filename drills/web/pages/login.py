@@ -6,6 +6,7 @@ OIDC JWT when OIDC is configured) and answers 303 to `next` (a path on this serv
 TLS, for the session's lifetime. A token that does not count answers the form again (401)
 with the reason, and the token is never echoed back. `POST /logout` ends the session (CSRF
 checked) and clears the cookie. Both are audited (`session.login`, `session.logout`).
+`set_session_cookie` and `form_page` are shared with the OIDC login (`pages/oidc.py`).
 """
 
 from __future__ import annotations
@@ -43,16 +44,7 @@ async def login_form(
     next_: Annotated[str | None, fastapi.Query(alias="next")] = None,
     reason: str | None = None,
 ) -> responses.Response:
-    return rendering.page(
-        request,
-        "login.html",
-        title="Log in",
-        logged_in=session is not None,
-        next=safe_next(next_),
-        reason=reason,
-        error=None,
-        oidc=request.app.state.oidc is not None,
-    )
+    return form_page(request, next_=safe_next(next_), reason=reason, logged_in=session is not None)
 
 
 @router.post("/login", response_class=responses.HTMLResponse)
@@ -78,17 +70,7 @@ async def login(
         await audit.record(
             request, store, action="session.login", target="session", status=401, detail=str(exc)
         )
-        return rendering.page(
-            request,
-            "login.html",
-            status_code=401,
-            title="Log in",
-            logged_in=False,
-            next=target,
-            reason=None,
-            error=str(exc),
-            oidc=request.app.state.oidc is not None,
-        )
+        return form_page(request, next_=target, error=str(exc), status_code=401)
     await audit.record(
         request,
         store,
@@ -97,6 +79,15 @@ async def login(
         principal=issued.session.principal,
     )
     answer = responses.RedirectResponse(target, status_code=303)
+    set_session_cookie(request, answer, issued)
+    return answer
+
+
+def set_session_cookie(
+    request: fastapi.Request, answer: responses.Response, issued: sessions.Issued
+) -> None:
+    """Put `issued`'s session cookie on `answer` (HttpOnly, SameSite=Strict, Secure over
+    TLS, for the session's lifetime)."""
     answer.set_cookie(
         deps.COOKIE,
         issued.secret,
@@ -106,7 +97,37 @@ async def login(
         secure=request.url.scheme == "https",
         samesite="strict",
     )
-    return answer
+
+
+def oidc_login_offered(request: fastapi.Request) -> bool:
+    """Whether the form offers the OIDC login (a client id and the issuer configured)."""
+    return request.app.state.oidc is not None and bool(
+        getattr(request.app.state.api_settings, "oidc_client_id", None)
+    )
+
+
+def form_page(
+    request: fastapi.Request,
+    *,
+    next_: str,
+    error: str | None = None,
+    reason: str | None = None,
+    logged_in: bool = False,
+    status_code: int = 200,
+) -> responses.Response:
+    """The login form (the OIDC pages answer refusals with it too)."""
+    return rendering.page(
+        request,
+        "login.html",
+        status_code=status_code,
+        title="Log in",
+        logged_in=logged_in,
+        next=next_,
+        reason=reason,
+        error=error,
+        oidc=request.app.state.oidc is not None,
+        oidc_login=oidc_login_offered(request),
+    )
 
 
 @router.post("/logout", dependencies=[fastapi.Depends(deps.get_form_session)])

@@ -280,8 +280,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: Path) -> Iterator[sync_api.Browser]:
+    """Chromium under Playwright, for one test module at a time: Playwright's sync API runs an
+    event loop in this thread while it is open, and a test of another module that calls
+    `asyncio.run` in the same worker must not find it running."""
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(chromium), headless=True)
         try:
@@ -408,7 +411,7 @@ def start_from_scenario_page(
     return found.group("id"), asked
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def logged_in(browser: sync_api.Browser, served: Served) -> Callable[[str], Mapping[str, Any]]:
     """`logged_in(user)`: the storage state (cookies) of `user` after the login form."""
     states_by_user: dict[str, Any] = {}
