@@ -11,6 +11,8 @@ everything back.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import itertools
 import json
 import logging
 import pathlib
@@ -168,10 +170,22 @@ def test_kubernetes_rollback_throttled_by_apf_pauses_its_pool_and_reverts_everyt
         before = harness.kube_world(world)
         # API Priority and Fairness: plain-text 429s with `Retry-After: 1`.
         faults = server.FaultConfig(throttle_rate=0.3, retry_after_s=1, seed=crash_seed)
+        writes = itertools.count()
+
+        def first_writes_throttled(method: str, _path: str) -> bool:
+            # The rollback's first two writes are throttled for sure (then 30 %, seeded): a
+            # revert retried after a 429 is then certain, not 1 - 0.7^n.
+            if method in ("PATCH", "PUT", "POST", "DELETE") and next(writes) >= 2:
+                kube.faults = faults
+            return False
+
+        throttled = dataclasses.replace(
+            faults, throttle_rate=1.0, on_request=first_writes_throttled
+        )
 
         def listen(kind: str, _message: str, data: Mapping[str, Any]) -> None:
             if kind == "state" and data.get("state") == "rolling_back":
-                kube.faults = faults
+                kube.faults = throttled
 
         bound = binding.bind(str(kube_file), env=str(world.info.environment), sets=[])
         with journal.open_store(db) as store:
