@@ -184,9 +184,8 @@ def move_run(
 
     The one state-move helper of the engine and recovery: `states.transition` (illegal
     moves raise), then `record` / `abort_reason` replaced when given, saved expecting the
-    state `run` was read in (`errors.StaleRun` when another process moved it first) together
-    with the `state` event in one transaction, which `listener` hears as stored (secrets
-    masked).
+    state `run` was read in (`errors.StaleRun` when another process moved it first), then
+    the `state` event, which `listener` hears as stored (secrets masked).
     """
     moved = states.transition(
         run, to, reason=reason, at=datetime.now(UTC), ending=ending, verdict=verdict
@@ -195,9 +194,9 @@ def move_run(
         moved = dataclasses.replace(moved, record=record)
     if not isinstance(abort_reason, _Keep):
         moved = dataclasses.replace(moved, abort_reason=abort_reason)
-    saved, written = store.save_run_with_event(  # the move and its line, durable together
-        moved,
-        expected_state=run.state,
+    saved = store.save_run(moved, expected_state=run.state)
+    written = store.append_event(
+        run.id,
         kind=events.EventKind.STATE,
         message=f"{to.value}: {reason}",
         data={"state": to.value},

@@ -708,48 +708,6 @@ class Journal:
             f"{current}; another process moved it. Re-read the run before deciding again."
         )
 
-    def save_run_with_event(
-        self,
-        run: states.Run,
-        *,
-        expected_state: states.RunState,
-        kind: str,
-        message: str,
-        data: Mapping[str, mutations.JsonValue] | None = None,
-    ) -> tuple[states.Run, Event]:
-        """`save_run` and `append_event` in one transaction: a state move and its timeline
-        line are durable together or not at all (a process killed between two writes would
-        leave a run in a state its timeline never mentions). `StaleRun` as `save_run`."""
-        run = self._readable_run(run)
-        at = self._now()
-        payload = self._data(
-            mutations.freeze_json(data or {}, what=f"event {kind} data"), run_id=run.id
-        )
-        text = self._text(message, run_id=run.id)
-        with self._writing() as conn:
-            result = conn.execute(
-                runs_table.update()
-                .where(runs_table.c.id == run.id, runs_table.c.state == expected_state.value)
-                .values(**_run_values(run))
-            )
-            if result.rowcount == 1:
-                seq = conn.execute(
-                    _INSERT_EVENT,
-                    {"run_id": run.id, "at": at, "kind": kind, "message": text, "data": payload},
-                ).scalar_one()
-                return run, Event(
-                    seq=seq, run_id=run.id, at=at, kind=kind, message=text, data=payload
-                )
-            current = conn.execute(
-                sa.select(runs_table.c.state).where(runs_table.c.id == run.id)
-            ).scalar_one_or_none()
-        if current is None:
-            raise errors.JournalError(f"no run {run.id!r} in the journal at {self.url}")
-        raise errors.StaleRun(
-            f"run {run.id}: expected it in state {expected_state.value} but the journal has "
-            f"{current}; another process moved it. Re-read the run before deciding again."
-        )
-
     def heartbeat(self, run_id: states.RunId, *, owner: states.Owner) -> bool:
         """Record that `owner` is alive; False if the run is no longer owned by it."""
         with self._writing() as conn:

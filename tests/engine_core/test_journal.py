@@ -60,31 +60,6 @@ def test_save_run_refuses_when_another_process_moved_the_run(
     assert journal.get_run(run.id).state is S.CRASHED
 
 
-def test_a_state_move_and_its_timeline_line_are_written_together_or_not_at_all(
-    journal: journaling.Journal,
-) -> None:
-    run = journal.create_run(factories.make_run())
-    planning = states.transition(run, S.PLANNING, reason="planning", at=factories.later(1))
-    saved, line = journal.save_run_with_event(
-        planning,
-        expected_state=S.PENDING,
-        kind="state",
-        message="planning: go",
-        data={"state": "planning"},
-    )
-    assert journal.get_run(run.id) == saved == planning
-    assert [(e.seq, e.message, e.data) for e in journal.events(run.id, kind="state")] == [
-        (line.seq, "planning: go", {"state": "planning"})
-    ]
-    late = states.transition(run, S.ABORTED, reason="too late", at=factories.later(2))
-    with pytest.raises(errors.StaleRun, match="planning"):
-        journal.save_run_with_event(
-            late, expected_state=S.PENDING, kind="state", message="aborted: too late"
-        )
-    assert journal.get_run(run.id).state is S.PLANNING
-    assert [e.message for e in journal.events(run.id, kind="state")] == ["planning: go"]
-
-
 def test_list_runs_is_newest_first_and_filters(journal: journaling.Journal) -> None:
     for minute, (run_id, scenario, state) in enumerate(
         [
